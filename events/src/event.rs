@@ -1,0 +1,427 @@
+//! The event kinds of SPEC §3.3 and their data. Kinds are `category.action` past-tense facts; each
+//! kind's data is a plain struct so that the record encoding writes its fields in declaration order.
+//! This module knows nothing of storage, chains or sockets.
+
+use serde::{Deserialize, Serialize};
+
+/// Who caused a provider change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSource {
+    /// The configuration file, reconciled at start-up.
+    Config,
+    /// The operator API.
+    Api,
+}
+
+/// Why an upgrade request was turned away without ever getting a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The waiting queue already held `max_queued` requests.
+    QueueFull,
+    /// The server was shutting down.
+    Shutdown,
+}
+
+/// The stage a handshake had reached when it ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Waiting in the upgrade queue, before the session started.
+    Queue,
+    /// Waiting for, or validating, `handshake.auth`.
+    Auth,
+    /// Verifying the consent token and the provider.
+    Consent,
+    /// Waiting for, or verifying, the challenge response.
+    Challenge,
+    /// After `handshake.complete` was sent.
+    Complete,
+}
+
+/// The documented handshake error codes (SPEC §2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// No `handshake.auth` in time.
+    AuthTimeout,
+    /// No challenge response in time.
+    ChallengeTimeout,
+    /// A frame that is not a valid message for the stage.
+    InvalidMessage,
+    /// The consent or the proof of key possession did not hold.
+    ConsentFailed,
+    /// The token names no provider of this organization.
+    ProviderNotFound,
+    /// The event log could not be written.
+    ServerError,
+}
+
+impl ErrorCode {
+    /// The code as it is written on the wire and in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthTimeout => "AUTH_TIMEOUT",
+            Self::ChallengeTimeout => "CHALLENGE_TIMEOUT",
+            Self::InvalidMessage => "INVALID_MESSAGE",
+            Self::ConsentFailed => "CONSENT_FAILED",
+            Self::ProviderNotFound => "PROVIDER_NOT_FOUND",
+            Self::ServerError => "SERVER_ERROR",
+        }
+    }
+}
+
+/// Whether a completed handshake created a relationship or reused one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationshipStatus {
+    /// A relationship was established by this handshake.
+    New,
+    /// An active relationship with the same key already existed.
+    Existing,
+}
+
+/// Which side ended a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedBy {
+    /// The patient's agent disconnected.
+    Client,
+    /// The Neuron closed the socket (for example at shutdown).
+    Server,
+}
+
+/// `server.started`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStarted {
+    /// The Neuron's version.
+    pub version: String,
+    /// The Neuron's Ed25519 public key, base64url: the key its checkpoints are signed with.
+    pub public_key: String,
+    /// The organization this Neuron brokers for.
+    pub organization_npi: String,
+    /// blake3 hex of the effective configuration, so a change of configuration is visible.
+    pub config_digest: String,
+}
+
+/// `server.stopping`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStopping {
+    /// Why (`SIGTERM`, `SIGINT`, `stop requested`, …).
+    pub reason: String,
+}
+
+/// `admin.provider_registered` and `admin.provider_removed`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderChanged {
+    /// The provider's NPI.
+    pub npi: String,
+    /// The provider's display name.
+    pub name: String,
+    /// Where the change came from.
+    pub by: ChangeSource,
+}
+
+/// `connection.accepted`: a session got a slot and starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionAccepted {
+    /// The peer's socket address.
+    pub peer: String,
+    /// Live sessions after accepting this one.
+    pub live_sessions: u32,
+}
+
+/// `connection.queued`: no slot was free; the upgrade waits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionQueued {
+    /// The peer's socket address.
+    pub peer: String,
+    /// 1-based position in the queue on arrival.
+    pub position: u32,
+}
+
+/// `connection.promoted`: a queued upgrade got a slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionPromoted {
+    /// How long it waited.
+    pub waited_ms: u64,
+}
+
+/// `connection.queue_timeout`: a queued upgrade waited too long and got HTTP 503.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionQueueTimeout {
+    /// How long it waited.
+    pub waited_ms: u64,
+}
+
+/// `connection.rejected`: an upgrade got HTTP 503 without a slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionRejected {
+    /// The peer's socket address.
+    pub peer: String,
+    /// Why.
+    pub reason: RejectReason,
+    /// How long it had waited, 0 when refused on arrival.
+    pub waited_ms: u64,
+}
+
+/// `connection.handshake_started`: a well-formed `handshake.auth` arrived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandshakeStarted {
+    /// The patient agent id as the message claims it (not yet verified).
+    pub patient_agent_id: String,
+    /// The address the patient's agent can be reached at.
+    pub patient_endpoint: String,
+}
+
+/// `consent.verified`: the consent token's signature and claims hold and the provider is known.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentVerified {
+    /// The consenting patient's agent.
+    pub patient_agent_id: String,
+    /// The provider consented to.
+    pub provider_npi: String,
+    /// The actions consented to, exactly as the token gives them.
+    pub consented_actions: Vec<String>,
+    /// The token's issue time, seconds since the epoch.
+    pub iat: i64,
+    /// The token's expiry, seconds since the epoch.
+    pub exp: i64,
+}
+
+/// `connection.challenge_issued`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeIssued {
+    /// The nonce, 64 lowercase hex characters.
+    pub nonce: String,
+    /// `new`, or the id of the existing relationship the key was matched against.
+    pub relationship: String,
+}
+
+/// `connection.challenge_verified`
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeVerified {}
+
+/// `consent.relationship_established`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationshipEstablished {
+    /// The new relationship's id (UUID v4).
+    pub relationship_id: String,
+    /// The patient's agent.
+    pub patient_agent_id: String,
+    /// The provider.
+    pub provider_npi: String,
+    /// The key the patient proved possession of, base64url.
+    pub patient_public_key: String,
+    /// Where the patient's agent can be reached.
+    pub patient_endpoint: String,
+    /// The consented actions, exactly as given.
+    pub consented_actions: Vec<String>,
+}
+
+/// `connection.handshake_completed`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandshakeCompleted {
+    /// The relationship the patient leaves with.
+    pub relationship_id: String,
+    /// Whether it was created now.
+    pub status: RelationshipStatus,
+    /// The provider.
+    pub provider_npi: String,
+    /// The provider's direct address given to the patient.
+    pub provider_endpoint: String,
+}
+
+/// `connection.handshake_failed`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandshakeFailed {
+    /// Where it failed.
+    pub stage: Stage,
+    /// The error code sent to the client.
+    pub code: ErrorCode,
+    /// What was wrong, in words, never containing a secret.
+    pub reason: String,
+    /// The provider, or `"unknown"` when the token did not verify.
+    pub provider_npi: String,
+}
+
+/// `connection.timeout`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionTimeout {
+    /// The stage that timed out.
+    pub stage: Stage,
+    /// `AUTH_TIMEOUT` or `CHALLENGE_TIMEOUT`.
+    pub code: ErrorCode,
+}
+
+/// `connection.closed`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionClosed {
+    /// Which side closed.
+    pub by: ClosedBy,
+    /// The WebSocket close code.
+    pub code: u16,
+    /// The stage the session was in.
+    pub stage: Stage,
+}
+
+/// `termination.relationship_terminated`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationshipTerminated {
+    /// The relationship ended.
+    pub relationship_id: String,
+    /// Its provider.
+    pub provider_npi: String,
+    /// Why, as the operator gave it.
+    pub reason: String,
+    /// Who asked (`api`, an operator name, …).
+    pub by: String,
+}
+
+/// `log.checkpoint`: the Neuron's signature over the chain head at `upto`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCheckpoint {
+    /// The last seq covered; always the record just before the checkpoint.
+    pub upto: u64,
+    /// The chain head (hex) at `upto`.
+    pub head: String,
+    /// The signer's Ed25519 public key, base64url.
+    pub key: String,
+    /// The Ed25519 signature over `neuron-checkpoint-v1\n{upto}\n{head}`, base64url.
+    pub sig: String,
+}
+
+macro_rules! event_kinds {
+    ($( $(#[$doc:meta])* $kind:literal => $variant:ident($data:ty), )*) => {
+        /// One fact the log records: its kind and its data.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum EventData {
+            $( $(#[$doc])* $variant($data), )*
+        }
+
+        impl EventData {
+            /// Every kind, in the order of SPEC §3.3.
+            pub const KINDS: &'static [&'static str] = &[$($kind),*];
+
+            /// The dotted kind, `category.action`.
+            pub fn kind(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $kind, )* }
+            }
+
+            /// Writes the data object (without the kind) as JSON, fields in declaration order.
+            pub(crate) fn write_data(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+                match self { $( Self::$variant(data) => serde_json::to_writer(out, data), )* }
+            }
+
+            /// The data as a JSON value, for views and reports.
+            pub fn data_json(&self) -> serde_json::Value {
+                let mut out = Vec::new();
+                match self.write_data(&mut out).and_then(|()| serde_json::from_slice(&out)) {
+                    Ok(value) => value,
+                    Err(_) => serde_json::Value::Null,
+                }
+            }
+
+            /// Reads the data of a record of `kind`.
+            pub(crate) fn decode(kind: &str, data: &str) -> Result<Self, DecodeError> {
+                match kind {
+                    $( $kind => serde_json::from_str(data).map(Self::$variant).map_err(|error| DecodeError::BadData(error.to_string())), )*
+                    _ => Err(DecodeError::UnknownKind),
+                }
+            }
+        }
+    };
+}
+
+/// Why a record's event could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    UnknownKind,
+    BadData(String),
+}
+
+event_kinds! {
+    /// The server started.
+    "server.started" => ServerStarted(ServerStarted),
+    /// The server began a graceful stop.
+    "server.stopping" => ServerStopping(ServerStopping),
+    /// A provider was added.
+    "admin.provider_registered" => ProviderRegistered(ProviderChanged),
+    /// A provider was removed.
+    "admin.provider_removed" => ProviderRemoved(ProviderChanged),
+    /// A session got a slot.
+    "connection.accepted" => ConnectionAccepted(ConnectionAccepted),
+    /// An upgrade is waiting for a slot.
+    "connection.queued" => ConnectionQueued(ConnectionQueued),
+    /// A waiting upgrade got a slot.
+    "connection.promoted" => ConnectionPromoted(ConnectionPromoted),
+    /// A waiting upgrade gave up with 503.
+    "connection.queue_timeout" => ConnectionQueueTimeout(ConnectionQueueTimeout),
+    /// An upgrade was refused with 503.
+    "connection.rejected" => ConnectionRejected(ConnectionRejected),
+    /// A well-formed auth message arrived.
+    "connection.handshake_started" => HandshakeStarted(HandshakeStarted),
+    /// The consent token verified.
+    "consent.verified" => ConsentVerified(ConsentVerified),
+    /// A challenge was sent.
+    "connection.challenge_issued" => ChallengeIssued(ChallengeIssued),
+    /// The challenge was answered correctly.
+    "connection.challenge_verified" => ChallengeVerified(ChallengeVerified),
+    /// A care relationship was recorded.
+    "consent.relationship_established" => RelationshipEstablished(RelationshipEstablished),
+    /// The patient received the provider's address.
+    "connection.handshake_completed" => HandshakeCompleted(HandshakeCompleted),
+    /// The handshake was refused.
+    "connection.handshake_failed" => HandshakeFailed(HandshakeFailed),
+    /// The client was too slow.
+    "connection.timeout" => ConnectionTimeout(ConnectionTimeout),
+    /// The connection ended without completing.
+    "connection.closed" => ConnectionClosed(ConnectionClosed),
+    /// A relationship was ended for good.
+    "termination.relationship_terminated" => RelationshipTerminated(RelationshipTerminated),
+    /// The Neuron signed the chain head.
+    "log.checkpoint" => LogCheckpoint(LogCheckpoint),
+}
+
+impl EventData {
+    /// Whether this event ends its session (SPEC §3.3: exactly one per session).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::HandshakeCompleted(_)
+                | Self::HandshakeFailed(_)
+                | Self::ConnectionTimeout(_)
+                | Self::ConnectionClosed(_)
+                | Self::ConnectionQueueTimeout(_)
+                | Self::ConnectionRejected(_)
+        )
+    }
+}
+
+/// An event as a caller hands it to the log: the session it belongs to, if any, and what happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The session id, for connection and consent events.
+    pub session: Option<String>,
+    /// What happened.
+    pub data: EventData,
+}
+
+impl Event {
+    /// An event belonging to `session`.
+    pub fn in_session(session: impl Into<String>, data: EventData) -> Self {
+        Self {
+            session: Some(session.into()),
+            data,
+        }
+    }
+
+    /// An event of the server as a whole.
+    pub fn global(data: EventData) -> Self {
+        Self {
+            session: None,
+            data,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The Neuron's event log: what happened, in an order nobody can change unnoticed.
+//!
+//! - [`event`]: the event kinds of SPEC §3.3 and their data.
+//! - [`record`]: the byte-exact record encoding of SPEC §3.1 and the blake3 chain.
+//! - [`time`]: timestamps and the injected [`Clock`].
+//! - [`checkpoint`]: the Neuron's Ed25519 key and signed checkpoints (SPEC §3.2).
+//! - [`store`]: the [`Log`] storage trait, its sled implementation (power-loss durable) and an
+//!   in-memory one.
+//! - [`journal`]: the group-commit writer every append goes through.
+//! - [`verify`]: chain, numbering and checkpoint verification naming the first bad seq.
+//! - [`export`]: JSONL export and import that keep every record's bytes.
+//! - [`b64`]: base64url as the Neuron writes and reads it.
+//!
+//! This crate knows nothing of networking or of the handshake: it stores facts and proves they
+//! were not altered.
+
+pub mod b64;
+pub mod checkpoint;
+mod error;
+pub mod event;
+pub mod export;
+pub mod journal;
+pub mod record;
+pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
+pub mod time;
+pub mod verify;
+
+pub use checkpoint::NeuronKey;
+pub use error::Error;
+pub use event::{Event, EventData};
+pub use journal::{BatchReport, CommitObserver, Committed, Journal, JournalOptions, JournalStatus};
+pub use record::{Digest, Record};
+pub use store::{Durability, Log, LogHead, MemoryLog, SledLog};
+pub use time::{Clock, SteppingClock, SystemClock, Timestamp};
+pub use verify::{verify, Report, VerifyOptions};

@@ -1,0 +1,296 @@
+//! The record encoding of SPEC §3.1 and the blake3 chain that links records. A record is stored as
+//! the exact bytes that were hashed; decoding reads those bytes and never re-serialises them.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::event::{DecodeError, Event, EventData};
+use crate::time::Timestamp;
+use crate::Error;
+
+/// The largest record the log accepts. Keeps every sled value far below sled's blob threshold, so
+/// that every byte of a record lives in the one file the log makes durable.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// A blake3 hash: a record's identity in the chain.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The `prev` of the first record: 32 zero bytes.
+    pub const GENESIS: Digest = Digest([0; 32]);
+
+    /// The hash of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// 64 lowercase hex characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Reads 64 hex characters.
+    ///
+    /// # Errors
+    /// [`Error::BadDigest`] when the text is not 32 bytes of hex.
+    pub fn from_hex(text: &str) -> Result<Self, Error> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).map_err(|_| Error::BadDigest {
+            text: text.chars().take(80).collect(),
+        })?;
+        Ok(Self(bytes))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.to_hex())
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Encodes one record: `{"seq":N,"at":"…","kind":"…","session":"…"?,"data":{…},"prev":"HEX64"}`.
+///
+/// # Errors
+/// [`Error::RecordTooLarge`] past [`MAX_RECORD_BYTES`]; [`Error::Encode`] if the data cannot be
+/// written as JSON.
+pub fn encode(seq: u64, at: Timestamp, event: &Event, prev: &Digest) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(320);
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"at\":\"");
+    at.write_rfc3339(&mut out);
+    out.extend_from_slice(b"\",\"kind\":\"");
+    out.extend_from_slice(event.data.kind().as_bytes());
+    out.push(b'"');
+    if let Some(session) = &event.session {
+        out.extend_from_slice(b",\"session\":");
+        serde_json::to_writer(&mut out, session).map_err(|error| Error::Encode {
+            reason: error.to_string(),
+        })?;
+    }
+    out.extend_from_slice(b",\"data\":");
+    event
+        .data
+        .write_data(&mut out)
+        .map_err(|error| Error::Encode {
+            reason: error.to_string(),
+        })?;
+    out.extend_from_slice(b",\"prev\":\"");
+    let mut hex_prev = [0u8; 64];
+    // Writing 32 bytes into 64 hex characters cannot fail: the buffer has exactly that length.
+    if hex::encode_to_slice(prev.0, &mut hex_prev).is_err() {
+        return Err(Error::Encode {
+            reason: "prev hash did not fit its hex buffer".into(),
+        });
+    }
+    out.extend_from_slice(&hex_prev);
+    out.extend_from_slice(b"\"}");
+    if out.len() > MAX_RECORD_BYTES {
+        return Err(Error::RecordTooLarge {
+            kind: event.data.kind(),
+            bytes: out.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// The fields of a record as they stand in its bytes, with the data left unread.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope<'a> {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// When it was appended, as written.
+    #[serde(borrow)]
+    pub at: Cow<'a, str>,
+    /// The event kind.
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+    /// The session, if any.
+    #[serde(borrow, default)]
+    pub session: Option<Cow<'a, str>>,
+    /// The event data, unparsed.
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+    /// The previous record's hash, as written.
+    #[serde(borrow)]
+    pub prev: Cow<'a, str>,
+}
+
+impl<'a> Envelope<'a> {
+    /// Reads the envelope of a record.
+    ///
+    /// # Errors
+    /// [`Error::Unparseable`] when the bytes are not a record.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
+        serde_json::from_slice(bytes).map_err(|error| Error::Unparseable {
+            reason: error.to_string(),
+        })
+    }
+
+    /// The `prev` field as a digest.
+    ///
+    /// # Errors
+    /// [`Error::BadDigest`] when it is not 64 hex characters.
+    pub fn prev_digest(&self) -> Result<Digest, Error> {
+        Digest::from_hex(&self.prev)
+    }
+}
+
+/// A record read back from the log: every field decoded, plus the hash of its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Sequence number, from 1, without gaps.
+    pub seq: u64,
+    /// When the record was appended.
+    pub at: Timestamp,
+    /// The session it belongs to, if any.
+    pub session: Option<String>,
+    /// What happened.
+    pub event: EventData,
+    /// The previous record's hash.
+    pub prev: Digest,
+    /// The hash of this record's bytes.
+    pub hash: Digest,
+}
+
+impl Record {
+    /// Decodes a record's bytes.
+    ///
+    /// # Errors
+    /// [`Error::Unparseable`] when the bytes are not a record of a known kind with valid data.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let envelope = Envelope::parse(bytes)?;
+        let unparseable = |reason: String| Error::Unparseable { reason };
+        let at = Timestamp::parse_rfc3339(&envelope.at)
+            .map_err(|error| unparseable(error.to_string()))?;
+        let prev = envelope
+            .prev_digest()
+            .map_err(|error| unparseable(error.to_string()))?;
+        let event =
+            EventData::decode(&envelope.kind, envelope.data.get()).map_err(
+                |error| match error {
+                    DecodeError::UnknownKind => {
+                        unparseable(format!("unknown kind {:?}", envelope.kind))
+                    }
+                    DecodeError::BadData(reason) => {
+                        unparseable(format!("bad data for {}: {reason}", envelope.kind))
+                    }
+                },
+            )?;
+        Ok(Self {
+            seq: envelope.seq,
+            at,
+            session: envelope.session.map(Cow::into_owned),
+            event,
+            prev,
+            hash: Digest::of(bytes),
+        })
+    }
+
+    /// The event this record holds, as it was appended.
+    pub fn to_event(&self) -> Event {
+        Event {
+            session: self.session.clone(),
+            data: self.event.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ConnectionAccepted, ServerStopping};
+
+    fn accepted() -> Event {
+        Event::in_session(
+            "s-\"1\"",
+            EventData::ConnectionAccepted(ConnectionAccepted {
+                peer: "127.0.0.1:5000".into(),
+                live_sessions: 3,
+            }),
+        )
+    }
+
+    #[test]
+    fn encodes_fields_in_spec_order() -> Result<(), Error> {
+        let at = Timestamp::from_millis(1_795_000_000_123).ok_or(Error::Encode {
+            reason: "time".into(),
+        })?;
+        let bytes = encode(7, at, &accepted(), &Digest::GENESIS)?;
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"seq":7,"at":"2026-11-18T11:06:40.123Z","kind":"connection.accepted","session":"s-\"1\"","data":{{"peer":"127.0.0.1:5000","live_sessions":3}},"prev":"{}"}}"#,
+                "0".repeat(64)
+            )
+        );
+        let global = encode(
+            8,
+            at,
+            &Event::global(EventData::ServerStopping(ServerStopping {
+                reason: "SIGTERM".into(),
+            })),
+            &Digest::of(&bytes),
+        )?;
+        assert!(!String::from_utf8_lossy(&global).contains("session"));
+        Ok(())
+    }
+
+    #[test]
+    fn decodes_what_it_encodes() -> Result<(), Error> {
+        let at = Timestamp::from_millis(5).ok_or(Error::Encode {
+            reason: "time".into(),
+        })?;
+        let prev = Digest::of(b"previous");
+        let bytes = encode(2, at, &accepted(), &prev)?;
+        let record = Record::decode(&bytes)?;
+        assert_eq!(
+            (record.seq, record.at, record.prev, record.hash),
+            (2, at, prev, Digest::of(&bytes))
+        );
+        assert_eq!(record.to_event(), accepted());
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_unknown_kinds_fields_and_bad_data() {
+        let zeros = "0".repeat(64);
+        for text in [
+            format!(r#"{{"seq":1,"at":"2026-11-18T11:06:40.123Z","kind":"made.up","data":{{}},"prev":"{zeros}"}}"#),
+            format!(r#"{{"seq":1,"at":"2026-11-18T11:06:40.123Z","kind":"server.stopping","data":{{}},"prev":"{zeros}"}}"#),
+            format!(r#"{{"seq":1,"at":"2026-11-18T11:06:40.123Z","kind":"server.stopping","data":{{"reason":"x"}},"prev":"{zeros}","extra":1}}"#),
+            format!(r#"{{"seq":1,"at":"yesterday","kind":"server.stopping","data":{{"reason":"x"}},"prev":"{zeros}"}}"#),
+            r#"{"seq":1,"at":"2026-11-18T11:06:40.123Z","kind":"server.stopping","data":{"reason":"x"},"prev":"00"}"#.to_string(),
+            "not json".to_string(),
+        ] {
+            assert!(matches!(Record::decode(text.as_bytes()), Err(Error::Unparseable { .. })), "{text}");
+        }
+    }
+
+    #[test]
+    fn every_kind_is_distinct_and_dotted() {
+        let mut kinds = EventData::KINDS.to_vec();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), EventData::KINDS.len());
+        assert!(kinds.iter().all(|kind| kind.split('.').count() == 2));
+    }
+}

@@ -1,0 +1,336 @@
+//! Where records rest. [`Log`] is the small storage trait the journal writes through and the
+//! verifier and projections read through; [`SledLog`] is its sled 0.34 implementation, and
+//! [`MemoryLog`] keeps records in memory for tests and in-process replays.
+//!
+//! Durability is the store's job: [`Log::append`] returns only when the records survive a crash
+//! and a power loss.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::sync_directory;
+use crate::record::Digest;
+use crate::Error;
+
+/// The position of a log's last record: its seq and the hash of its bytes. An empty log has seq 0
+/// and the genesis hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogHead {
+    /// The last seq, 0 when empty.
+    pub seq: u64,
+    /// The hash of the last record's bytes, [`Digest::GENESIS`] when empty.
+    pub hash: Digest,
+}
+
+impl LogHead {
+    /// The head of an empty log.
+    pub const EMPTY: LogHead = LogHead {
+        seq: 0,
+        hash: Digest::GENESIS,
+    };
+}
+
+/// One stored record: the seq it is filed under and its bytes.
+pub type StoredRecord = (u64, Vec<u8>);
+
+/// An append-only store of records, keyed by seq.
+pub trait Log: Send + 'static {
+    /// Appends records, already chained and numbered right after the head, as one atomic batch,
+    /// and returns only once they are durable.
+    ///
+    /// # Errors
+    /// The store's error; then none of the batch may be assumed written.
+    fn append(&mut self, records: &[StoredRecord]) -> Result<(), Error>;
+
+    /// The records with `from <= seq <= to`, in seq order.
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<StoredRecord, Error>> + '_>;
+
+    /// The last record's seq and hash, recovered from the last stored record.
+    ///
+    /// # Errors
+    /// The store's error.
+    fn head(&self) -> Result<LogHead, Error>;
+
+    /// The head the store recorded with its last batch, independently of the records themselves,
+    /// when it keeps one. Verification compares it with the chain to catch an altered last record
+    /// or a removed tail.
+    ///
+    /// # Errors
+    /// The store's error.
+    fn recorded_head(&self) -> Result<Option<LogHead>, Error> {
+        Ok(None)
+    }
+}
+
+/// How hard [`SledLog::append`] works to make a batch durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// sled's flush followed by `fdatasync` of the store's files: survives power loss. Servers use
+    /// this.
+    PowerLoss,
+    /// sled's flush alone (`sync_file_range` on Linux): survives a process crash, not a power loss.
+    /// Only for measuring what `fdatasync` costs.
+    ProcessCrash,
+}
+
+/// The key under which a sled log keeps the head of its last batch. Record keys are exactly 8 bytes
+/// (the seq, big-endian), so this 5-byte key never collides with one and sorts after every record
+/// whose seq is below 2^56.
+const HEAD_KEY: &[u8] = b"\xffhead";
+
+/// The highest seq a sled log files: keys above it would sort past [`HEAD_KEY`].
+pub const MAX_SEQ: u64 = (1 << 56) - 1;
+
+/// The sled 0.34 store: one tree, record keys the seq in big-endian.
+pub struct SledLog {
+    db: sled::Db,
+    path: PathBuf,
+    data_file: File,
+    durability: Durability,
+    synced_blobs: HashSet<std::ffi::OsString>,
+}
+
+impl SledLog {
+    /// Opens (or creates) the log in directory `path`, with power-loss durability.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when sled cannot open it; [`Error::Io`] when its files cannot be synced.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with(path, Durability::PowerLoss)
+    }
+
+    /// Opens the log with a chosen durability.
+    ///
+    /// # Errors
+    /// As [`SledLog::open`].
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, Error> {
+        let db = sled::Config::new().path(path).open()?;
+        let data_path = path.join("db");
+        let data_file = File::open(&data_path).map_err(|source| Error::Io {
+            action: "open",
+            path: data_path,
+            source,
+        })?;
+        // The store's files may have just been created: make their directory entries durable.
+        sync_directory(path)?;
+        Ok(Self {
+            db,
+            path: path.to_path_buf(),
+            data_file,
+            durability,
+            synced_blobs: HashSet::new(),
+        })
+    }
+
+    /// Makes everything sled has flushed durable on the device. sled's own flush ends in
+    /// `sync_file_range`, which neither empties the device cache nor writes the file's metadata,
+    /// and sled never syncs the blob files it writes for very large values.
+    fn sync_files(&mut self) -> Result<(), Error> {
+        let io = |action, path: &Path, source| Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        self.data_file
+            .sync_data()
+            .map_err(|e| io("fdatasync", &self.path.join("db"), e))?;
+        let blobs = self.path.join("blobs");
+        let Ok(entries) = std::fs::read_dir(&blobs) else {
+            return Ok(());
+        };
+        let mut present = HashSet::new();
+        let mut new_blob = false;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !self.synced_blobs.contains(&name) {
+                let path = entry.path();
+                File::open(&path)
+                    .and_then(|file| file.sync_data())
+                    .map_err(|e| io("fdatasync", &path, e))?;
+                new_blob = true;
+            }
+            present.insert(name);
+        }
+        if new_blob {
+            sync_directory(&blobs)?;
+        }
+        self.synced_blobs = present;
+        Ok(())
+    }
+}
+
+fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+fn key_seq(key: &[u8]) -> Result<u64, Error> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| Error::Corrupt {
+        reason: format!("record key of {} bytes, not 8", key.len()),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn head_value(head: &LogHead) -> Vec<u8> {
+    let mut value = Vec::with_capacity(40);
+    value.extend_from_slice(&head.seq.to_be_bytes());
+    value.extend_from_slice(&head.hash.0);
+    value
+}
+
+impl Log for SledLog {
+    fn append(&mut self, records: &[StoredRecord]) -> Result<(), Error> {
+        let Some((last_seq, last_bytes)) = records.last() else {
+            return Ok(());
+        };
+        let mut batch = sled::Batch::default();
+        for (seq, bytes) in records {
+            batch.insert(&seq_key(*seq), bytes.as_slice());
+        }
+        let head = LogHead {
+            seq: *last_seq,
+            hash: Digest::of(last_bytes),
+        };
+        batch.insert(HEAD_KEY, head_value(&head));
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        if self.durability == Durability::PowerLoss {
+            self.sync_files()?;
+        }
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<StoredRecord, Error>> + '_> {
+        let to = to.min(MAX_SEQ);
+        if from > to {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(self.db.range(seq_key(from)..=seq_key(to)).map(|entry| {
+            let (key, value) = entry?;
+            Ok((key_seq(&key)?, value.to_vec()))
+        }))
+    }
+
+    fn head(&self) -> Result<LogHead, Error> {
+        match self.db.get_lt(HEAD_KEY)? {
+            None => Ok(LogHead::EMPTY),
+            Some((key, value)) => Ok(LogHead {
+                seq: key_seq(&key)?,
+                hash: Digest::of(&value),
+            }),
+        }
+    }
+
+    fn recorded_head(&self) -> Result<Option<LogHead>, Error> {
+        let Some(value) = self.db.get(HEAD_KEY)? else {
+            return Ok(None);
+        };
+        let corrupt = || Error::Corrupt {
+            reason: format!("recorded head of {} bytes, not 40", value.len()),
+        };
+        let seq: [u8; 8] = value
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(corrupt)?;
+        let hash: [u8; 32] = value
+            .get(8..)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(corrupt)?;
+        Ok(Some(LogHead {
+            seq: u64::from_be_bytes(seq),
+            hash: Digest(hash),
+        }))
+    }
+}
+
+impl SledLog {
+    /// Overwrites or removes raw entries, bypassing the chain: only for tests that tamper with a
+    /// log on purpose.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn tamper(&self, seq: u64, bytes: Option<&[u8]>) -> Result<(), Error> {
+        match bytes {
+            Some(bytes) => self.db.insert(seq_key(seq), bytes)?,
+            None => self.db.remove(seq_key(seq))?,
+        };
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// Records kept in memory: for tests, benchmarks, and replays of an imported export. Clones share
+/// the same records, so a test can keep a handle while a journal owns another.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryLog {
+    records: std::sync::Arc<std::sync::Mutex<BTreeMap<u64, Vec<u8>>>>,
+}
+
+impl MemoryLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<u8>>> {
+        // A panic while holding the lock cannot leave the map half-updated (every change is one
+        // call), so a poisoned lock still guards consistent records.
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.records().len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.records().is_empty()
+    }
+
+    /// Every record's bytes, in seq order.
+    pub fn all_bytes(&self) -> Vec<Vec<u8>> {
+        self.records().values().cloned().collect()
+    }
+}
+
+impl Log for MemoryLog {
+    fn append(&mut self, records: &[StoredRecord]) -> Result<(), Error> {
+        self.records().extend(records.iter().cloned());
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<StoredRecord, Error>> + '_> {
+        if from > to {
+            return Box::new(std::iter::empty());
+        }
+        let selected: Vec<StoredRecord> = self
+            .records()
+            .range(from..=to)
+            .map(|(seq, bytes)| (*seq, bytes.clone()))
+            .collect();
+        Box::new(selected.into_iter().map(Ok))
+    }
+
+    fn head(&self) -> Result<LogHead, Error> {
+        Ok(match self.records().last_key_value() {
+            None => LogHead::EMPTY,
+            Some((seq, bytes)) => LogHead {
+                seq: *seq,
+                hash: Digest::of(bytes),
+            },
+        })
+    }
+}

@@ -1,0 +1,313 @@
+//! The group-commit writer: numbering, chaining, durability order, batching, failure, checkpoints,
+//! and continuing a log after re-opening it.
+
+use std::sync::{Arc, Mutex};
+
+use neuron_events::event::{ConnectionPromoted, ServerStopping};
+use neuron_events::export::read_log;
+use neuron_events::store::StoredRecord;
+use neuron_events::testing::{fixed_clock, neuron_key};
+use neuron_events::{
+    verify, BatchReport, Digest, Error, Event, EventData, Journal, JournalOptions, Log, LogHead,
+    MemoryLog, Record, SledLog, VerifyOptions,
+};
+
+fn promoted(session: usize, waited_ms: u64) -> Event {
+    Event::in_session(
+        format!("s{session}"),
+        EventData::ConnectionPromoted(ConnectionPromoted { waited_ms }),
+    )
+}
+
+fn start(
+    log: Box<dyn Log>,
+    checkpoint_every: u64,
+) -> Result<(Journal, Arc<Mutex<Vec<(Vec<u64>, usize)>>>), Error> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let observer_seen = seen.clone();
+    let observer = move |records: &[Record], report: &BatchReport| {
+        let seqs = records.iter().map(|record| record.seq).collect();
+        observer_seen.lock().unwrap().push((seqs, report.requests));
+    };
+    let options = JournalOptions {
+        checkpoint_every,
+        ..JournalOptions::default()
+    };
+    let journal = Journal::start(
+        log,
+        Arc::new(neuron_key()),
+        Arc::new(fixed_clock()),
+        options,
+        Box::new(observer),
+    )?;
+    Ok((journal, seen))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_numbered_without_gaps_and_chain() -> Result<(), Error> {
+    let log = MemoryLog::new();
+    let (journal, seen) = start(Box::new(log.clone()), 1_000_000)?;
+    let tasks: Vec<_> = (0..64)
+        .map(|task| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for round in 0..20 {
+                    seqs.push(journal.append(promoted(task, round)).await?.seq);
+                }
+                Ok::<_, Error>(seqs)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        let seqs = task.await.unwrap()?;
+        assert!(
+            seqs.windows(2).all(|pair| pair[0] < pair[1]),
+            "one task's appends stay in order"
+        );
+        all.extend(seqs);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=1280).collect::<Vec<u64>>());
+    assert_eq!(journal.status().head.seq, 1280);
+
+    let observed: Vec<u64> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(seqs, _)| seqs.clone())
+        .collect();
+    assert_eq!(
+        observed,
+        (1..=1280).collect::<Vec<u64>>(),
+        "the observer sees every batch in order"
+    );
+    let batches = seen.lock().unwrap().len();
+    assert!(
+        batches < 1280,
+        "64 concurrent appenders share batches ({batches} batches for 1280 appends)"
+    );
+
+    let report = verify(read_log(&log), None, &VerifyOptions::default())?;
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(
+        (report.records, report.head),
+        (1280, journal.status().head.hash)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn append_all_writes_consecutive_records_in_one_batch() -> Result<(), Error> {
+    let log = MemoryLog::new();
+    let (journal, seen) = start(Box::new(log.clone()), 1000)?;
+    let committed = journal
+        .append_all(vec![promoted(1, 1), promoted(1, 2), promoted(1, 3)])
+        .await?;
+    assert_eq!(
+        committed.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(seen.lock().unwrap().as_slice(), &[(vec![1, 2, 3], 1)]);
+    assert_eq!(committed[2].hash, Digest::of(&log.all_bytes()[2]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn checkpoints_come_every_n_records_and_on_request() -> Result<(), Error> {
+    let log = MemoryLog::new();
+    let (journal, _) = start(Box::new(log.clone()), 5)?;
+    for round in 0..9 {
+        journal.append(promoted(1, round)).await?;
+    }
+    let on_request = journal.checkpoint().await?;
+    let kinds: Vec<String> = log
+        .all_bytes()
+        .iter()
+        .map(|bytes| Record::decode(bytes).map(|r| r.event.kind().to_string()))
+        .collect::<Result<_, _>>()?;
+    let checkpoints: Vec<usize> = kinds
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| *k == "log.checkpoint")
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(
+        checkpoints,
+        vec![5, 10, 12],
+        "periodic at every multiple of 5, then the requested one"
+    );
+    assert_eq!(on_request.seq, 12);
+    assert_eq!(journal.status().last_checkpoint, Some(12));
+    let report = verify(
+        read_log(&log),
+        None,
+        &VerifyOptions {
+            trusted_key: Some(neuron_key().verifying_key()),
+            expected_head: None,
+        },
+    )?;
+    assert!(report.is_intact(), "{report:?}");
+    let last = report.last_checkpoint.unwrap();
+    assert_eq!(
+        (last.seq, last.upto, last.signer),
+        (12, 11, neuron_key().public_b64())
+    );
+    Ok(())
+}
+
+/// A store that fails its n-th append.
+struct FailingLog {
+    inner: MemoryLog,
+    appends_before_failure: usize,
+}
+
+impl Log for FailingLog {
+    fn append(&mut self, records: &[StoredRecord]) -> Result<(), Error> {
+        if self.appends_before_failure == 0 {
+            return Err(Error::Corrupt {
+                reason: "disk full".into(),
+            });
+        }
+        self.appends_before_failure -= 1;
+        self.inner.append(records)
+    }
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<StoredRecord, Error>> + '_> {
+        self.inner.read(from, to)
+    }
+    fn head(&self) -> Result<LogHead, Error> {
+        self.inner.head()
+    }
+}
+
+#[tokio::test]
+async fn a_failed_batch_fails_its_callers_and_nothing_is_written_after_it() -> Result<(), Error> {
+    let memory = MemoryLog::new();
+    let (journal, seen) = start(
+        Box::new(FailingLog {
+            inner: memory.clone(),
+            appends_before_failure: 2,
+        }),
+        1000,
+    )?;
+    journal.append(promoted(1, 1)).await?;
+    journal.append(promoted(1, 2)).await?;
+    let failed = journal.append(promoted(1, 3)).await;
+    assert!(
+        matches!(failed, Err(Error::WriterFailed { ref reason }) if reason.contains("disk full")),
+        "{failed:?}"
+    );
+    let later = journal.append(promoted(1, 4)).await;
+    assert!(
+        matches!(later, Err(Error::WriterFailed { .. })),
+        "{later:?}"
+    );
+    assert!(journal.checkpoint().await.is_err());
+    assert_eq!(memory.len(), 2);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "the observer never sees a failed batch"
+    );
+    let status = journal.status();
+    assert_eq!(status.head.seq, 2);
+    assert!(status.failed.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_oversized_event_is_refused_alone() -> Result<(), Error> {
+    let log = MemoryLog::new();
+    let (journal, _) = start(Box::new(log.clone()), 1000)?;
+    let huge = Event::global(EventData::ServerStopping(ServerStopping {
+        reason: "x".repeat(2 << 20),
+    }));
+    let (refused, accepted) = tokio::join!(journal.append(huge), journal.append(promoted(1, 1)));
+    assert!(
+        matches!(
+            refused,
+            Err(Error::RecordTooLarge {
+                kind: "server.stopping",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(accepted?.seq, 1);
+    assert_eq!(
+        journal.append(promoted(1, 2)).await?.seq,
+        2,
+        "the writer carries on"
+    );
+    assert!(verify(read_log(&log), None, &VerifyOptions::default())?.is_intact());
+    Ok(())
+}
+
+#[tokio::test]
+async fn close_writes_what_was_handed_over_then_refuses() -> Result<(), Error> {
+    let log = MemoryLog::new();
+    let (journal, _) = start(Box::new(log.clone()), 1000)?;
+    let pending = journal.clone();
+    let handed = tokio::spawn(async move { pending.append(promoted(1, 1)).await });
+    tokio::task::yield_now().await;
+    let _ = handed.await.unwrap()?;
+    journal.close().await;
+    assert!(matches!(
+        journal.append(promoted(1, 2)).await,
+        Err(Error::WriterClosed)
+    ));
+    assert_eq!(log.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sled_log_reopens_at_its_head_and_continues_the_chain() -> Result<(), Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let first_head = {
+        let (journal, _) = start(Box::new(SledLog::open(dir.path())?), 4)?;
+        for round in 0..6 {
+            journal.append(promoted(1, round)).await?;
+        }
+        journal.close().await;
+        journal.status().head
+    };
+    assert_eq!(first_head.seq, 7, "six events and the checkpoint at seq 4");
+    let reopened = SledLog::open(dir.path())?;
+    assert_eq!(reopened.head()?, first_head);
+    assert_eq!(reopened.recorded_head()?, Some(first_head));
+    let (journal, _) = start(Box::new(reopened), 4)?;
+    let next = journal.append(promoted(2, 1)).await?;
+    assert_eq!(next.seq, 9, "seq 8 is the periodic checkpoint");
+    journal.close().await;
+    let log = SledLog::open(dir.path())?;
+    let report = verify(
+        read_log(&log),
+        log.recorded_head()?,
+        &VerifyOptions::default(),
+    )?;
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.records, 9);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_writer_refuses_to_continue_a_log_whose_tail_was_removed() -> Result<(), Error> {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (journal, _) = start(Box::new(SledLog::open(dir.path())?), 1000)?;
+        for round in 0..3 {
+            journal.append(promoted(1, round)).await?;
+        }
+        journal.close().await;
+    }
+    let log = SledLog::open(dir.path())?;
+    log.tamper(3, None)?;
+    let refused = start(Box::new(log), 1000).map(|_| ());
+    assert!(matches!(refused, Err(Error::Corrupt { .. })), "{refused:?}");
+    Ok(())
+}
