@@ -1,1 +1,100 @@
+//! Pure folds of the Neuron's log into the views the server and investigators read.
+//!
+//! - [`sessions`]: every session's stage and outcome, the live ones, and tallies by outcome.
+//! - [`queue`]: the upgrades waiting for a slot, in order, with positions.
+//! - [`relationships`]: care relationships by id, patient, provider and status.
+//! - [`providers`]: the organization's providers, registered or removed.
+//! - [`Views`] and [`replay`]: all four together, folded up to a seq, a time, or the end.
+//!
+//! Architecture invariant: nothing here does I/O, reads a clock, or can fail. `apply` is total, and
+//! the same records always give the same views, whether folded at once or one at a time.
 
+pub mod providers;
+pub mod queue;
+pub mod relationships;
+pub mod sessions;
+
+use neuron_events::{Record, Timestamp};
+use serde::Serialize;
+
+pub use providers::ProvidersView;
+pub use queue::QueueView;
+pub use relationships::RelationshipsView;
+pub use sessions::SessionsView;
+
+/// Where a replay stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// After the record with this seq.
+    Seq(u64),
+    /// After the last record stamped at or before this time.
+    Time(Timestamp),
+    /// After the last record.
+    End,
+}
+
+impl Until {
+    /// Whether `record` falls within the replay.
+    pub fn includes(&self, record: &Record) -> bool {
+        match *self {
+            Self::Seq(seq) => record.seq <= seq,
+            Self::Time(time) => record.at <= time,
+            Self::End => true,
+        }
+    }
+}
+
+/// All views of one log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Views {
+    /// The last record folded in.
+    pub last_seq: u64,
+    /// Its time.
+    pub last_at: Option<Timestamp>,
+    /// The Neuron's key, from the last `server.started`.
+    pub server_key: Option<String>,
+    /// The organization, from the last `server.started`.
+    pub organization_npi: Option<String>,
+    /// Sessions.
+    pub sessions: SessionsView,
+    /// The queue.
+    pub queue: QueueView,
+    /// Relationships.
+    pub relationships: RelationshipsView,
+    /// Providers.
+    pub providers: ProvidersView,
+}
+
+impl Views {
+    /// Folds one record into every view.
+    pub fn apply(&mut self, record: &Record) {
+        if let neuron_events::EventData::ServerStarted(started) = &record.event {
+            self.server_key = Some(started.public_key.clone());
+            self.organization_npi = Some(started.organization_npi.clone());
+        }
+        self.sessions.apply(record);
+        self.queue.apply(record);
+        self.relationships.apply(record);
+        self.providers.apply(record);
+        self.last_seq = record.seq;
+        self.last_at = Some(record.at);
+    }
+}
+
+/// Folds `records` (in seq order) into fresh views, stopping where `until` says. Records are stamped
+/// in non-decreasing time order, so a time bound stops at the first record after it.
+pub fn replay<I, R>(records: I, until: Until) -> Views
+where
+    I: IntoIterator<Item = R>,
+    R: std::borrow::Borrow<Record>,
+{
+    let mut views = Views::default();
+    for record in records {
+        let record = record.borrow();
+        if !until.includes(record) {
+            break;
+        }
+        views.apply(record);
+    }
+    views
+}
