@@ -1,1 +1,269 @@
-fn main() {}
+//! The event log's numbers, measured in `--release` (never in a timed test):
+//!
+//! - durable appends/s through group commit with 1, 16 and 256 concurrent appenders, on sled with
+//!   `fdatasync` (power-loss durable) and, to show what `fdatasync` costs, with sled's flush alone;
+//! - verification records/s over a 1,000,000-record log, from JSONL and from sled;
+//! - replay (decode + fold into every view) and fold-only records/s over the same log.
+//!
+//! Run: `cargo bench --bench log` (options: `--records N`, `--seconds S`, `--skip-appends`, `--keep` (leave the 1M-record logs on disk), `--dir PATH` for where the
+//! logs are written; default the system temp directory).
+
+use std::io::{BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use neuron_events::event::{ConnectionPromoted, EventData};
+use neuron_events::export::{import, read_jsonl};
+use neuron_events::testing::{fixed_clock, neuron_key, story};
+use neuron_events::{
+    verify_jsonl, verify_log, BatchReport, Durability, Event, Journal, JournalOptions, MemoryLog,
+    Record, SledLog, VerifyOptions,
+};
+use neuron_projections::{replay, Until};
+
+struct Options {
+    records: u64,
+    seconds: f64,
+    dir: PathBuf,
+    skip_appends: bool,
+    keep: bool,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        records: 1_000_000,
+        seconds: 5.0,
+        dir: std::env::temp_dir(),
+        skip_appends: false,
+        keep: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--records" => {
+                options.records = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(options.records)
+            }
+            "--seconds" => {
+                options.seconds = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(options.seconds)
+            }
+            "--skip-appends" => options.skip_appends = true,
+            "--keep" => options.keep = true,
+            "--dir" => options.dir = args.next().map(PathBuf::from).unwrap_or(options.dir),
+            _ => {} // cargo bench passes --bench; nothing else is ours
+        }
+    }
+    options
+}
+
+fn main() {
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "== durable appends through group commit ({} s each) ==",
+        options.seconds
+    );
+    let durabilities: &[Durability] = if options.skip_appends {
+        &[]
+    } else {
+        &[Durability::PowerLoss, Durability::ProcessCrash]
+    };
+    for &durability in durabilities {
+        for appenders in [1usize, 16, 256] {
+            let (rate, per_batch) = runtime.block_on(appends(&options, durability, appenders));
+            println!("{durability:?}\t{appenders:>3} appenders\t{rate:>10.0} appends/s\t{per_batch:>6.1} records/batch");
+        }
+    }
+
+    println!("== a {}-record log ==", options.records);
+    let started = Instant::now();
+    let memory = runtime.block_on(build_log(options.records));
+    println!("built in {:.1} s", started.elapsed().as_secs_f64());
+    let dir = tempfile::tempdir_in(&options.dir).unwrap();
+    let dir = if options.keep {
+        dir.keep()
+    } else {
+        dir.path().to_path_buf()
+    };
+    let jsonl_path = dir.join("log.jsonl");
+    {
+        let mut out = BufWriter::new(std::fs::File::create(&jsonl_path).unwrap());
+        neuron_events::export::export(&memory, 1, u64::MAX, &mut out).unwrap();
+        out.flush().unwrap();
+    }
+    let sled_path = dir.join("sled");
+    {
+        let mut sled = SledLog::open(&sled_path).unwrap();
+        let file = BufReader::new(std::fs::File::open(&jsonl_path).unwrap());
+        import(file, &mut sled).unwrap();
+    }
+    if options.keep {
+        println!("logs kept in {}", dir.display());
+    }
+    let size = std::fs::metadata(&jsonl_path).unwrap().len();
+    println!("JSONL export: {:.1} MiB", size as f64 / (1 << 20) as f64);
+
+    let trusted = VerifyOptions {
+        trusted_key: Some(neuron_key().verifying_key()),
+        expected_head: None,
+    };
+    let rate = |count: u64, elapsed: Duration| count as f64 / elapsed.as_secs_f64();
+
+    let started = Instant::now();
+    let report = verify_jsonl(std::fs::File::open(&jsonl_path).unwrap(), &trusted).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    let elapsed = started.elapsed();
+    println!(
+        "verify JSONL\t{:>10.0} records/s\t({:.2} s)",
+        rate(report.records, elapsed),
+        elapsed.as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let sled = SledLog::open(&sled_path).unwrap();
+    let report = verify_log(&sled, &trusted).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    let elapsed = started.elapsed();
+    println!(
+        "verify sled\t{:>10.0} records/s\t({:.2} s)",
+        rate(report.records, elapsed),
+        elapsed.as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let file = BufReader::with_capacity(1 << 20, std::fs::File::open(&jsonl_path).unwrap());
+    let records = read_jsonl(file).map(|entry| Record::decode(&entry.unwrap().bytes).unwrap());
+    let views = replay(records, Until::End);
+    let elapsed = started.elapsed();
+    println!(
+        "decode+fold JSONL\t{:>10.0} records/s\t({:.2} s)",
+        rate(views.last_seq, elapsed),
+        elapsed.as_secs_f64()
+    );
+
+    let decoded: Vec<Record> = memory
+        .all_bytes()
+        .iter()
+        .map(|bytes| Record::decode(bytes).unwrap())
+        .collect();
+    let started = Instant::now();
+    let views = replay(&decoded, Until::End);
+    let elapsed = started.elapsed();
+    println!(
+        "fold only\t{:>10.0} records/s\t({:.2} s)",
+        rate(views.last_seq, elapsed),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "views: {} sessions, {} relationships, {} providers",
+        views.sessions.all().count(),
+        views.relationships.all().count(),
+        views.providers.all().count()
+    );
+}
+
+async fn appends(options: &Options, durability: Durability, appenders: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir_in(&options.dir).unwrap();
+    let log = SledLog::open_with(dir.path(), durability).unwrap();
+    let batches = Arc::new(AtomicU64::new(0));
+    let counted = batches.clone();
+    let observer = move |_: &[Record], _: &BatchReport| {
+        counted.fetch_add(1, Ordering::Relaxed);
+    };
+    let journal = Journal::start(
+        Box::new(log),
+        Arc::new(neuron_key()),
+        Arc::new(neuron_events::SystemClock),
+        JournalOptions::default(),
+        Box::new(observer),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs_f64(options.seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..appenders)
+        .map(|task| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                let mut count = 0u64;
+                while Instant::now() < deadline {
+                    let event = Event::in_session(
+                        format!("bench-{task}"),
+                        EventData::ConnectionPromoted(ConnectionPromoted { waited_ms: count }),
+                    );
+                    journal.append(event).await.unwrap();
+                    count += 1;
+                }
+                count
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    journal.close().await;
+    let batches = batches.load(Ordering::Relaxed).max(1);
+    (
+        total as f64 / elapsed.as_secs_f64(),
+        total as f64 / batches as f64,
+    )
+}
+
+/// The fixed story over and over, each round with its own sessions and relationship, appended
+/// through a real journal (checkpoint every 1000 records) into memory.
+async fn build_log(records: u64) -> MemoryLog {
+    let log = MemoryLog::new();
+    let journal = Journal::start(
+        Box::new(log.clone()),
+        Arc::new(neuron_key()),
+        Arc::new(fixed_clock()),
+        JournalOptions::default(),
+        Box::new(|_: &[Record], _: &BatchReport| {}),
+    )
+    .unwrap();
+    let story = story();
+    let mut round = 0u64;
+    while (log.len() as u64) < records {
+        let remaining = (records - log.len() as u64) as usize;
+        let events: Vec<Event> = story
+            .iter()
+            .take(remaining)
+            .map(|event| vary(event, round))
+            .collect();
+        journal.append_all(events).await.unwrap();
+        round += 1;
+    }
+    journal.close().await;
+    log
+}
+
+fn vary(event: &Event, round: u64) -> Event {
+    let mut event = event.clone();
+    event.session = event.session.map(|session| format!("{round}-{session}"));
+    let relationship = |id: &mut String| *id = format!("{round:08x}-{}", &id[9..]);
+    match &mut event.data {
+        EventData::RelationshipEstablished(data) => {
+            relationship(&mut data.relationship_id);
+            data.patient_agent_id = format!("{}-{round}", data.patient_agent_id);
+        }
+        EventData::HandshakeCompleted(data) => relationship(&mut data.relationship_id),
+        EventData::RelationshipTerminated(data) => relationship(&mut data.relationship_id),
+        EventData::ChallengeIssued(data) if data.relationship != "new" => {
+            relationship(&mut data.relationship)
+        }
+        _ => {}
+    }
+    event
+}

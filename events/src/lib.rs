@@ -34,4 +34,4 @@ pub use journal::{BatchReport, CommitObserver, Committed, Journal, JournalOption
 pub use record::{Digest, Record};
 pub use store::{Durability, Log, LogHead, MemoryLog, SledLog};
 pub use time::{Clock, SteppingClock, SystemClock, Timestamp};
-pub use verify::{verify, Report, VerifyOptions};
+pub use verify::{verify, verify_jsonl, verify_log, Report, VerifyOptions};

@@ -35,7 +35,7 @@ impl LogHead {
 pub type StoredRecord = (u64, Vec<u8>);
 
 /// An append-only store of records, keyed by seq.
-pub trait Log: Send + 'static {
+pub trait Log: Send + Sync + 'static {
     /// Appends records, already chained and numbered right after the head, as one atomic batch,
     /// and returns only once they are durable.
     ///
@@ -50,11 +50,33 @@ pub trait Log: Send + 'static {
         to: u64,
     ) -> Box<dyn Iterator<Item = Result<StoredRecord, Error>> + '_>;
 
+    /// Calls `visit` with each record with `from <= seq <= to`, in seq order, without copying it
+    /// out of the store where the store allows.
+    ///
+    /// # Errors
+    /// The store's error.
+    fn scan(&self, from: u64, to: u64, visit: &mut dyn FnMut(u64, &[u8])) -> Result<(), Error> {
+        for record in self.read(from, to) {
+            let (seq, bytes) = record?;
+            visit(seq, &bytes);
+        }
+        Ok(())
+    }
+
     /// The last record's seq and hash, recovered from the last stored record.
     ///
     /// # Errors
     /// The store's error.
     fn head(&self) -> Result<LogHead, Error>;
+
+    /// The highest seq a record is filed under, 0 when empty. Unlike [`Log::head`] it does not read
+    /// the record, so it still answers when the last record is damaged.
+    ///
+    /// # Errors
+    /// The store's error.
+    fn last_key(&self) -> Result<u64, Error> {
+        Ok(self.head()?.seq)
+    }
 
     /// The head the store recorded with its last batch, independently of the records themselves,
     /// when it keeps one. Verification compares it with the chain to catch an altered last record
@@ -219,6 +241,18 @@ impl Log for SledLog {
         }))
     }
 
+    fn scan(&self, from: u64, to: u64, visit: &mut dyn FnMut(u64, &[u8])) -> Result<(), Error> {
+        let to = to.min(MAX_SEQ);
+        if from > to {
+            return Ok(());
+        }
+        for entry in self.db.range(seq_key(from)..=seq_key(to)) {
+            let (key, value) = entry?;
+            visit(key_seq(&key)?, &value);
+        }
+        Ok(())
+    }
+
     fn head(&self) -> Result<LogHead, Error> {
         match self.db.get_lt(HEAD_KEY)? {
             None => Ok(LogHead::EMPTY),
@@ -226,6 +260,13 @@ impl Log for SledLog {
                 seq: key_seq(&key)?,
                 hash: Digest::of(&value),
             }),
+        }
+    }
+
+    fn last_key(&self) -> Result<u64, Error> {
+        match self.db.get_lt(HEAD_KEY)? {
+            None => Ok(0),
+            Some((key, _)) => key_seq(&key),
         }
     }
 

@@ -87,10 +87,17 @@ impl Timestamp {
     /// # Errors
     /// [`Error::BadTimestamp`] when the text is not such a time.
     pub fn parse_rfc3339(text: &str) -> Result<Self, Error> {
+        Self::parse_rfc3339_bytes(text.as_bytes())
+    }
+
+    /// As [`Timestamp::parse_rfc3339`], from bytes.
+    ///
+    /// # Errors
+    /// [`Error::BadTimestamp`] when the bytes are not such a time.
+    pub fn parse_rfc3339_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let bad = || Error::BadTimestamp {
-            text: text.chars().take(40).collect(),
+            text: String::from_utf8_lossy(bytes).chars().take(40).collect(),
         };
-        let bytes = text.as_bytes();
         let number = |range: std::ops::Range<usize>| -> Result<i64, Error> {
             let digits = bytes.get(range).ok_or_else(bad)?;
             if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {

@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use neuron_events::event::ConnectionPromoted;
-use neuron_events::export::read_log;
 use neuron_events::testing::neuron_key;
 use neuron_events::{
-    verify, Event, EventData, Journal, JournalOptions, Log, Record, SledLog, SystemClock,
+    verify_log, Event, EventData, Journal, JournalOptions, Log, Record, SledLog, SystemClock,
     VerifyOptions,
 };
 
@@ -131,9 +130,8 @@ fn killing_the_writer_at_random_moments_loses_no_acknowledged_event() {
             acknowledged.len(),
             started.elapsed()
         );
-        let report = verify(
-            read_log(&log),
-            log.recorded_head().unwrap(),
+        let report = verify_log(
+            &log,
             &VerifyOptions {
                 trusted_key: Some(neuron_key().verifying_key()),
                 expected_head: None,

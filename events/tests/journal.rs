@@ -4,12 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use neuron_events::event::{ConnectionPromoted, ServerStopping};
-use neuron_events::export::read_log;
 use neuron_events::store::StoredRecord;
 use neuron_events::testing::{fixed_clock, neuron_key};
 use neuron_events::{
-    verify, BatchReport, Digest, Error, Event, EventData, Journal, JournalOptions, Log, LogHead,
-    MemoryLog, Record, SledLog, VerifyOptions,
+    verify_log, BatchReport, Digest, Error, Event, EventData, Journal, JournalOptions, Log,
+    LogHead, MemoryLog, Record, SledLog, VerifyOptions,
 };
 
 fn promoted(session: usize, waited_ms: u64) -> Event {
@@ -89,7 +88,7 @@ async fn concurrent_appends_are_numbered_without_gaps_and_chain() -> Result<(), 
         "64 concurrent appenders share batches ({batches} batches for 1280 appends)"
     );
 
-    let report = verify(read_log(&log), None, &VerifyOptions::default())?;
+    let report = verify_log(&log, &VerifyOptions::default())?;
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(
         (report.records, report.head),
@@ -140,9 +139,8 @@ async fn checkpoints_come_every_n_records_and_on_request() -> Result<(), Error> 
     );
     assert_eq!(on_request.seq, 12);
     assert_eq!(journal.status().last_checkpoint, Some(12));
-    let report = verify(
-        read_log(&log),
-        None,
+    let report = verify_log(
+        &log,
         &VerifyOptions {
             trusted_key: Some(neuron_key().verifying_key()),
             expected_head: None,
@@ -244,7 +242,7 @@ async fn an_oversized_event_is_refused_alone() -> Result<(), Error> {
         2,
         "the writer carries on"
     );
-    assert!(verify(read_log(&log), None, &VerifyOptions::default())?.is_intact());
+    assert!(verify_log(&log, &VerifyOptions::default())?.is_intact());
     Ok(())
 }
 
@@ -285,11 +283,7 @@ async fn a_sled_log_reopens_at_its_head_and_continues_the_chain() -> Result<(), 
     assert_eq!(next.seq, 9, "seq 8 is the periodic checkpoint");
     journal.close().await;
     let log = SledLog::open(dir.path())?;
-    let report = verify(
-        read_log(&log),
-        log.recorded_head()?,
-        &VerifyOptions::default(),
-    )?;
+    let report = verify_log(&log, &VerifyOptions::default())?;
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.records, 9);
     Ok(())

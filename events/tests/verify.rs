@@ -3,11 +3,11 @@
 
 use std::io::Cursor;
 
-use neuron_events::export::{export, import, read_jsonl, read_log};
+use neuron_events::export::{export, import, read_jsonl};
 use neuron_events::testing::{fixed_log, neuron_key};
 use neuron_events::verify::{Fault, Problem};
 use neuron_events::{
-    verify, Digest, Log, LogHead, NeuronKey, Record, Report, SledLog, VerifyOptions,
+    verify, verify_log, Digest, LogHead, NeuronKey, Record, Report, SledLog, VerifyOptions,
 };
 use proptest::prelude::*;
 
@@ -18,8 +18,13 @@ fn jsonl(records: &[Vec<u8>]) -> Vec<u8> {
         .collect()
 }
 
+/// Verifies JSONL both ways (streamed in blocks, and line by line as entries) and insists that
+/// both give the same report.
 fn verify_jsonl(bytes: &[u8], options: &VerifyOptions) -> Report {
-    verify(read_jsonl(Cursor::new(bytes)), None, options).unwrap()
+    let streamed = neuron_events::verify_jsonl(Cursor::new(bytes), options).unwrap();
+    let by_entries = verify(read_jsonl(Cursor::new(bytes)), None, options).unwrap();
+    assert_eq!(streamed, by_entries);
+    streamed
 }
 
 fn anchored(records: &[Vec<u8>]) -> VerifyOptions {
@@ -278,14 +283,7 @@ fn sled_logs_are_verified_with_their_keys_and_recorded_head() {
         import(Cursor::new(jsonl(&records)), &mut log).unwrap();
         (dir, log)
     };
-    let check = |log: &SledLog| {
-        verify(
-            read_log(log),
-            log.recorded_head().unwrap(),
-            &VerifyOptions::default(),
-        )
-        .unwrap()
-    };
+    let check = |log: &SledLog| verify_log(log, &VerifyOptions::default()).unwrap();
 
     let (_dir, log) = load();
     assert!(check(&log).is_intact());
@@ -463,7 +461,7 @@ proptest! {
             record[offset] = value;
             log.tamper(seq, Some(&record)).unwrap();
         }
-        let report = verify(read_log(&log), log.recorded_head().unwrap(), &VerifyOptions::default()).unwrap();
+        let report = verify_log(&log, &VerifyOptions::default()).unwrap();
         prop_assert_eq!(report.problem.as_ref().map(|p| p.seq), Some(seq), "{:?}", report.problem);
     }
 
@@ -488,7 +486,7 @@ proptest! {
         export(&copy, 0, u64::MAX, &mut second).unwrap();
         prop_assert_eq!(&first, &second);
         if from == 1 {
-            let report = verify(read_log(&copy), copy.recorded_head().unwrap(), &VerifyOptions::default()).unwrap();
+            let report = verify_log(&copy, &VerifyOptions::default()).unwrap();
             prop_assert!(report.is_intact(), "{:?}", report);
         }
     }
