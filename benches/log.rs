@@ -63,13 +63,14 @@ fn options() -> Options {
     options
 }
 
-fn main() {
+type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn main() -> BenchResult<()> {
     let options = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()
-        .unwrap();
+        .build()?;
     println!(
         "== durable appends through group commit ({} s each) ==",
         options.seconds
@@ -81,16 +82,16 @@ fn main() {
     };
     for &durability in durabilities {
         for appenders in [1usize, 16, 256] {
-            let (rate, per_batch) = runtime.block_on(appends(&options, durability, appenders));
+            let (rate, per_batch) = runtime.block_on(appends(&options, durability, appenders))?;
             println!("{durability:?}\t{appenders:>3} appenders\t{rate:>10.0} appends/s\t{per_batch:>6.1} records/batch");
         }
     }
 
     println!("== a {}-record log ==", options.records);
     let started = Instant::now();
-    let memory = runtime.block_on(build_log(options.records));
+    let memory = runtime.block_on(build_log(options.records))?;
     println!("built in {:.1} s", started.elapsed().as_secs_f64());
-    let dir = tempfile::tempdir_in(&options.dir).unwrap();
+    let dir = tempfile::tempdir_in(&options.dir)?;
     let dir = if options.keep {
         dir.keep()
     } else {
@@ -98,20 +99,20 @@ fn main() {
     };
     let jsonl_path = dir.join("log.jsonl");
     {
-        let mut out = BufWriter::new(std::fs::File::create(&jsonl_path).unwrap());
-        neuron_events::export::export(&memory, 1, u64::MAX, &mut out).unwrap();
-        out.flush().unwrap();
+        let mut out = BufWriter::new(std::fs::File::create(&jsonl_path)?);
+        neuron_events::export::export(&memory, 1, u64::MAX, &mut out)?;
+        out.flush()?;
     }
     let sled_path = dir.join("sled");
     {
-        let mut sled = SledLog::open(&sled_path).unwrap();
-        let file = BufReader::new(std::fs::File::open(&jsonl_path).unwrap());
-        import(file, &mut sled).unwrap();
+        let mut sled = SledLog::open(&sled_path)?;
+        let file = BufReader::new(std::fs::File::open(&jsonl_path)?);
+        import(file, &mut sled)?;
     }
     if options.keep {
         println!("logs kept in {}", dir.display());
     }
-    let size = std::fs::metadata(&jsonl_path).unwrap().len();
+    let size = std::fs::metadata(&jsonl_path)?.len();
     println!("JSONL export: {:.1} MiB", size as f64 / (1 << 20) as f64);
 
     let trusted = VerifyOptions {
@@ -121,7 +122,7 @@ fn main() {
     let rate = |count: u64, elapsed: Duration| count as f64 / elapsed.as_secs_f64();
 
     let started = Instant::now();
-    let report = verify_jsonl(std::fs::File::open(&jsonl_path).unwrap(), &trusted).unwrap();
+    let report = verify_jsonl(std::fs::File::open(&jsonl_path)?, &trusted)?;
     assert!(report.is_intact(), "{report:?}");
     let elapsed = started.elapsed();
     println!(
@@ -131,8 +132,8 @@ fn main() {
     );
 
     let started = Instant::now();
-    let sled = SledLog::open(&sled_path).unwrap();
-    let report = verify_log(&sled, &trusted).unwrap();
+    let sled = SledLog::open(&sled_path)?;
+    let report = verify_log(&sled, &trusted)?;
     assert!(report.is_intact(), "{report:?}");
     let elapsed = started.elapsed();
     println!(
@@ -142,8 +143,10 @@ fn main() {
     );
 
     let started = Instant::now();
-    let file = BufReader::with_capacity(1 << 20, std::fs::File::open(&jsonl_path).unwrap());
-    let records = read_jsonl(file).map(|entry| Record::decode(&entry.unwrap().bytes).unwrap());
+    let file = BufReader::with_capacity(1 << 20, std::fs::File::open(&jsonl_path)?);
+    let records = read_jsonl(file)
+        .map(|entry| entry.and_then(|entry| Record::decode(&entry.bytes)))
+        .collect::<Result<Vec<Record>, _>>()?;
     let views = replay(records, Until::End);
     let elapsed = started.elapsed();
     println!(
@@ -155,8 +158,8 @@ fn main() {
     let decoded: Vec<Record> = memory
         .all_bytes()
         .iter()
-        .map(|bytes| Record::decode(bytes).unwrap())
-        .collect();
+        .map(|bytes| Record::decode(bytes))
+        .collect::<Result<_, _>>()?;
     let started = Instant::now();
     let views = replay(&decoded, Until::End);
     let elapsed = started.elapsed();
@@ -171,11 +174,16 @@ fn main() {
         views.relationships.all().count(),
         views.providers.all().count()
     );
+    Ok(())
 }
 
-async fn appends(options: &Options, durability: Durability, appenders: usize) -> (f64, f64) {
-    let dir = tempfile::tempdir_in(&options.dir).unwrap();
-    let log = SledLog::open_with(dir.path(), durability).unwrap();
+async fn appends(
+    options: &Options,
+    durability: Durability,
+    appenders: usize,
+) -> BenchResult<(f64, f64)> {
+    let dir = tempfile::tempdir_in(&options.dir)?;
+    let log = SledLog::open_with(dir.path(), durability)?;
     let batches = Arc::new(AtomicU64::new(0));
     let counted = batches.clone();
     let observer = move |_: &[Record], _: &BatchReport| {
@@ -187,8 +195,7 @@ async fn appends(options: &Options, durability: Durability, appenders: usize) ->
         Arc::new(neuron_events::SystemClock),
         JournalOptions::default(),
         Box::new(observer),
-    )
-    .unwrap();
+    )?;
     let deadline = Instant::now() + Duration::from_secs_f64(options.seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..appenders)
@@ -201,29 +208,29 @@ async fn appends(options: &Options, durability: Durability, appenders: usize) ->
                         format!("bench-{task}"),
                         EventData::ConnectionPromoted(ConnectionPromoted { waited_ms: count }),
                     );
-                    journal.append(event).await.unwrap();
+                    journal.append(event).await?;
                     count += 1;
                 }
-                count
+                Ok::<u64, neuron_events::Error>(count)
             })
         })
         .collect();
     let mut total = 0;
     for task in tasks {
-        total += task.await.unwrap();
+        total += task.await??;
     }
     let elapsed = started.elapsed();
     journal.close().await;
     let batches = batches.load(Ordering::Relaxed).max(1);
-    (
+    Ok((
         total as f64 / elapsed.as_secs_f64(),
         total as f64 / batches as f64,
-    )
+    ))
 }
 
 /// The fixed story over and over, each round with its own sessions and relationship, appended
 /// through a real journal (checkpoint every 1000 records) into memory.
-async fn build_log(records: u64) -> MemoryLog {
+async fn build_log(records: u64) -> BenchResult<MemoryLog> {
     let log = MemoryLog::new();
     let journal = Journal::start(
         Box::new(log.clone()),
@@ -231,8 +238,7 @@ async fn build_log(records: u64) -> MemoryLog {
         Arc::new(fixed_clock()),
         JournalOptions::default(),
         Box::new(|_: &[Record], _: &BatchReport| {}),
-    )
-    .unwrap();
+    )?;
     let story = story();
     let mut round = 0u64;
     while (log.len() as u64) < records {
@@ -242,11 +248,11 @@ async fn build_log(records: u64) -> MemoryLog {
             .take(remaining)
             .map(|event| vary(event, round))
             .collect();
-        journal.append_all(events).await.unwrap();
+        journal.append_all(events).await?;
         round += 1;
     }
     journal.close().await;
-    log
+    Ok(log)
 }
 
 fn vary(event: &Event, round: u64) -> Event {
