@@ -6,6 +6,8 @@
 //! is there with its own data. Many rounds run on the same log, so each child also continues a log
 //! that was just killed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,6 +1,8 @@
 //! The group-commit writer: numbering, chaining, durability order, batching, failure, checkpoints,
 //! and continuing a log after re-opening it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
+
 use std::sync::{Arc, Mutex};
 
 use neuron_events::event::{ConnectionPromoted, ServerStopping};
@@ -18,10 +20,10 @@ fn promoted(session: usize, waited_ms: u64) -> Event {
     )
 }
 
-fn start(
-    log: Box<dyn Log>,
-    checkpoint_every: u64,
-) -> Result<(Journal, Arc<Mutex<Vec<(Vec<u64>, usize)>>>), Error> {
+/// What the observer saw: each batch's seqs and how many requests it answered.
+type Batches = Arc<Mutex<Vec<(Vec<u64>, usize)>>>;
+
+fn start(log: Box<dyn Log>, checkpoint_every: u64) -> Result<(Journal, Batches), Error> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let observer_seen = seen.clone();
     let observer = move |records: &[Record], report: &BatchReport| {
