@@ -1,9 +1,17 @@
 //! The Neuron: an organization's trust broker for patient agents.
 //!
-//! - [`selfcheck`]: writes a short, real handshake story through the durable log and verifies it,
-//!   so an operator can see on a fresh machine that the log works.
-//!
-//! The server, the consent verification and the handshake state machine come here next (see
-//! ARCHITECTURE.md); the event log lives in `neuron-events` and the views in `neuron-projections`.
+//! - [`config`]: configuration from defaults, a TOML file, the environment and flags.
+//! - [`npi`]: the NPI check digit.
+//! - [`wire`]: the v1 wire messages, parsed and validated at the edge.
+//! - [`consent`]: consent token verification.
+//! - [`handshake`]: the pure handshake state machine.
+//! - [`ids`]: session ids, relationship ids and nonces (random, or seeded for tests).
+//! - [`selfcheck`]: a durable-log self-check for a fresh machine.
 
+pub mod config;
+pub mod consent;
+pub mod handshake;
+pub mod ids;
+pub mod npi;
 pub mod selfcheck;
+pub mod wire;

@@ -1,0 +1,624 @@
+//! Configuration (SPEC §5): built-in defaults, then a TOML file, then `NEURON_<SECTION>__<KEY>`
+//! environment variables, then command-line flags. Unknown keys and bad values stop start-up with
+//! a message naming the key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::npi;
+
+/// Why a configuration was refused. The message always names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The file is not TOML, or a key is unknown or of the wrong type.
+    #[error("invalid configuration{origin}: {message}")]
+    Parse {
+        /// Where the configuration came from.
+        origin: String,
+        /// What the parser said, naming the key.
+        message: String,
+    },
+    /// An environment variable names no configuration key.
+    #[error("unknown configuration key {key} (from environment variable {variable})")]
+    UnknownVariable {
+        /// The key it would set.
+        key: String,
+        /// The variable.
+        variable: String,
+    },
+    /// A value of the right type that is not acceptable.
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid {
+        /// The key, `section.key`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// `[organization]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Organization {
+    /// The organization's NPI.
+    pub npi: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl Default for Organization {
+    fn default() -> Self {
+        Self {
+            npi: "1245319599".into(),
+            name: "Demo Clinic".into(),
+        }
+    }
+}
+
+/// `[server]`: the public WebSocket listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Address to listen on.
+    pub host: String,
+    /// Port; 0 picks a free one and writes `{data_dir}/serve.addr`.
+    pub port: u16,
+    /// The public base URL that provider endpoints are built from.
+    pub public_url: String,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 3000,
+            public_url: "http://localhost:3000".into(),
+        }
+    }
+}
+
+/// `[admin]`: the operator listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Address to listen on.
+    pub host: String,
+    /// Port; 0 picks a free one.
+    pub port: u16,
+    /// blake3 hex of accepted bearer tokens.
+    pub token_hashes: Vec<String>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 3001,
+            token_hashes: Vec::new(),
+        }
+    }
+}
+
+/// `[websocket]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocket {
+    /// The upgrade path.
+    pub path: String,
+    /// Live handshake sessions at most.
+    pub max_concurrent_handshakes: u32,
+    /// Waiting upgrades at most.
+    pub max_queued: u32,
+    /// Time allowed for `handshake.auth`.
+    pub auth_timeout_ms: u64,
+    /// Time allowed for the challenge response.
+    pub challenge_timeout_ms: u64,
+    /// Time an upgrade may wait for a slot.
+    pub queue_timeout_ms: u64,
+    /// Largest frame accepted.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for WebSocket {
+    fn default() -> Self {
+        Self {
+            path: "/ws/handshake".into(),
+            max_concurrent_handshakes: 10,
+            max_queued: 1000,
+            auth_timeout_ms: 10_000,
+            challenge_timeout_ms: 10_000,
+            queue_timeout_ms: 30_000,
+            max_payload_bytes: 65_536,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Where the log, the key and the address files live.
+    pub data_dir: PathBuf,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// `[audit]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// A signed checkpoint whenever the next seq is a multiple of this.
+    pub checkpoint_every: u64,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1000,
+        }
+    }
+}
+
+/// `[[providers]]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// The provider's NPI.
+    pub npi: String,
+    /// Its display name.
+    pub name: String,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[organization]`
+    pub organization: Organization,
+    /// `[server]`
+    pub server: Server,
+    /// `[admin]`
+    pub admin: Admin,
+    /// `[websocket]`
+    pub websocket: WebSocket,
+    /// `[storage]`
+    pub storage: Storage,
+    /// `[audit]`
+    pub audit: Audit,
+    /// `[[providers]]`
+    pub providers: Vec<Provider>,
+}
+
+impl Default for Config {
+    /// The built-in demo configuration: a demo organization with one demo provider.
+    fn default() -> Self {
+        Self {
+            organization: Organization::default(),
+            server: Server::default(),
+            admin: Admin::default(),
+            websocket: WebSocket::default(),
+            storage: Storage::default(),
+            audit: Audit::default(),
+            providers: vec![Provider {
+                npi: "1234567893".into(),
+                name: "Demo Provider".into(),
+            }],
+        }
+    }
+}
+
+/// Where the configuration came from, for the first log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// No file: the built-in demo defaults (possibly with environment overrides and flags).
+    BuiltInDefaults,
+    /// This file.
+    File(PathBuf),
+}
+
+/// Command-line overrides.
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `--port`
+    pub port: Option<u16>,
+}
+
+const SECTIONS: &[(&str, &[&str])] = &[
+    ("organization", &["npi", "name"]),
+    ("server", &["host", "port", "public_url"]),
+    ("admin", &["host", "port", "token_hashes"]),
+    (
+        "websocket",
+        &[
+            "path",
+            "max_concurrent_handshakes",
+            "max_queued",
+            "auth_timeout_ms",
+            "challenge_timeout_ms",
+            "queue_timeout_ms",
+            "max_payload_bytes",
+        ],
+    ),
+    ("storage", &["data_dir"]),
+    ("audit", &["checkpoint_every"]),
+];
+
+impl Config {
+    /// Loads the configuration: `file` if given, else `./neuron.toml` if present, else the built-in
+    /// defaults; then `NEURON_*` variables from `environment`; then `flags`; then validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key at fault.
+    pub fn load(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+        flags: &Flags,
+    ) -> Result<(Self, Source), ConfigError> {
+        let default_file = Path::new("neuron.toml");
+        let file = file.or_else(|| default_file.exists().then_some(default_file));
+        let (mut table, source) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let mut table: toml::Table =
+                    toml::from_str(&text).map_err(|error| ConfigError::Parse {
+                        origin: format!(" in {}", path.display()),
+                        message: error.message().to_string(),
+                    })?;
+                // A file names its own providers: none when it lists none.
+                table
+                    .entry("providers")
+                    .or_insert_with(|| toml::Value::Array(Vec::new()));
+                (table, Source::File(path.to_path_buf()))
+            }
+            None => (toml::Table::new(), Source::BuiltInDefaults),
+        };
+        for (variable, value) in environment {
+            let Some(rest) = variable.strip_prefix("NEURON_") else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let known = SECTIONS
+                .iter()
+                .any(|(name, keys)| *name == section && keys.contains(&key.as_str()));
+            if !known {
+                return Err(ConfigError::UnknownVariable {
+                    key: format!("{section}.{key}"),
+                    variable,
+                });
+            }
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(section_table) = entry {
+                section_table.insert(key, environment_value(&value));
+            }
+        }
+        // Deserialise from text so that an error shows the offending line, and so names the key.
+        let merged = toml::to_string(&table).map_err(|error| ConfigError::Parse {
+            origin: String::new(),
+            message: error.to_string(),
+        })?;
+        let mut config: Config =
+            toml::from_str(&merged).map_err(|error: toml::de::Error| ConfigError::Parse {
+                origin: match &source {
+                    Source::File(path) => format!(" in {} or the environment", path.display()),
+                    Source::BuiltInDefaults => " in the environment".into(),
+                },
+                message: error.to_string().trim_end().to_string(),
+            })?;
+        if let Some(data_dir) = &flags.data_dir {
+            config.storage.data_dir = data_dir.clone();
+        }
+        if let Some(port) = flags.port {
+            config.server.port = port;
+        }
+        config.validate()?;
+        Ok((config, source))
+    }
+
+    /// Checks every value that has the right type but may still be unusable.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                reason,
+            })
+        };
+        if !npi::is_valid(&self.organization.npi) {
+            return invalid(
+                "organization.npi",
+                format!(
+                    "{:?} is not a 10-digit NPI with a valid check digit",
+                    self.organization.npi
+                ),
+            );
+        }
+        for (index, provider) in self.providers.iter().enumerate() {
+            if !npi::is_valid(&provider.npi) {
+                return invalid(
+                    &format!("providers[{index}].npi"),
+                    format!(
+                        "{:?} is not a 10-digit NPI with a valid check digit",
+                        provider.npi
+                    ),
+                );
+            }
+            if provider.name.trim().is_empty() {
+                return invalid(
+                    &format!("providers[{index}].name"),
+                    "must not be empty".into(),
+                );
+            }
+            if self.providers[..index]
+                .iter()
+                .any(|earlier| earlier.npi == provider.npi)
+            {
+                return invalid(
+                    &format!("providers[{index}].npi"),
+                    format!("{} is listed twice", provider.npi),
+                );
+            }
+        }
+        for (key, host) in [
+            ("server.host", &self.server.host),
+            ("admin.host", &self.admin.host),
+        ] {
+            if host.parse::<IpAddr>().is_err() {
+                return invalid(key, format!("{host:?} is not an IP address"));
+            }
+        }
+        if !(self.server.public_url.starts_with("http://")
+            || self.server.public_url.starts_with("https://"))
+        {
+            return invalid(
+                "server.public_url",
+                format!("{:?} is not an http(s) URL", self.server.public_url),
+            );
+        }
+        if !self.websocket.path.starts_with('/')
+            || self.websocket.path.contains(char::is_whitespace)
+        {
+            return invalid(
+                "websocket.path",
+                format!("{:?} is not an absolute path", self.websocket.path),
+            );
+        }
+        let positive = [
+            (
+                "websocket.max_concurrent_handshakes",
+                u64::from(self.websocket.max_concurrent_handshakes),
+            ),
+            ("websocket.auth_timeout_ms", self.websocket.auth_timeout_ms),
+            (
+                "websocket.challenge_timeout_ms",
+                self.websocket.challenge_timeout_ms,
+            ),
+            (
+                "websocket.queue_timeout_ms",
+                self.websocket.queue_timeout_ms,
+            ),
+            (
+                "websocket.max_payload_bytes",
+                self.websocket.max_payload_bytes as u64,
+            ),
+            ("audit.checkpoint_every", self.audit.checkpoint_every),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return invalid(key, "must be greater than 0".into());
+            }
+        }
+        for (index, hash) in self.admin.token_hashes.iter().enumerate() {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return invalid(
+                    &format!("admin.token_hashes[{index}]"),
+                    "is not a 64-character blake3 hex hash".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The public listener's address.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for `server.host` (validated before, so only on misuse).
+    pub fn server_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let ip: IpAddr = self.server.host.parse().map_err(|_| ConfigError::Invalid {
+            key: "server.host".into(),
+            reason: format!("{:?} is not an IP address", self.server.host),
+        })?;
+        Ok(SocketAddr::new(ip, self.server.port))
+    }
+
+    /// blake3 hex of the configuration as TOML: recorded in `server.started` so that a change of
+    /// configuration shows in the log.
+    pub fn digest(&self) -> String {
+        let text = toml::to_string(self).unwrap_or_default();
+        blake3::hash(text.as_bytes()).to_hex().to_string()
+    }
+}
+
+/// An environment value as TOML: a number, boolean or array when it reads as one, else a string.
+fn environment_value(text: &str) -> toml::Value {
+    let wrapped = format!("value = {text}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut table) => table
+            .remove("value")
+            .unwrap_or_else(|| toml::Value::String(text.into())),
+        Err(_) => toml::Value::String(text.into()),
+    }
+}
+
+/// The commented `neuron.toml` that `neuron init` writes.
+pub const TEMPLATE: &str = r#"# Neuron configuration. Every key is shown with its default.
+# Environment variables override keys: NEURON_<SECTION>__<KEY>, e.g. NEURON_WEBSOCKET__MAX_QUEUED=5000.
+
+[organization]
+npi = "1245319599"              # 10 digits, Luhn-valid (prefix 80840)
+name = "Demo Clinic"
+
+[server]                        # the public WebSocket listener
+host = "127.0.0.1"
+port = 3000                     # 0 = pick a free port; the bound address is written to {data_dir}/serve.addr
+public_url = "http://localhost:3000"   # provider endpoints are {public_url}/ws/provider/{npi}
+
+[admin]                         # the operator listener
+host = "127.0.0.1"
+port = 3001
+token_hashes = []               # blake3 hex of bearer tokens; required off loopback
+
+[websocket]
+path = "/ws/handshake"
+max_concurrent_handshakes = 10  # live handshakes; more wait in a FIFO queue without their HTTP 101
+max_queued = 1000               # past this, HTTP 503 at once
+auth_timeout_ms = 10000
+challenge_timeout_ms = 10000
+queue_timeout_ms = 30000        # a queued upgrade waiting longer gets HTTP 503 with Retry-After
+max_payload_bytes = 65536       # larger frames are refused with close 1009
+
+[storage]
+data_dir = "./data"             # the event log, the Neuron's key (neuron.key, mode 0600), serve.addr
+
+[audit]
+checkpoint_every = 1000         # a signed log.checkpoint whenever the next seq is a multiple of this
+
+# The organization's providers. Changes are recorded as events at start-up.
+[[providers]]
+npi = "1234567893"
+name = "Demo Provider"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_text(text: &str, environment: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().map_err(|source| ConfigError::Read {
+            path: "tmp".into(),
+            source,
+        })?;
+        let path = dir.path().join("neuron.toml");
+        std::fs::write(&path, text).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::load(Some(&path), env(environment), &Flags::default()).map(|(config, _)| config)
+    }
+
+    #[test]
+    fn the_template_is_the_default_configuration() {
+        let config = load_text(TEMPLATE, &[]).map_err(|e| e.to_string());
+        assert_eq!(config, Ok(Config::default()));
+    }
+
+    #[test]
+    fn environment_overrides_file_and_flags_override_both() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("n.toml");
+        std::fs::write(&path, "[websocket]\nmax_queued = 7\n").unwrap_or_else(|e| panic!("{e}"));
+        let flags = Flags {
+            data_dir: Some("/tmp/x".into()),
+            port: Some(0),
+        };
+        let (config, source) = Config::load(
+            Some(&path),
+            env(&[
+                ("NEURON_WEBSOCKET__MAX_CONCURRENT_HANDSHAKES", "500"),
+                ("NEURON_SERVER__PORT", "4000"),
+                ("OTHER", "x"),
+            ]),
+            &flags,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(source, Source::File(path));
+        assert_eq!(
+            (
+                config.websocket.max_queued,
+                config.websocket.max_concurrent_handshakes
+            ),
+            (7, 500)
+        );
+        assert_eq!(
+            (config.server.port, config.storage.data_dir),
+            (0, PathBuf::from("/tmp/x"))
+        );
+        assert!(
+            config.providers.is_empty(),
+            "a file without providers has none"
+        );
+    }
+
+    #[test]
+    fn bad_configurations_name_the_key() {
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            ("[websocket]\nmax_queud = 3\n", &[], "max_queud"),
+            ("[websocket]\nmax_queued = \"many\"\n", &[], "max_queued"),
+            (
+                "[organization]\nnpi = \"1234567890\"\n",
+                &[],
+                "organization.npi",
+            ),
+            (
+                "[[providers]]\nnpi = \"1234567894\"\nname = \"X\"\n",
+                &[],
+                "providers[0].npi",
+            ),
+            (
+                "[websocket]\nauth_timeout_ms = 0\n",
+                &[],
+                "websocket.auth_timeout_ms",
+            ),
+            ("[server]\nhost = \"not an address\"\n", &[], "server.host"),
+            ("", &[("NEURON_WEBSOCKET__NOPE", "1")], "websocket.nope"),
+            (
+                "",
+                &[("NEURON_AUDIT__CHECKPOINT_EVERY", "0")],
+                "audit.checkpoint_every",
+            ),
+            ("[surprise]\nx = 1\n", &[], "surprise"),
+        ];
+        for (text, environment, key) in cases {
+            let message = match load_text(text, environment) {
+                Ok(_) => panic!("{text:?} {environment:?} was accepted"),
+                Err(error) => error.to_string(),
+            };
+            assert!(message.contains(key), "{message:?} does not name {key}");
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Consent verification (SPEC §2.3 step 3): the token's Ed25519 signature under the patient's key
+//! (strict), its claims, its times, the patient it names, and the provider it names.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Deserialize;
+
+use neuron_events::event::ErrorCode;
+use neuron_events::Timestamp;
+use neuron_projections::ProvidersView;
+
+use crate::npi;
+use crate::wire::Auth;
+
+/// How far in the future a token's `iat` may lie.
+pub const IAT_LEEWAY_SECONDS: i64 = 60;
+/// Most `consented_actions` entries.
+pub const MAX_CONSENTED_ACTIONS: usize = 256;
+
+/// A verified token's claims.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Claims {
+    /// The consenting patient's agent.
+    pub patient_agent_id: String,
+    /// The provider consented to.
+    pub provider_npi: String,
+    /// Opaque to the Neuron: stored and passed on exactly as given.
+    pub consented_actions: Vec<String>,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Expires at, seconds since the epoch.
+    pub exp: i64,
+    /// An optional token nonce.
+    #[serde(default)]
+    pub nonce: Option<String>,
+}
+
+/// Why a consent was refused: the code, the close code, words for the patient and the log, and
+/// the provider when the token verified far enough to name one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The error code.
+    pub code: ErrorCode,
+    /// The WebSocket close code.
+    pub close: u16,
+    /// What was wrong (no secrets).
+    pub reason: String,
+    /// The token's provider, once its signature and claims held.
+    pub provider_npi: Option<String>,
+}
+
+fn refuse(code: ErrorCode, reason: impl Into<String>, provider_npi: Option<&str>) -> Refusal {
+    Refusal {
+        code,
+        close: 4003,
+        reason: reason.into(),
+        provider_npi: provider_npi.map(str::to_string),
+    }
+}
+
+/// Verifies the consent of an auth message at `now` against the registered `providers`.
+///
+/// # Errors
+/// The [`Refusal`] of SPEC §2.2 for the first check that fails.
+pub fn verify(auth: &Auth, now: Timestamp, providers: &ProvidersView) -> Result<Claims, Refusal> {
+    let key = VerifyingKey::from_bytes(&auth.patient_public_key).map_err(|_| {
+        refuse(
+            ErrorCode::ConsentFailed,
+            "patient_public_key is not a valid Ed25519 key",
+            None,
+        )
+    })?;
+    key.verify_strict(
+        &auth.token_payload,
+        &Signature::from_bytes(&auth.token_signature),
+    )
+    .map_err(|_| {
+        refuse(
+            ErrorCode::ConsentFailed,
+            "consent token signature does not verify under patient_public_key",
+            None,
+        )
+    })?;
+    let claims: Claims = serde_json::from_slice(&auth.token_payload).map_err(|_| {
+        refuse(
+            ErrorCode::InvalidMessage,
+            "consent token payload is not valid claims JSON",
+            None,
+        )
+    })?;
+    if claims.consented_actions.len() > MAX_CONSENTED_ACTIONS {
+        return Err(refuse(
+            ErrorCode::InvalidMessage,
+            format!("consent token lists more than {MAX_CONSENTED_ACTIONS} consented_actions"),
+            None,
+        ));
+    }
+    let provider = Some(claims.provider_npi.as_str());
+    let now_seconds = now.seconds();
+    if claims.exp <= now_seconds {
+        return Err(refuse(
+            ErrorCode::ConsentFailed,
+            format!("consent token expired at {}", seconds_text(claims.exp)),
+            provider,
+        ));
+    }
+    if claims.iat > now_seconds + IAT_LEEWAY_SECONDS {
+        return Err(refuse(
+            ErrorCode::ConsentFailed,
+            format!(
+                "consent token issued in the future ({})",
+                seconds_text(claims.iat)
+            ),
+            provider,
+        ));
+    }
+    if claims.patient_agent_id != auth.patient_agent_id {
+        return Err(refuse(
+            ErrorCode::ConsentFailed,
+            "consent token names another patient_agent_id than the message",
+            provider,
+        ));
+    }
+    if !npi::is_valid(&claims.provider_npi) {
+        return Err(refuse(
+            ErrorCode::ProviderNotFound,
+            "provider_npi fails the NPI check digit",
+            provider,
+        ));
+    }
+    if !providers.is_registered(&claims.provider_npi) {
+        return Err(refuse(
+            ErrorCode::ProviderNotFound,
+            "provider_npi is not a provider of this organization",
+            provider,
+        ));
+    }
+    Ok(claims)
+}
+
+fn seconds_text(seconds: i64) -> String {
+    match Timestamp::from_millis(seconds.saturating_mul(1000)) {
+        Some(time) => time.to_string(),
+        None => format!("{seconds} s after the epoch"),
+    }
+}

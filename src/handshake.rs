@@ -1,0 +1,438 @@
+//! The handshake as a pure step function (SPEC §2.3, §2.4): `step(&phase, input, &context)` returns
+//! the next phase, the events to append and the effects to carry out once those events are
+//! committed. No socket, no clock, no tokio: `now`, the nonce and the candidate relationship id come
+//! in through the [`Context`].
+
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use neuron_events::b64;
+use neuron_events::event::*;
+use neuron_events::Timestamp;
+use neuron_projections::{ProvidersView, RelationshipsView};
+
+use crate::consent::{self, Claims};
+use crate::wire::{self, ClientMessage, ServerMessage};
+
+/// Where a session stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for `handshake.auth`.
+    AwaitingAuth,
+    /// A challenge was sent; waiting for its answer.
+    Challenged(Box<Challenge>),
+    /// Done: nothing more happens to this session.
+    Ended,
+}
+
+/// What the Neuron remembers between the challenge and its answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// The nonce sent.
+    pub nonce: [u8; 32],
+    /// The verified claims.
+    pub claims: Claims,
+    /// The key the patient must prove.
+    pub patient_public_key: [u8; 32],
+    /// The patient's endpoint.
+    pub patient_endpoint: String,
+}
+
+impl Phase {
+    fn stage(&self) -> Stage {
+        match self {
+            Self::AwaitingAuth => Stage::Auth,
+            Self::Challenged(_) => Stage::Challenge,
+            Self::Ended => Stage::Complete,
+        }
+    }
+}
+
+/// Something that happened to the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A text frame arrived.
+    Text(String),
+    /// A binary frame arrived.
+    Binary,
+    /// A frame larger than `max_payload_bytes` arrived.
+    Oversized,
+    /// The auth timer ran out.
+    AuthTimerFired,
+    /// The challenge timer ran out.
+    ChallengeTimerFired,
+    /// The client went away, with this close code (1006 when it sent none).
+    Disconnected {
+        /// The close code.
+        code: u16,
+    },
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The events of the previous transition could not be committed.
+    CommitFailed,
+}
+
+/// What the connection must do, after the transition's events are committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Send this frame.
+    Send(ServerMessage),
+    /// Close the socket with this code.
+    Close(u16),
+    /// Start the challenge timer.
+    StartChallengeTimer,
+}
+
+/// The outcome of one step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The next phase.
+    pub next: Phase,
+    /// Events to append, in order, before any effect.
+    pub events: Vec<EventData>,
+    /// Effects to carry out once the events are committed.
+    pub effects: Vec<Effect>,
+}
+
+/// What a step may consult. Everything the core would otherwise fetch from the world.
+pub struct Context<'a> {
+    /// The current time.
+    pub now: Timestamp,
+    /// A fresh nonce, used if a challenge is issued.
+    pub nonce: [u8; 32],
+    /// A fresh relationship id, used if a relationship is established.
+    pub new_relationship_id: String,
+    /// This organization's NPI.
+    pub organization_npi: &'a str,
+    /// `server.public_url`.
+    pub public_url: &'a str,
+    /// Registered providers.
+    pub providers: &'a ProvidersView,
+    /// Relationships.
+    pub relationships: &'a RelationshipsView,
+}
+
+fn ended(events: Vec<EventData>, effects: Vec<Effect>) -> Transition {
+    Transition {
+        next: Phase::Ended,
+        events,
+        effects,
+    }
+}
+
+fn error_effects(code: ErrorCode, message: &str, close: u16) -> Vec<Effect> {
+    vec![
+        Effect::Send(ServerMessage::Error {
+            code,
+            message: message.to_string(),
+        }),
+        Effect::Close(close),
+    ]
+}
+
+fn failed(
+    stage: Stage,
+    code: ErrorCode,
+    reason: String,
+    provider_npi: Option<&str>,
+    close: u16,
+    mut events: Vec<EventData>,
+) -> Transition {
+    let effects = error_effects(code, &reason, close);
+    events.push(EventData::HandshakeFailed(HandshakeFailed {
+        stage,
+        code,
+        reason,
+        provider_npi: provider_npi.unwrap_or("unknown").to_string(),
+    }));
+    ended(events, effects)
+}
+
+/// The provider's direct address.
+pub fn provider_endpoint(public_url: &str, provider_npi: &str) -> String {
+    format!(
+        "{}/ws/provider/{provider_npi}",
+        public_url.trim_end_matches('/')
+    )
+}
+
+/// One step of the handshake.
+pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
+    let stage = phase.stage();
+    match (phase, input) {
+        (Phase::Ended, _) => ended(Vec::new(), Vec::new()),
+        (_, Input::CommitFailed) => ended(
+            Vec::new(),
+            error_effects(
+                ErrorCode::ServerError,
+                "the event log could not be written",
+                1011,
+            ),
+        ),
+        (_, Input::Disconnected { code }) => ended(
+            vec![EventData::ConnectionClosed(ConnectionClosed {
+                by: ClosedBy::Client,
+                code,
+                stage,
+            })],
+            Vec::new(),
+        ),
+        (_, Input::ShuttingDown) => ended(
+            vec![EventData::ConnectionClosed(ConnectionClosed {
+                by: ClosedBy::Server,
+                code: 1001,
+                stage,
+            })],
+            vec![Effect::Close(1001)],
+        ),
+        (Phase::AwaitingAuth, Input::AuthTimerFired) => ended(
+            vec![EventData::ConnectionTimeout(ConnectionTimeout {
+                stage,
+                code: ErrorCode::AuthTimeout,
+            })],
+            error_effects(ErrorCode::AuthTimeout, "no handshake.auth in time", 4001),
+        ),
+        (Phase::Challenged(_), Input::ChallengeTimerFired) => ended(
+            vec![EventData::ConnectionTimeout(ConnectionTimeout {
+                stage,
+                code: ErrorCode::ChallengeTimeout,
+            })],
+            error_effects(
+                ErrorCode::ChallengeTimeout,
+                "no handshake.challenge_response in time",
+                4001,
+            ),
+        ),
+        // A timer of a stage already left is stale: nothing happens.
+        (phase, Input::AuthTimerFired | Input::ChallengeTimerFired) => Transition {
+            next: phase.clone(),
+            events: Vec::new(),
+            effects: Vec::new(),
+        },
+        (phase, Input::Binary) => failed(
+            stage,
+            ErrorCode::InvalidMessage,
+            "binary frames are not accepted".into(),
+            provider_of(phase),
+            4002,
+            Vec::new(),
+        ),
+        (phase, Input::Oversized) => failed(
+            stage,
+            ErrorCode::InvalidMessage,
+            "frame larger than max_payload_bytes".into(),
+            provider_of(phase),
+            1009,
+            Vec::new(),
+        ),
+        (Phase::AwaitingAuth, Input::Text(text)) => match wire::parse(&text) {
+            Err(wire::Invalid(reason)) => failed(
+                stage,
+                ErrorCode::InvalidMessage,
+                reason,
+                None,
+                4002,
+                Vec::new(),
+            ),
+            Ok(ClientMessage::Auth(auth)) => on_auth(auth, context),
+            Ok(other) => failed(
+                stage,
+                ErrorCode::InvalidMessage,
+                format!("expected handshake.auth, got {}", other.type_name()),
+                None,
+                4002,
+                Vec::new(),
+            ),
+        },
+        (Phase::Challenged(challenge), Input::Text(text)) => {
+            let provider = Some(challenge.claims.provider_npi.as_str());
+            match wire::parse(&text) {
+                Err(wire::Invalid(reason)) => failed(
+                    stage,
+                    ErrorCode::InvalidMessage,
+                    reason,
+                    provider,
+                    4002,
+                    Vec::new(),
+                ),
+                Ok(ClientMessage::ChallengeResponse { signed_nonce }) => {
+                    on_response(challenge, &signed_nonce, context)
+                }
+                Ok(other) => failed(
+                    stage,
+                    ErrorCode::InvalidMessage,
+                    format!(
+                        "expected handshake.challenge_response, got {}",
+                        other.type_name()
+                    ),
+                    provider,
+                    4002,
+                    Vec::new(),
+                ),
+            }
+        }
+    }
+}
+
+fn provider_of(phase: &Phase) -> Option<&str> {
+    match phase {
+        Phase::Challenged(challenge) => Some(&challenge.claims.provider_npi),
+        _ => None,
+    }
+}
+
+fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
+    let started = EventData::HandshakeStarted(HandshakeStarted {
+        patient_agent_id: auth.patient_agent_id.clone(),
+        patient_endpoint: auth.patient_endpoint.clone(),
+    });
+    let claims = match consent::verify(&auth, context.now, context.providers) {
+        Ok(claims) => claims,
+        Err(refusal) => {
+            return failed(
+                Stage::Consent,
+                refusal.code,
+                refusal.reason,
+                refusal.provider_npi.as_deref(),
+                refusal.close,
+                vec![started],
+            );
+        }
+    };
+    let existing = context
+        .relationships
+        .active_for(&claims.patient_agent_id, &claims.provider_npi);
+    if let Some(existing) = existing {
+        if existing.patient_public_key != b64::encode(auth.patient_public_key) {
+            let provider = claims.provider_npi.clone();
+            return failed(
+                Stage::Consent,
+                ErrorCode::ConsentFailed,
+                "patient_public_key differs from the key of the established relationship".into(),
+                Some(&provider),
+                4003,
+                vec![started],
+            );
+        }
+    }
+    let nonce_hex = hex_lower(&context.nonce);
+    let events = vec![
+        started,
+        EventData::ConsentVerified(ConsentVerified {
+            patient_agent_id: claims.patient_agent_id.clone(),
+            provider_npi: claims.provider_npi.clone(),
+            consented_actions: claims.consented_actions.clone(),
+            iat: claims.iat,
+            exp: claims.exp,
+        }),
+        EventData::ChallengeIssued(ChallengeIssued {
+            nonce: nonce_hex.clone(),
+            relationship: existing
+                .map_or_else(|| "new".to_string(), |relationship| relationship.id.clone()),
+        }),
+    ];
+    let effects = vec![
+        Effect::Send(ServerMessage::Challenge {
+            nonce: nonce_hex,
+            provider_npi: claims.provider_npi.clone(),
+            organization_npi: context.organization_npi.to_string(),
+        }),
+        Effect::StartChallengeTimer,
+    ];
+    Transition {
+        next: Phase::Challenged(Box::new(Challenge {
+            nonce: context.nonce,
+            claims,
+            patient_public_key: auth.patient_public_key,
+            patient_endpoint: auth.patient_endpoint,
+        })),
+        events,
+        effects,
+    }
+}
+
+fn on_response(
+    challenge: &Challenge,
+    signed_nonce: &[u8; 64],
+    context: &Context<'_>,
+) -> Transition {
+    let claims = &challenge.claims;
+    let provider = Some(claims.provider_npi.as_str());
+    let verified = VerifyingKey::from_bytes(&challenge.patient_public_key)
+        .and_then(|key| key.verify_strict(&challenge.nonce, &Signature::from_bytes(signed_nonce)));
+    if verified.is_err() {
+        return failed(
+            Stage::Challenge,
+            ErrorCode::ConsentFailed,
+            "signed_nonce does not verify under patient_public_key".into(),
+            provider,
+            4003,
+            Vec::new(),
+        );
+    }
+    if claims.exp <= context.now.seconds() {
+        return failed(
+            Stage::Challenge,
+            ErrorCode::ConsentFailed,
+            "consent token expired before the challenge was answered".into(),
+            provider,
+            4003,
+            Vec::new(),
+        );
+    }
+    let key = b64::encode(challenge.patient_public_key);
+    let endpoint = provider_endpoint(context.public_url, &claims.provider_npi);
+    let mut events = vec![EventData::ChallengeVerified(ChallengeVerified {})];
+    // Look again: a relationship may have been established or terminated meanwhile.
+    let (relationship_id, status) = match context
+        .relationships
+        .active_for(&claims.patient_agent_id, &claims.provider_npi)
+    {
+        Some(existing) if existing.patient_public_key == key => {
+            (existing.id.clone(), RelationshipStatus::Existing)
+        }
+        Some(_) => {
+            return failed(
+                Stage::Challenge,
+                ErrorCode::ConsentFailed,
+                "patient_public_key differs from the key of the established relationship".into(),
+                provider,
+                4003,
+                events,
+            );
+        }
+        None => {
+            events.push(EventData::RelationshipEstablished(
+                RelationshipEstablished {
+                    relationship_id: context.new_relationship_id.clone(),
+                    patient_agent_id: claims.patient_agent_id.clone(),
+                    provider_npi: claims.provider_npi.clone(),
+                    patient_public_key: key,
+                    patient_endpoint: challenge.patient_endpoint.clone(),
+                    consented_actions: claims.consented_actions.clone(),
+                },
+            ));
+            (context.new_relationship_id.clone(), RelationshipStatus::New)
+        }
+    };
+    events.push(EventData::HandshakeCompleted(HandshakeCompleted {
+        relationship_id: relationship_id.clone(),
+        status,
+        provider_npi: claims.provider_npi.clone(),
+        provider_endpoint: endpoint.clone(),
+    }));
+    ended(
+        events,
+        vec![
+            Effect::Send(ServerMessage::Complete {
+                relationship_id,
+                provider_endpoint: endpoint,
+                status,
+            }),
+            Effect::Close(1000),
+        ],
+    )
+}
+
+fn hex_lower(bytes: &[u8; 32]) -> String {
+    neuron_events::Digest(*bytes).to_hex()
+}

@@ -1,0 +1,396 @@
+//! The handshake state machine alone: inputs in, events and effects out. No socket, no runtime.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
+
+use ed25519_dalek::{Signer, SigningKey};
+use neuron::handshake::{step, Context, Effect, Input, Phase, Transition};
+use neuron::wire::ServerMessage;
+use neuron_events::b64;
+use neuron_events::event::*;
+use neuron_events::{Digest, Event, Record, Timestamp};
+use neuron_projections::{ProvidersView, RelationshipsView, Views};
+
+const PROVIDER: &str = "1234567893";
+const PATIENT: &str = "patient-agent-ada";
+const NOW_SECONDS: i64 = 1_795_687_200;
+
+fn patient_key() -> SigningKey {
+    SigningKey::from_bytes(&[0x21; 32])
+}
+
+fn claims(patient: &str, provider: &str, iat: i64, exp: i64) -> String {
+    format!(
+        r#"{{"patient_agent_id":"{patient}","provider_npi":"{provider}","consented_actions":["read:observations"],"iat":{iat},"exp":{exp}}}"#
+    )
+}
+
+fn auth_frame(key: &SigningKey, payload: &str, patient: &str) -> String {
+    let signature = key.sign(payload.as_bytes());
+    serde_json::json!({
+        "type": "handshake.auth",
+        "consent_token_payload": b64::encode(payload),
+        "consent_token_signature": b64::encode(signature.to_bytes()),
+        "patient_agent_id": patient,
+        "patient_public_key": b64::encode(key.verifying_key().as_bytes()),
+        "patient_endpoint": "wss://ada.example/agent",
+    })
+    .to_string()
+}
+
+fn good_auth() -> String {
+    auth_frame(
+        &patient_key(),
+        &claims(PATIENT, PROVIDER, NOW_SECONDS - 60, NOW_SECONDS + 3600),
+        PATIENT,
+    )
+}
+
+fn response(key: &SigningKey, nonce: &[u8; 32]) -> String {
+    serde_json::json!({"type": "handshake.challenge_response", "signed_nonce": b64::encode(key.sign(nonce).to_bytes())}).to_string()
+}
+
+/// Views holding the registered provider and, optionally, an active relationship with `key`.
+fn views(existing_key: Option<&SigningKey>) -> Views {
+    let mut events = vec![EventData::ProviderRegistered(ProviderChanged {
+        npi: PROVIDER.into(),
+        name: "Demo Provider".into(),
+        by: ChangeSource::Config,
+    })];
+    if let Some(key) = existing_key {
+        events.push(EventData::RelationshipEstablished(
+            RelationshipEstablished {
+                relationship_id: "rel-1".into(),
+                patient_agent_id: PATIENT.into(),
+                provider_npi: PROVIDER.into(),
+                patient_public_key: b64::encode(key.verifying_key().as_bytes()),
+                patient_endpoint: "wss://ada.example/agent".into(),
+                consented_actions: vec![],
+            },
+        ));
+    }
+    let mut views = Views::default();
+    for (index, data) in events.into_iter().enumerate() {
+        let event = Event::global(data);
+        views.apply(&Record {
+            seq: index as u64 + 1,
+            at: Timestamp::saturating_from_millis(0),
+            session: None,
+            event: event.data,
+            prev: Digest::GENESIS,
+            hash: Digest::GENESIS,
+        });
+    }
+    views
+}
+
+fn context<'a>(
+    providers: &'a ProvidersView,
+    relationships: &'a RelationshipsView,
+    now_seconds: i64,
+) -> Context<'a> {
+    Context {
+        now: Timestamp::saturating_from_millis(now_seconds * 1000),
+        nonce: [7; 32],
+        new_relationship_id: "rel-new".into(),
+        organization_npi: "1245319599",
+        public_url: "http://localhost:3000",
+        providers,
+        relationships,
+    }
+}
+
+fn kinds(transition: &Transition) -> Vec<&'static str> {
+    transition.events.iter().map(EventData::kind).collect()
+}
+
+fn error_of(transition: &Transition) -> (ErrorCode, u16) {
+    let code = transition.effects.iter().find_map(|effect| match effect {
+        Effect::Send(ServerMessage::Error { code, .. }) => Some(*code),
+        _ => None,
+    });
+    let close = transition.effects.iter().find_map(|effect| match effect {
+        Effect::Close(code) => Some(*code),
+        _ => None,
+    });
+    (code.expect("an error frame"), close.expect("a close"))
+}
+
+fn failure(transition: &Transition) -> HandshakeFailed {
+    transition
+        .events
+        .iter()
+        .find_map(|event| match event {
+            EventData::HandshakeFailed(failed) => Some(failed.clone()),
+            _ => None,
+        })
+        .expect("a handshake_failed event")
+}
+
+#[test]
+fn a_new_patient_is_challenged_then_gets_a_new_relationship() {
+    let views = views(None);
+    let context = context(&views.providers, &views.relationships, NOW_SECONDS);
+    let challenged = step(&Phase::AwaitingAuth, Input::Text(good_auth()), &context);
+    assert_eq!(
+        kinds(&challenged),
+        [
+            "connection.handshake_started",
+            "consent.verified",
+            "connection.challenge_issued"
+        ]
+    );
+    assert!(
+        matches!(&challenged.events[2], EventData::ChallengeIssued(issued) if issued.relationship == "new" && issued.nonce == "07".repeat(32))
+    );
+    assert_eq!(challenged.effects[1], Effect::StartChallengeTimer);
+    assert!(matches!(challenged.next, Phase::Challenged(_)));
+
+    let completed = step(
+        &challenged.next,
+        Input::Text(response(&patient_key(), &[7; 32])),
+        &context,
+    );
+    assert_eq!(
+        kinds(&completed),
+        [
+            "connection.challenge_verified",
+            "consent.relationship_established",
+            "connection.handshake_completed"
+        ]
+    );
+    assert_eq!(
+        completed.effects,
+        vec![
+            Effect::Send(ServerMessage::Complete {
+                relationship_id: "rel-new".into(),
+                provider_endpoint: "http://localhost:3000/ws/provider/1234567893".into(),
+                status: RelationshipStatus::New,
+            }),
+            Effect::Close(1000)
+        ]
+    );
+    assert_eq!(completed.next, Phase::Ended);
+}
+
+#[test]
+fn an_existing_relationship_still_requires_the_challenge_and_the_same_key() {
+    let views = views(Some(&patient_key()));
+    let context = context(&views.providers, &views.relationships, NOW_SECONDS);
+    let challenged = step(&Phase::AwaitingAuth, Input::Text(good_auth()), &context);
+    assert!(
+        matches!(&challenged.events[2], EventData::ChallengeIssued(issued) if issued.relationship == "rel-1")
+    );
+    let completed = step(
+        &challenged.next,
+        Input::Text(response(&patient_key(), &[7; 32])),
+        &context,
+    );
+    assert_eq!(
+        kinds(&completed),
+        [
+            "connection.challenge_verified",
+            "connection.handshake_completed"
+        ]
+    );
+    assert!(
+        matches!(&completed.events[1], EventData::HandshakeCompleted(done) if done.relationship_id == "rel-1" && done.status == RelationshipStatus::Existing)
+    );
+
+    // A captured token replayed with another key is refused before any challenge.
+    let thief = SigningKey::from_bytes(&[0x66; 32]);
+    let replay = auth_frame(
+        &thief,
+        &claims(PATIENT, PROVIDER, NOW_SECONDS - 60, NOW_SECONDS + 3600),
+        PATIENT,
+    );
+    let refused = step(&Phase::AwaitingAuth, Input::Text(replay), &context);
+    assert_eq!(error_of(&refused), (ErrorCode::ConsentFailed, 4003));
+    assert_eq!(failure(&refused).provider_npi, PROVIDER);
+}
+
+#[test]
+fn consent_failures_get_their_codes_and_an_unverified_token_names_no_provider() {
+    let views = views(None);
+    let context = context(&views.providers, &views.relationships, NOW_SECONDS);
+    let key = patient_key();
+    let good_claims = claims(PATIENT, PROVIDER, NOW_SECONDS - 60, NOW_SECONDS + 3600);
+    let tampered = {
+        let mut frame: serde_json::Value =
+            serde_json::from_str(&auth_frame(&key, &good_claims, PATIENT)).unwrap();
+        frame["consent_token_payload"] = b64::encode(good_claims.replace("read", "write")).into();
+        frame.to_string()
+    };
+    let cases = [
+        (
+            tampered,
+            ErrorCode::ConsentFailed,
+            4003,
+            "unknown",
+            "signature",
+        ),
+        (
+            auth_frame(&key, "not claims", PATIENT),
+            ErrorCode::InvalidMessage,
+            4003,
+            "unknown",
+            "claims",
+        ),
+        (
+            auth_frame(
+                &key,
+                &claims(PATIENT, PROVIDER, NOW_SECONDS - 7200, NOW_SECONDS),
+                PATIENT,
+            ),
+            ErrorCode::ConsentFailed,
+            4003,
+            PROVIDER,
+            "expired",
+        ),
+        (
+            auth_frame(
+                &key,
+                &claims(PATIENT, PROVIDER, NOW_SECONDS + 61, NOW_SECONDS + 7200),
+                PATIENT,
+            ),
+            ErrorCode::ConsentFailed,
+            4003,
+            PROVIDER,
+            "future",
+        ),
+        (
+            auth_frame(&key, &good_claims, "someone-else"),
+            ErrorCode::ConsentFailed,
+            4003,
+            PROVIDER,
+            "patient_agent_id",
+        ),
+        (
+            auth_frame(
+                &key,
+                &claims(PATIENT, "1234567894", NOW_SECONDS - 60, NOW_SECONDS + 3600),
+                PATIENT,
+            ),
+            ErrorCode::ProviderNotFound,
+            4003,
+            "1234567894",
+            "check digit",
+        ),
+        (
+            auth_frame(
+                &key,
+                &claims(PATIENT, "1003000126", NOW_SECONDS - 60, NOW_SECONDS + 3600),
+                PATIENT,
+            ),
+            ErrorCode::ProviderNotFound,
+            4003,
+            "1003000126",
+            "not a provider",
+        ),
+    ];
+    for (frame, code, close, provider, words) in cases {
+        let transition = step(&Phase::AwaitingAuth, Input::Text(frame), &context);
+        assert_eq!(
+            kinds(&transition),
+            [
+                "connection.handshake_started",
+                "connection.handshake_failed"
+            ],
+            "{words}"
+        );
+        assert_eq!(error_of(&transition), (code, close), "{words}");
+        let failed = failure(&transition);
+        assert_eq!(
+            (failed.stage, failed.provider_npi.as_str()),
+            (Stage::Consent, provider),
+            "{words}"
+        );
+        assert!(failed.reason.contains(words), "{words}: {}", failed.reason);
+        assert_eq!(transition.next, Phase::Ended);
+    }
+}
+
+#[test]
+fn malformed_and_misplaced_frames_are_invalid_messages() {
+    let views = views(None);
+    let context = context(&views.providers, &views.relationships, NOW_SECONDS);
+    for input in [
+        Input::Text("{".into()),
+        Input::Binary,
+        Input::Text(response(&patient_key(), &[7; 32])),
+    ] {
+        let transition = step(&Phase::AwaitingAuth, input, &context);
+        assert_eq!(kinds(&transition), ["connection.handshake_failed"]);
+        assert_eq!(error_of(&transition), (ErrorCode::InvalidMessage, 4002));
+    }
+    let challenged = step(&Phase::AwaitingAuth, Input::Text(good_auth()), &context).next;
+    let again = step(&challenged, Input::Text(good_auth()), &context);
+    assert_eq!(error_of(&again), (ErrorCode::InvalidMessage, 4002));
+    assert_eq!(failure(&again).stage, Stage::Challenge);
+    let oversized = step(&challenged, Input::Oversized, &context);
+    assert_eq!(error_of(&oversized), (ErrorCode::InvalidMessage, 1009));
+}
+
+#[test]
+fn a_wrong_nonce_signature_or_a_token_expiring_meanwhile_fails_the_challenge() {
+    let views = views(None);
+    let context = context(&views.providers, &views.relationships, NOW_SECONDS);
+    let challenged = step(&Phase::AwaitingAuth, Input::Text(good_auth()), &context).next;
+    let wrong = step(
+        &challenged,
+        Input::Text(response(&patient_key(), &[8; 32])),
+        &context,
+    );
+    assert_eq!(error_of(&wrong), (ErrorCode::ConsentFailed, 4003));
+    assert_eq!(failure(&wrong).stage, Stage::Challenge);
+
+    let later = self::context(&views.providers, &views.relationships, NOW_SECONDS + 3600);
+    let expired = step(
+        &challenged,
+        Input::Text(response(&patient_key(), &[7; 32])),
+        &later,
+    );
+    assert!(failure(&expired)
+        .reason
+        .contains("expired before the challenge was answered"));
+}
+
+#[test]
+fn timers_disconnects_shutdown_and_commit_failures_end_the_session_once() {
+    let views = views(None);
+    let context = context(&views.providers, &views.relationships, NOW_SECONDS);
+    let auth_timeout = step(&Phase::AwaitingAuth, Input::AuthTimerFired, &context);
+    assert_eq!(kinds(&auth_timeout), ["connection.timeout"]);
+    assert_eq!(error_of(&auth_timeout), (ErrorCode::AuthTimeout, 4001));
+
+    let challenged = step(&Phase::AwaitingAuth, Input::Text(good_auth()), &context).next;
+    assert_eq!(
+        error_of(&step(&challenged, Input::ChallengeTimerFired, &context)),
+        (ErrorCode::ChallengeTimeout, 4001)
+    );
+    let stale = step(&challenged, Input::AuthTimerFired, &context);
+    assert!(stale.events.is_empty() && stale.effects.is_empty() && stale.next == challenged);
+
+    let gone = step(&challenged, Input::Disconnected { code: 1000 }, &context);
+    assert_eq!(
+        gone.events,
+        vec![EventData::ConnectionClosed(ConnectionClosed {
+            by: ClosedBy::Client,
+            code: 1000,
+            stage: Stage::Challenge
+        })]
+    );
+    assert!(gone.effects.is_empty());
+
+    let shutdown = step(&Phase::AwaitingAuth, Input::ShuttingDown, &context);
+    assert_eq!(shutdown.effects, vec![Effect::Close(1001)]);
+
+    let broken = step(&challenged, Input::CommitFailed, &context);
+    assert!(
+        broken.events.is_empty(),
+        "nothing can be logged when the log cannot be written"
+    );
+    assert_eq!(error_of(&broken), (ErrorCode::ServerError, 1011));
+
+    let after = step(&Phase::Ended, Input::Text(good_auth()), &context);
+    assert!(after.events.is_empty() && after.effects.is_empty());
+}
