@@ -458,10 +458,13 @@ impl Config {
         Ok(SocketAddr::new(ip, self.server.port))
     }
 
-    /// blake3 hex of the configuration as TOML: recorded in `server.started` so that a change of
+    /// blake3 hex of the configuration as TOML, leaving out `storage.data_dir` (where the log lives
+    /// is not part of what the Neuron does): recorded in `server.started` so that a change of
     /// configuration shows in the log.
     pub fn digest(&self) -> String {
-        let text = toml::to_string(self).unwrap_or_default();
+        let mut effective = self.clone();
+        effective.storage.data_dir = PathBuf::new();
+        let text = toml::to_string(&effective).unwrap_or_default();
         blake3::hash(text.as_bytes()).to_hex().to_string()
     }
 }

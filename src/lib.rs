@@ -1,17 +1,21 @@
 //! The Neuron: an organization's trust broker for patient agents.
 //!
+//! - [`client`]: a patient agent's side of the handshake (demo client, load tool, tests).
 //! - [`config`]: configuration from defaults, a TOML file, the environment and flags.
 //! - [`npi`]: the NPI check digit.
 //! - [`wire`]: the v1 wire messages, parsed and validated at the edge.
 //! - [`consent`]: consent token verification.
 //! - [`handshake`]: the pure handshake state machine.
 //! - [`ids`]: session ids, relationship ids and nonces (random, or seeded for tests).
+//! - [`server`]: the warp server: WebSocket route, ceiling and queue, sessions, graceful stop.
 //! - [`selfcheck`]: a durable-log self-check for a fresh machine.
 
+pub mod client;
 pub mod config;
 pub mod consent;
 pub mod handshake;
 pub mod ids;
 pub mod npi;
 pub mod selfcheck;
+pub mod server;
 pub mod wire;

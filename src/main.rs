@@ -16,12 +16,57 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the Neuron: the handshake WebSocket listener on the durable event log.
+    Serve {
+        /// Configuration file (default: ./neuron.toml when present, else built-in demo defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overrides storage.data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Overrides server.port (0 picks a free port and writes {data_dir}/serve.addr).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Log output format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Run one real handshake against a server with a freshly generated patient key, printing
+    /// every message.
+    DemoClient {
+        /// The server's handshake URL.
+        #[arg(long, default_value = "ws://127.0.0.1:3000/ws/handshake")]
+        url: String,
+        /// The provider to consent to.
+        #[arg(long, default_value = "1234567893")]
+        provider: String,
+        /// The patient agent id to claim.
+        #[arg(long, default_value = "demo-patient-agent")]
+        patient: String,
+    },
+    /// Write a commented neuron.toml with every key at its default.
+    Init {
+        /// Where to write it.
+        #[arg(long, default_value = "neuron.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Write a short handshake story through the durable event log, then verify and replay it.
     SelfCheck {
         /// Where to keep the log; a temporary directory, removed afterwards, when not given.
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -40,6 +85,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
+        Command::Serve {
+            config,
+            data_dir,
+            port,
+            log_format,
+        } => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            match log_format {
+                LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+                LogFormat::Json => tracing_subscriber::fmt()
+                    .json()
+                    .with_env_filter(filter)
+                    .init(),
+            }
+            let flags = neuron::config::Flags { data_dir, port };
+            let (config, source) =
+                neuron::config::Config::load(config.as_deref(), std::env::vars(), &flags)?;
+            match &source {
+                neuron::config::Source::BuiltInDefaults => tracing::info!(
+                    organization = %config.organization.npi,
+                    providers = ?config.providers.iter().map(|p| p.npi.as_str()).collect::<Vec<_>>(),
+                    data_dir = %config.storage.data_dir.display(),
+                    "no configuration file: running on the built-in DEMO defaults (demo organization {} \"{}\", demo provider 1234567893); write one with `neuron init`",
+                    config.organization.npi,
+                    config.organization.name,
+                ),
+                neuron::config::Source::File(path) => {
+                    tracing::info!(file = %path.display(), organization = %config.organization.npi, "configuration loaded")
+                }
+            }
+            runtime.block_on(neuron::server::run(
+                config,
+                neuron::server::Options::default(),
+                shutdown_signal(),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DemoClient {
+            url,
+            provider,
+            patient,
+        } => runtime.block_on(demo_client(&url, &provider, &patient)),
+        Command::Init { path, force } => {
+            if path.exists() && !force {
+                anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
+            }
+            std::fs::write(&path, neuron::config::TEMPLATE)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::SelfCheck { data_dir } => {
             let temporary;
             let dir = match data_dir {
@@ -95,4 +192,73 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// Resolves with the reason on SIGINT or SIGTERM.
+async fn shutdown_signal() -> String {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                _ = interrupt => "SIGINT".to_string(),
+                _ = terminate.recv() => "SIGTERM".to_string(),
+            },
+            Err(_) => {
+                let _ = interrupt.await;
+                "SIGINT".to_string()
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+        "SIGINT".to_string()
+    }
+}
+
+async fn demo_client(url: &str, provider: &str, patient_id: &str) -> anyhow::Result<ExitCode> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|error| anyhow::anyhow!("random source: {error}"))?;
+    let patient = neuron::client::Patient::from_seed(patient_id, seed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .as_secs() as i64;
+    let payload = patient.claims(provider, now - 5, now + 300);
+    println!(
+        "patient agent {patient_id}, fresh key {}",
+        neuron_events::b64::encode(patient.key.verifying_key().as_bytes())
+    );
+    println!("connecting to {url}");
+    let mut connection = neuron::client::connect(url, None)
+        .await
+        .context("connecting")?;
+    let auth = patient.auth_frame(&payload);
+    println!("-> {auth}");
+    let transcript = neuron::client::converse(
+        &mut connection,
+        vec![tokio_tungstenite::tungstenite::Message::text(auth)],
+        Some(&patient),
+    )
+    .await;
+    for message in &transcript.received {
+        println!("<- {message}");
+        if message.get("type").and_then(|t| t.as_str()) == Some("handshake.challenge") {
+            if let Some(answer) = patient.answer(message) {
+                println!("-> {answer}");
+            }
+        }
+    }
+    println!(
+        "closed with {}",
+        transcript
+            .close_code
+            .map_or("no close frame".to_string(), |code| code.to_string())
+    );
+    Ok(if transcript.completed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -132,6 +132,14 @@ impl Journal {
                 });
             }
         }
+        // Records never go back in time: continue from the last record's time, whatever the clock
+        // says now (a restarted server, a clock set back).
+        let last_at = match log.read(head.seq, head.seq).next() {
+            Some(Ok((_, bytes))) => crate::record::Envelope::parse(&bytes)
+                .ok()
+                .and_then(|envelope| Timestamp::parse_rfc3339(&envelope.at).ok()),
+            _ => None,
+        };
         let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
         let (status_sender, status) = watch::channel(JournalStatus {
             head,
@@ -146,7 +154,7 @@ impl Journal {
             max_batch_events: options.max_batch_events.max(1),
             observer,
             head,
-            last_at: None,
+            last_at,
             status: status_sender,
             failed: None,
         };

@@ -1,0 +1,629 @@
+//! The warp server (SPEC §2, §3.4, §5): the WebSocket route with its safety ceiling and FIFO
+//! queue, one task per session driving the pure [`handshake::step`], event first, and a graceful
+//! stop. As a library it offers [`Server::start`], [`Server::stop`] and
+//! [`Server::active_sessions`]; `neuron serve` calls [`run`].
+//!
+//! Invariant: no frame is sent, no socket closed and no HTTP answer given before the event that
+//! describes it is committed.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
+use tracing::{info, info_span, warn, Instrument};
+use warp::http::StatusCode;
+use warp::reply::Reply;
+use warp::ws::{Message, WebSocket, Ws};
+use warp::Filter;
+
+use neuron_events::event::*;
+use neuron_events::{
+    BatchReport, Clock, Event, Journal, JournalOptions, Log, NeuronKey, Record, SledLog, Timestamp,
+};
+use neuron_projections::sessions::SessionStage;
+use neuron_projections::{replay, Until, Views};
+
+use crate::config::Config;
+use crate::handshake::{self, Context, Effect, Input, Phase};
+use crate::ids::IdSource;
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The event log failed.
+    #[error("event log: {0}")]
+    Log(#[from] neuron_events::Error),
+    /// A file or socket operation failed.
+    #[error("{action}: {source}")]
+    Io {
+        /// What was being done.
+        action: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The configuration cannot be served.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+fn io_error(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let action = action.into();
+    move |source| ServerError::Io { action, source }
+}
+
+/// What the server is given besides its configuration: the seams tests replace.
+pub struct Options {
+    /// The clock stamped on records and used for token times.
+    pub clock: Arc<dyn Clock>,
+    /// Session ids, relationship ids and nonces.
+    pub ids: Arc<dyn IdSource>,
+    /// The Neuron's key; `None` loads or creates `{data_dir}/neuron.key`.
+    pub key: Option<NeuronKey>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(neuron_events::SystemClock),
+            ids: Arc::new(crate::ids::RandomIds),
+            key: None,
+        }
+    }
+}
+
+/// A live session as the views show it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ActiveSession {
+    /// The session id.
+    pub id: String,
+    /// The patient agent, once known.
+    pub patient_agent_id: Option<String>,
+    /// The provider, once known.
+    pub provider_npi: Option<String>,
+    /// Its stage.
+    pub stage: SessionStage,
+    /// When it started.
+    pub started: Timestamp,
+}
+
+struct Shared {
+    config: Config,
+    journal: Journal,
+    views: Arc<RwLock<Views>>,
+    gate: Arc<Semaphore>,
+    waiting: AtomicU32,
+    ids: Arc<dyn IdSource>,
+    clock: Arc<dyn Clock>,
+    stopping: watch::Receiver<bool>,
+    /// Set first at shutdown: queued upgrades are answered 503 before live sessions are closed.
+    draining: watch::Receiver<bool>,
+    sessions: TaskTracker,
+    /// Upgrades waiting in the queue, until their last event is committed.
+    queued: TaskTracker,
+}
+
+impl Shared {
+    fn read_views(&self) -> std::sync::RwLockReadGuard<'_, Views> {
+        // Views are only ever replaced record by record inside the lock; a panic elsewhere cannot
+        // leave them half-applied, so a poisoned lock still guards consistent views.
+        self.views
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    drain: watch::Sender<bool>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the log in `storage.data_dir`, rebuilds the views, records the start and the
+    /// configured providers, binds the listener and starts serving.
+    ///
+    /// # Errors
+    /// [`ServerError`] when the data directory, the key, the log or the listener cannot be used.
+    pub async fn start(config: Config, options: Options) -> Result<Self, ServerError> {
+        config.validate()?;
+        let data_dir = config.storage.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(io_error(format!(
+            "create data directory {}",
+            data_dir.display()
+        )))?;
+        let key = match options.key {
+            Some(key) => key,
+            None => NeuronKey::load_or_create(&data_dir)?.0,
+        };
+        let log = SledLog::open(&data_dir.join("log"))?;
+        let views = Arc::new(RwLock::new(rebuild(&log)?));
+        let observed = views.clone();
+        let observer = move |records: &[Record], _: &BatchReport| {
+            let mut views = observed
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for record in records {
+                views.apply(record);
+            }
+        };
+        let public_key = key.public_b64();
+        let journal = Journal::start(
+            Box::new(log),
+            Arc::new(key),
+            options.clock.clone(),
+            JournalOptions {
+                checkpoint_every: config.audit.checkpoint_every,
+                ..JournalOptions::default()
+            },
+            Box::new(observer),
+        )?;
+        let mut startup = vec![Event::global(EventData::ServerStarted(ServerStarted {
+            version: env!("CARGO_PKG_VERSION").into(),
+            public_key,
+            organization_npi: config.organization.npi.clone(),
+            config_digest: config.digest(),
+        }))];
+        startup.extend(provider_changes(
+            &config,
+            &views
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ));
+        journal.append_all(startup).await?;
+
+        let listener = tokio::net::TcpListener::bind(config.server_addr()?)
+            .await
+            .map_err(io_error(format!(
+                "bind {}:{}",
+                config.server.host, config.server.port
+            )))?;
+        let addr = listener
+            .local_addr()
+            .map_err(io_error("read the bound address"))?;
+        write_address(&data_dir, "serve.addr", addr)?;
+
+        let (stop, stopping) = watch::channel(false);
+        let (drain, draining) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            gate: Arc::new(Semaphore::new(
+                config.websocket.max_concurrent_handshakes as usize,
+            )),
+            config,
+            journal,
+            views,
+            waiting: AtomicU32::new(0),
+            ids: options.ids,
+            clock: options.clock,
+            stopping: stopping.clone(),
+            draining,
+            sessions: TaskTracker::new(),
+            queued: TaskTracker::new(),
+        });
+        let mut signal = stopping;
+        let graceful = async move {
+            let _ = signal.wait_for(|stop| *stop).await;
+        };
+        let serving = tokio::spawn(
+            warp::serve(routes(shared.clone()))
+                .incoming(listener)
+                .graceful(graceful)
+                .run(),
+        );
+        info!(%addr, "listening for handshakes");
+        Ok(Self {
+            addr,
+            shared,
+            stop,
+            drain,
+            serving,
+        })
+    }
+
+    /// The address the public listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The live sessions: queued or in a handshake.
+    pub fn active_sessions(&self) -> Vec<ActiveSession> {
+        self.shared
+            .read_views()
+            .sessions
+            .live()
+            .map(|session| ActiveSession {
+                id: session.id.clone(),
+                patient_agent_id: session.patient_agent_id.clone(),
+                provider_npi: session.provider_npi.clone(),
+                stage: session.stage,
+                started: session.started,
+            })
+            .collect()
+    }
+
+    /// A copy of the live views.
+    pub fn views(&self) -> Views {
+        self.shared.read_views().clone()
+    }
+
+    /// Stops gracefully (SPEC §2.6): records why, stops accepting, closes every live session with
+    /// 1001, answers every queued request 503, then appends a final signed checkpoint and closes
+    /// the log.
+    ///
+    /// # Errors
+    /// [`ServerError::Log`] when the closing events cannot be written.
+    pub async fn stop(self, reason: &str) -> Result<(), ServerError> {
+        let stopping = self
+            .shared
+            .journal
+            .append(Event::global(EventData::ServerStopping(ServerStopping {
+                reason: reason.into(),
+            })))
+            .await;
+        // Queued upgrades first (each gets 503 and its event), then live sessions (1001), so the
+        // closing records come in a fixed order.
+        let _ = self.drain.send(true);
+        self.shared.queued.close();
+        self.shared.queued.wait().await;
+        let _ = self.stop.send(true);
+        let _ = self.serving.await;
+        self.shared.sessions.close();
+        self.shared.sessions.wait().await;
+        stopping?;
+        self.shared.journal.checkpoint().await?;
+        self.shared.journal.close().await;
+        info!(reason, "stopped");
+        Ok(())
+    }
+}
+
+/// Runs a server until `shutdown` resolves with the reason, then stops it gracefully.
+///
+/// # Errors
+/// As [`Server::start`] and [`Server::stop`].
+pub async fn run(
+    config: Config,
+    options: Options,
+    shutdown: impl Future<Output = String>,
+) -> Result<(), ServerError> {
+    let server = Server::start(config, options).await?;
+    let reason = shutdown.await;
+    server.stop(&reason).await
+}
+
+fn rebuild(log: &SledLog) -> Result<Views, ServerError> {
+    let mut records = Vec::new();
+    let mut failure = None;
+    log.scan(1, u64::MAX, &mut |_, bytes| match Record::decode(bytes) {
+        Ok(record) => records.push(record),
+        Err(error) => {
+            if failure.is_none() {
+                failure = Some(error);
+            }
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(ServerError::Log(error));
+    }
+    Ok(replay(records, Until::End))
+}
+
+/// The provider events that bring the providers view in line with the configuration.
+fn provider_changes(config: &Config, views: &Views) -> Vec<Event> {
+    let mut changes = Vec::new();
+    for provider in &config.providers {
+        let current = views.providers.get(&provider.npi);
+        if current.is_none_or(|known| !known.registered || known.name != provider.name) {
+            changes.push(Event::global(EventData::ProviderRegistered(
+                ProviderChanged {
+                    npi: provider.npi.clone(),
+                    name: provider.name.clone(),
+                    by: ChangeSource::Config,
+                },
+            )));
+        }
+    }
+    for known in views.providers.registered() {
+        if !config
+            .providers
+            .iter()
+            .any(|provider| provider.npi == known.npi)
+        {
+            changes.push(Event::global(EventData::ProviderRemoved(ProviderChanged {
+                npi: known.npi.clone(),
+                name: known.name.clone(),
+                by: ChangeSource::Config,
+            })));
+        }
+    }
+    changes
+}
+
+fn write_address(data_dir: &Path, name: &str, addr: SocketAddr) -> Result<(), ServerError> {
+    let path = data_dir.join(name);
+    std::fs::write(&path, format!("{addr}\n"))
+        .map_err(io_error(format!("write {}", path.display())))
+}
+
+fn routes(
+    shared: Arc<Shared>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let path = shared.config.websocket.path.clone();
+    let on_path = warp::path::full()
+        .and_then(move |full: warp::path::FullPath| {
+            let matches = full.as_str() == path;
+            async move {
+                if matches {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }
+        })
+        .untuple_one();
+    on_path
+        .and(warp::ws())
+        .and(warp::addr::remote())
+        .and(warp::any().map(move || shared.clone()))
+        .then(upgrade)
+}
+
+fn unavailable(retry_after_seconds: u64) -> warp::reply::Response {
+    let mut response = warp::reply::with_status(
+        "no handshake slot available",
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .into_response();
+    if let Ok(value) = retry_after_seconds.to_string().parse() {
+        response.headers_mut().insert("retry-after", value);
+    }
+    response
+}
+
+/// An upgrade request: a slot now, or a place in the queue, or 503. The 101 is only sent (by
+/// returning the upgrade reply) once the session holds a slot and `connection.accepted` is durable.
+async fn upgrade(ws: Ws, peer: Option<SocketAddr>, shared: Arc<Shared>) -> warp::reply::Response {
+    let session = shared.ids.session_id();
+    let peer = peer.map_or_else(|| "unknown".to_string(), |addr| addr.to_string());
+    let websocket = &shared.config.websocket;
+    let retry_after = websocket.queue_timeout_ms.div_ceil(1000).max(1);
+    let append = |data| {
+        shared
+            .journal
+            .append(Event::in_session(session.clone(), data))
+    };
+    if shared.is_draining() {
+        let _ = append(EventData::ConnectionRejected(ConnectionRejected {
+            peer,
+            reason: RejectReason::Shutdown,
+            waited_ms: 0,
+        }))
+        .await;
+        return unavailable(retry_after);
+    }
+    let permit = match shared.gate.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => {
+            let position = shared.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+            if position > websocket.max_queued {
+                shared.waiting.fetch_sub(1, Ordering::SeqCst);
+                let _ = append(EventData::ConnectionRejected(ConnectionRejected {
+                    peer,
+                    reason: RejectReason::QueueFull,
+                    waited_ms: 0,
+                }))
+                .await;
+                return unavailable(retry_after);
+            }
+            // Held until this request's last queue event is committed: shutdown waits for it.
+            let _queued = shared.queued.token();
+            let queued_at = match append(EventData::ConnectionQueued(ConnectionQueued {
+                peer: peer.clone(),
+                position,
+            }))
+            .await
+            {
+                Ok(committed) => committed.at,
+                Err(_) => {
+                    shared.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return unavailable(retry_after);
+                }
+            };
+            let mut draining = shared.draining.clone();
+            let wait = async {
+                tokio::select! {
+                    acquired = tokio::time::timeout(Duration::from_millis(websocket.queue_timeout_ms), shared.gate.clone().acquire_owned()) => Some(acquired),
+                    _ = draining.wait_for(|drain| *drain) => None,
+                }
+            };
+            let outcome = wait.await;
+            shared.waiting.fetch_sub(1, Ordering::SeqCst);
+            // Waiting time by the injected clock, like every other time in the log.
+            let waited_ms =
+                u64::try_from(shared.clock.now().millis() - queued_at.millis()).unwrap_or(0);
+            match outcome {
+                Some(Ok(Ok(permit))) => {
+                    if append(EventData::ConnectionPromoted(ConnectionPromoted {
+                        waited_ms,
+                    }))
+                    .await
+                    .is_err()
+                    {
+                        return unavailable(retry_after);
+                    }
+                    permit
+                }
+                Some(Ok(Err(_))) | None => {
+                    let _ = append(EventData::ConnectionRejected(ConnectionRejected {
+                        peer,
+                        reason: RejectReason::Shutdown,
+                        waited_ms,
+                    }))
+                    .await;
+                    return unavailable(retry_after);
+                }
+                Some(Err(_elapsed)) => {
+                    let _ = append(EventData::ConnectionQueueTimeout(ConnectionQueueTimeout {
+                        waited_ms,
+                    }))
+                    .await;
+                    return unavailable(retry_after);
+                }
+            }
+        }
+    };
+    let live_sessions = u32::try_from(
+        websocket.max_concurrent_handshakes as usize - shared.gate.available_permits(),
+    )
+    .unwrap_or(u32::MAX);
+    if append(EventData::ConnectionAccepted(ConnectionAccepted {
+        peer: peer.clone(),
+        live_sessions,
+    }))
+    .await
+    .is_err()
+    {
+        return unavailable(retry_after);
+    }
+    let span = info_span!("session", session = %session, peer = %peer);
+    let limit = websocket.max_payload_bytes;
+    let (hand_over, socket) = tokio::sync::oneshot::channel();
+    shared
+        .sessions
+        .spawn(run_session(session, shared.clone(), permit, socket).instrument(span));
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |upgraded| async move {
+            let _ = hand_over.send(upgraded);
+        })
+        .into_response()
+}
+
+/// Tells a frame that exceeded `max_payload_bytes` from other read errors.
+fn is_oversized(error: &warp::Error) -> bool {
+    use std::error::Error as _;
+    error
+        .source()
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|error| matches!(error, tungstenite::Error::Capacity(_)))
+}
+
+/// One session: reads frames and timers, steps the handshake, commits its events, then carries out
+/// its effects. The slot (`permit`) is held until the session ends.
+async fn run_session(
+    session: String,
+    shared: Arc<Shared>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    socket: tokio::sync::oneshot::Receiver<WebSocket>,
+) {
+    let mut phase = Phase::AwaitingAuth;
+    let Ok(socket) = socket.await else {
+        // The upgrade never completed: the client went away after its 101.
+        let transition = step(&shared, &phase, Input::Disconnected { code: 1006 });
+        let _ = commit(&shared, &session, transition.events).await;
+        drop(permit);
+        return;
+    };
+    let (mut sink, mut stream) = socket.split();
+    let websocket = &shared.config.websocket;
+    let mut deadline =
+        tokio::time::Instant::now() + Duration::from_millis(websocket.auth_timeout_ms);
+    let mut stopping = shared.stopping.clone();
+    while phase != Phase::Ended {
+        let input = tokio::select! {
+            _ = stopping.wait_for(|stop| *stop) => Input::ShuttingDown,
+            () = tokio::time::sleep_until(deadline) => match phase {
+                Phase::Challenged(_) => Input::ChallengeTimerFired,
+                _ => Input::AuthTimerFired,
+            },
+            frame = stream.next() => match frame {
+                None => Input::Disconnected { code: 1006 },
+                Some(Err(error)) if is_oversized(&error) => Input::Oversized,
+                Some(Err(_)) => Input::Disconnected { code: 1006 },
+                Some(Ok(message)) if message.is_text() => Input::Text(message.to_str().unwrap_or_default().to_string()),
+                Some(Ok(message)) if message.is_binary() => Input::Binary,
+                Some(Ok(message)) if message.is_close() => Input::Disconnected { code: message.close_frame().map_or(1005, |(code, _)| code) },
+                Some(Ok(_)) => continue,
+            },
+        };
+        let mut transition = step(&shared, &phase, input);
+        if commit(&shared, &session, std::mem::take(&mut transition.events))
+            .await
+            .is_err()
+        {
+            transition = step(&shared, &phase, Input::CommitFailed);
+        }
+        for effect in transition.effects {
+            match effect {
+                Effect::Send(message) => {
+                    if sink.send(Message::text(message.to_text())).await.is_err() {
+                        break;
+                    }
+                }
+                Effect::Close(code) => {
+                    let _ = sink.send(Message::close_with(code, "")).await;
+                    let _ = sink.close().await;
+                }
+                Effect::StartChallengeTimer => {
+                    deadline = tokio::time::Instant::now()
+                        + Duration::from_millis(websocket.challenge_timeout_ms);
+                }
+            }
+        }
+        phase = transition.next;
+    }
+    drop(permit);
+}
+
+fn step(shared: &Shared, phase: &Phase, input: Input) -> handshake::Transition {
+    let needs_fresh_values = matches!(input, Input::Text(_));
+    let (nonce, new_relationship_id) = if needs_fresh_values {
+        (shared.ids.nonce(), shared.ids.relationship_id())
+    } else {
+        ([0; 32], String::new())
+    };
+    let views = shared.read_views();
+    let context = Context {
+        now: shared.clock.now(),
+        nonce,
+        new_relationship_id,
+        organization_npi: &shared.config.organization.npi,
+        public_url: &shared.config.server.public_url,
+        providers: &views.providers,
+        relationships: &views.relationships,
+    };
+    handshake::step(phase, input, &context)
+}
+
+async fn commit(
+    shared: &Shared,
+    session: &str,
+    events: Vec<EventData>,
+) -> Result<(), neuron_events::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let events = events
+        .into_iter()
+        .map(|data| Event::in_session(session, data))
+        .collect();
+    match shared.journal.append_all(events).await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            warn!(%error, "could not commit the session's events");
+            Err(error)
+        }
+    }
+}
