@@ -6,6 +6,7 @@
 //! - [`wire`]: the v1 wire messages, parsed and validated at the edge.
 //! - [`consent`]: consent token verification.
 //! - [`handshake`]: the pure handshake state machine.
+//! - [`loadgen`]: the load tool: real WebSocket patients, handshakes/s and latency percentiles.
 //! - [`ids`]: session ids, relationship ids and nonces (random, or seeded for tests).
 //! - [`server`]: the warp server: WebSocket route, ceiling and queue, sessions, graceful stop.
 //! - [`selfcheck`]: a durable-log self-check for a fresh machine.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod consent;
 pub mod handshake;
 pub mod ids;
+pub mod loadgen;
 pub mod npi;
 pub mod selfcheck;
 pub mod server;

@@ -44,6 +44,25 @@ enum Command {
         #[arg(long, default_value = "demo-patient-agent")]
         patient: String,
     },
+    /// Apply load: real WebSocket patients, each with its own key; prints handshakes/s and latency.
+    Loadgen {
+        /// The server's handshake URL.
+        #[arg(long, default_value = "ws://127.0.0.1:3000/ws/handshake")]
+        url: String,
+        /// Handshakes in all.
+        #[arg(long, default_value_t = 10_000)]
+        n: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        c: u64,
+        /// new: a new patient per handshake; existing: repeat handshakes of established patients;
+        /// idle: hold upgrade requests open without sending anything.
+        #[arg(long, value_enum, default_value_t = neuron::loadgen::Mode::New)]
+        mode: neuron::loadgen::Mode,
+        /// The provider the consents name.
+        #[arg(long, default_value = "1234567893")]
+        provider: String,
+    },
     /// Write a commented neuron.toml with every key at its default.
     Init {
         /// Where to write it.
@@ -128,6 +147,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             provider,
             patient,
         } => runtime.block_on(demo_client(&url, &provider, &patient)),
+        Command::Loadgen {
+            url,
+            n,
+            c,
+            mode,
+            provider,
+        } => {
+            let load = neuron::loadgen::Load {
+                url,
+                total: n,
+                concurrency: c,
+                mode,
+                provider,
+            };
+            let summary = runtime.block_on(neuron::loadgen::run(load));
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            println!(
+                "{} completed, {} failed in {:.2} s: {:.0} handshakes/s; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                summary.completed,
+                summary.failed,
+                summary.elapsed.as_secs_f64(),
+                summary.rate(),
+                ms(summary.percentile(0.5)),
+                ms(summary.percentile(0.9)),
+                ms(summary.percentile(0.99)),
+                ms(summary.percentile(1.0)),
+            );
+            Ok(if summary.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Init { path, force } => {
             if path.exists() && !force {
                 anyhow::bail!("{} exists; pass --force to overwrite it", path.display());

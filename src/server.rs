@@ -27,7 +27,7 @@ use neuron_events::{
     BatchReport, Clock, Event, Journal, JournalOptions, Log, NeuronKey, Record, SledLog, Timestamp,
 };
 use neuron_projections::sessions::SessionStage;
-use neuron_projections::{replay, Until, Views};
+use neuron_projections::Views;
 
 use crate::config::Config;
 use crate::handshake::{self, Context, Effect, Input, Phase};
@@ -304,20 +304,21 @@ pub async fn run(
 }
 
 fn rebuild(log: &SledLog) -> Result<Views, ServerError> {
-    let mut records = Vec::new();
+    // Folded record by record: start-up memory does not grow with the length of the log.
+    let mut views = Views::live_only();
     let mut failure = None;
     log.scan(1, u64::MAX, &mut |_, bytes| match Record::decode(bytes) {
-        Ok(record) => records.push(record),
+        Ok(record) => views.apply(&record),
         Err(error) => {
             if failure.is_none() {
                 failure = Some(error);
             }
         }
     })?;
-    if let Some(error) = failure {
-        return Err(ServerError::Log(error));
+    match failure {
+        Some(error) => Err(ServerError::Log(error)),
+        None => Ok(views),
     }
-    Ok(replay(records, Until::End))
 }
 
 /// The provider events that bring the providers view in line with the configuration.

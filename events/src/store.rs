@@ -105,6 +105,9 @@ pub enum Durability {
 /// whose seq is below 2^56.
 const HEAD_KEY: &[u8] = b"\xffhead";
 
+/// sled's page cache size (sled's default is 1 GiB).
+const SLED_CACHE_BYTES: u64 = 16 << 20;
+
 /// The highest seq a sled log files: keys above it would sort past [`HEAD_KEY`].
 pub const MAX_SEQ: u64 = (1 << 56) - 1;
 
@@ -131,7 +134,12 @@ impl SledLog {
     /// # Errors
     /// As [`SledLog::open`].
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, Error> {
-        let db = sled::Config::new().path(path).open()?;
+        // The log is append-only and read back only at start-up and by investigators: a small
+        // page cache keeps the server's memory bounded without slowing appends.
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()?;
         let data_path = path.join("db");
         let data_file = File::open(&data_path).map_err(|source| Error::Io {
             action: "open",

@@ -66,6 +66,15 @@ pub struct Views {
 }
 
 impl Views {
+    /// Views for a running server: sessions are forgotten once ended (see
+    /// [`SessionsView::live_only`]); everything else as in a full replay.
+    pub fn live_only() -> Self {
+        Self {
+            sessions: SessionsView::live_only(),
+            ..Self::default()
+        }
+    }
+
     /// Folds one record into every view.
     pub fn apply(&mut self, record: &Record) {
         if let neuron_events::EventData::ServerStarted(started) = &record.event {
@@ -88,7 +97,15 @@ where
     I: IntoIterator<Item = R>,
     R: std::borrow::Borrow<Record>,
 {
-    let mut views = Views::default();
+    replay_into(Views::default(), records, until)
+}
+
+/// Folds `records` into `views` (for example [`Views::live_only`]), stopping where `until` says.
+pub fn replay_into<I, R>(mut views: Views, records: I, until: Until) -> Views
+where
+    I: IntoIterator<Item = R>,
+    R: std::borrow::Borrow<Record>,
+{
     for record in records {
         let record = record.borrow();
         if !until.includes(record) {

@@ -118,9 +118,21 @@ pub struct SessionsView {
     #[serde(skip)]
     live: BTreeSet<String>,
     tally: HandshakeTally,
+    /// Forget a session once it has ended (its outcome stays in the tally): the live server's
+    /// mode, so that its memory does not grow with every handshake ever made.
+    #[serde(skip)]
+    forget_ended: bool,
 }
 
 impl SessionsView {
+    /// A view that keeps only the live sessions (and the tally of all), for a running server.
+    pub fn live_only() -> Self {
+        Self {
+            forget_ended: true,
+            ..Self::default()
+        }
+    }
+
     /// Folds one record in.
     pub fn apply(&mut self, record: &Record) {
         if let EventData::ServerStarted(_) = record.event {
@@ -217,6 +229,9 @@ impl SessionsView {
         if session.stage.is_ended() {
             session.ended = Some(at);
             self.live.remove(id);
+            if self.forget_ended {
+                self.sessions.remove(id);
+            }
         } else {
             self.live.insert(id.to_string());
         }
@@ -229,6 +244,9 @@ impl SessionsView {
                 session.ended = Some(at);
                 session.interrupted = true;
                 self.tally.interrupted += 1;
+            }
+            if self.forget_ended {
+                self.sessions.remove(&id);
             }
         }
     }
