@@ -131,7 +131,11 @@ pub async fn connect(url: &str, from: Option<SocketAddr>) -> Result<Connection, 
         None => TcpStream::connect(target).await,
     }
     .map_err(|error| ClientError::Connect(error.to_string()))?;
-    match tokio_tungstenite::client_async(request, stream).await {
+    // Small buffers: tungstenite zeroes its whole read buffer (128 KiB by default) on every read.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
         Ok((connection, _)) => Ok(connection),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(ClientError::Refused {
             status: response.status().as_u16(),
@@ -207,6 +211,8 @@ pub async fn converse(
             }
             Ok(Message::Close(frame)) => {
                 transcript.close_code = Some(frame.map_or(1005, |frame| u16::from(frame.code)));
+                // Keep reading: that sends our close reply and ends once the server closes.
+                while let Some(Ok(_)) = connection.next().await {}
                 break;
             }
             Ok(_) => {}

@@ -15,11 +15,15 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{watch, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 use warp::http::StatusCode;
 use warp::reply::Reply;
-use warp::ws::{Message, WebSocket, Ws};
+use warp::ws::Ws;
 use warp::Filter;
 
 use neuron_events::event::*;
@@ -374,11 +378,18 @@ fn routes(
             }
         })
         .untuple_one();
+    // The upgrade is finished here rather than by warp's `Ws`, so that the WebSocket's buffers can
+    // be sized: tungstenite's default 128 KiB read buffer is zeroed on every read. `ext::optional`
+    // comes before `ws()`, which takes the upgrade handle out of the request.
     on_path
+        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
         .and(warp::ws())
+        .and(warp::header::<String>("sec-websocket-key"))
         .and(warp::addr::remote())
         .and(warp::any().map(move || shared.clone()))
-        .then(upgrade)
+        .then(|on_upgrade, _checked: Ws, key: String, peer, shared| {
+            upgrade(on_upgrade, key, peer, shared)
+        })
 }
 
 fn unavailable(retry_after_seconds: u64) -> warp::reply::Response {
@@ -395,7 +406,16 @@ fn unavailable(retry_after_seconds: u64) -> warp::reply::Response {
 
 /// An upgrade request: a slot now, or a place in the queue, or 503. The 101 is only sent (by
 /// returning the upgrade reply) once the session holds a slot and `connection.accepted` is durable.
-async fn upgrade(ws: Ws, peer: Option<SocketAddr>, shared: Arc<Shared>) -> warp::reply::Response {
+async fn upgrade(
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    key: String,
+    peer: Option<SocketAddr>,
+    shared: Arc<Shared>,
+) -> warp::reply::Response {
+    let Some(on_upgrade) = on_upgrade else {
+        return warp::reply::with_status("not an upgradable connection", StatusCode::BAD_REQUEST)
+            .into_response();
+    };
     let session = shared.ids.session_id();
     let peer = peer.map_or_else(|| "unknown".to_string(), |addr| addr.to_string());
     let websocket = &shared.config.websocket;
@@ -499,26 +519,30 @@ async fn upgrade(ws: Ws, peer: Option<SocketAddr>, shared: Arc<Shared>) -> warp:
         return unavailable(retry_after);
     }
     let span = info_span!("session", session = %session, peer = %peer);
-    let limit = websocket.max_payload_bytes;
-    let (hand_over, socket) = tokio::sync::oneshot::channel();
     shared
         .sessions
-        .spawn(run_session(session, shared.clone(), permit, socket).instrument(span));
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |upgraded| async move {
-            let _ = hand_over.send(upgraded);
-        })
-        .into_response()
+        .spawn(run_session(session, shared.clone(), permit, on_upgrade).instrument(span));
+    let switching = warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS);
+    let switching = warp::reply::with_header(switching, "connection", "upgrade");
+    let switching = warp::reply::with_header(switching, "upgrade", "websocket");
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    warp::reply::with_header(switching, "sec-websocket-accept", accept).into_response()
 }
 
-/// Tells a frame that exceeded `max_payload_bytes` from other read errors.
-fn is_oversized(error: &warp::Error) -> bool {
-    use std::error::Error as _;
-    error
-        .source()
-        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
-        .is_some_and(|error| matches!(error, tungstenite::Error::Capacity(_)))
+/// How long a closing session waits for the client's side of the close handshake.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The WebSocket settings of a session: small buffers (a handshake is a few short frames), writes
+/// sent at once. Frames up to twice `max_payload_bytes` are read whole, so that one over the limit
+/// is refused with 1009 after it has been consumed (a clean close); larger ones end the connection
+/// at the protocol level.
+fn socket_config(max_payload_bytes: usize) -> WebSocketConfig {
+    let hard_limit = max_payload_bytes.saturating_mul(2).saturating_add(1024);
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(hard_limit))
+        .max_frame_size(Some(hard_limit))
 }
 
 /// One session: reads frames and timers, steps the handshake, commits its events, then carries out
@@ -527,21 +551,29 @@ async fn run_session(
     session: String,
     shared: Arc<Shared>,
     permit: tokio::sync::OwnedSemaphorePermit,
-    socket: tokio::sync::oneshot::Receiver<WebSocket>,
+    on_upgrade: hyper::upgrade::OnUpgrade,
 ) {
     let mut phase = Phase::AwaitingAuth;
-    let Ok(socket) = socket.await else {
+    let Ok(upgraded) = on_upgrade.await else {
         // The upgrade never completed: the client went away after its 101.
         let transition = step(&shared, &phase, Input::Disconnected { code: 1006 });
         let _ = commit(&shared, &session, transition.events).await;
         drop(permit);
         return;
     };
-    let (mut sink, mut stream) = socket.split();
     let websocket = &shared.config.websocket;
+    let io = hyper_util::rt::TokioIo::new(upgraded);
+    let socket = WebSocketStream::from_raw_socket(
+        io,
+        Role::Server,
+        Some(socket_config(websocket.max_payload_bytes)),
+    )
+    .await;
+    let (mut sink, mut stream) = socket.split();
     let mut deadline =
         tokio::time::Instant::now() + Duration::from_millis(websocket.auth_timeout_ms);
     let mut stopping = shared.stopping.clone();
+    let mut closing = false;
     while phase != Phase::Ended {
         let input = tokio::select! {
             _ = stopping.wait_for(|stop| *stop) => Input::ShuttingDown,
@@ -551,11 +583,13 @@ async fn run_session(
             },
             frame = stream.next() => match frame {
                 None => Input::Disconnected { code: 1006 },
-                Some(Err(error)) if is_oversized(&error) => Input::Oversized,
+                Some(Err(tungstenite::Error::Capacity(_))) => Input::Oversized,
                 Some(Err(_)) => Input::Disconnected { code: 1006 },
-                Some(Ok(message)) if message.is_text() => Input::Text(message.to_str().unwrap_or_default().to_string()),
-                Some(Ok(message)) if message.is_binary() => Input::Binary,
-                Some(Ok(message)) if message.is_close() => Input::Disconnected { code: message.close_frame().map_or(1005, |(code, _)| code) },
+                Some(Ok(Message::Text(text))) if text.len() > websocket.max_payload_bytes => Input::Oversized,
+                Some(Ok(Message::Binary(bytes))) if bytes.len() > websocket.max_payload_bytes => Input::Oversized,
+                Some(Ok(Message::Text(text))) => Input::Text(text.as_str().to_string()),
+                Some(Ok(Message::Binary(_))) => Input::Binary,
+                Some(Ok(Message::Close(frame))) => Input::Disconnected { code: frame.map_or(1005, |frame| u16::from(frame.code)) },
                 Some(Ok(_)) => continue,
             },
         };
@@ -574,8 +608,12 @@ async fn run_session(
                     }
                 }
                 Effect::Close(code) => {
-                    let _ = sink.send(Message::close_with(code, "")).await;
-                    let _ = sink.close().await;
+                    let close = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: "".into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                    closing = true;
                 }
                 Effect::StartChallengeTimer => {
                     deadline = tokio::time::Instant::now()
@@ -585,7 +623,15 @@ async fn run_session(
         }
         phase = transition.next;
     }
+    // The slot is free as soon as the session has ended.
     drop(permit);
+    if closing {
+        // Read what the client still sends (its close reply) so that the socket ends with FIN,
+        // not with a reset that could destroy the close frame before the client reads it.
+        let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+        let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+        let _ = sink.close().await;
+    }
 }
 
 fn step(shared: &Shared, phase: &Phase, input: Input) -> handshake::Transition {

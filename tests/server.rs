@@ -253,8 +253,18 @@ async fn an_oversized_frame_is_refused_with_1009() {
     let server = start(config).await;
     let mut connection = client::connect(&url(&server), source(5, 1)).await.unwrap();
     let transcript =
-        client::converse(&mut connection, vec![Message::text("x".repeat(4096))], None).await;
-    assert_eq!(transcript.close_code, Some(1009));
+        client::converse(&mut connection, vec![Message::text("x".repeat(2000))], None).await;
+    assert_eq!(transcript.types(), ["handshake.error"]);
+    assert_eq!(
+        (
+            transcript.received[0]["code"].as_str(),
+            transcript.close_code
+        ),
+        (Some("INVALID_MESSAGE"), Some(1009))
+    );
+    // Far beyond the limit the frame is not even read whole; the refusal is still recorded.
+    let mut flood = client::connect(&url(&server), source(5, 2)).await.unwrap();
+    let _ = client::converse(&mut flood, vec![Message::text("x".repeat(1 << 20))], None).await;
     server.stop("test over").await.unwrap();
     lock("handshake__oversized_frame", dir.path());
 }
