@@ -131,10 +131,13 @@ pub async fn connect(url: &str, from: Option<SocketAddr>) -> Result<Connection, 
         None => TcpStream::connect(target).await,
     }
     .map_err(|error| ClientError::Connect(error.to_string()))?;
+    // Handshake frames are small and each waits for an answer: send them at once.
+    stream
+        .set_nodelay(true)
+        .map_err(|error| ClientError::Connect(error.to_string()))?;
     // Small buffers: tungstenite zeroes its whole read buffer (128 KiB by default) on every read.
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
+    let config =
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
     match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
         Ok((connection, _)) => Ok(connection),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(ClientError::Refused {

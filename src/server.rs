@@ -532,15 +532,14 @@ async fn upgrade(
 /// How long a closing session waits for the client's side of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// The WebSocket settings of a session: small buffers (a handshake is a few short frames), writes
-/// sent at once. Frames up to twice `max_payload_bytes` are read whole, so that one over the limit
-/// is refused with 1009 after it has been consumed (a clean close); larger ones end the connection
-/// at the protocol level.
+/// The WebSocket settings of a session: a small read buffer (a handshake is a few short frames).
+/// Frames up to twice `max_payload_bytes` are read whole, so that one over the limit is refused
+/// with 1009 after it has been consumed (a clean close); larger ones end the connection at the
+/// protocol level.
 fn socket_config(max_payload_bytes: usize) -> WebSocketConfig {
     let hard_limit = max_payload_bytes.saturating_mul(2).saturating_add(1024);
     WebSocketConfig::default()
         .read_buffer_size(4096)
-        .write_buffer_size(0)
         .max_message_size(Some(hard_limit))
         .max_frame_size(Some(hard_limit))
 }
@@ -600,19 +599,18 @@ async fn run_session(
         {
             transition = step(&shared, &phase, Input::CommitFailed);
         }
+        // Frames are queued and written together (an error frame and its close in one write, not
+        // two packets the second of which would wait on the first one's acknowledgement).
+        let mut frames = Vec::new();
         for effect in transition.effects {
             match effect {
-                Effect::Send(message) => {
-                    if sink.send(Message::text(message.to_text())).await.is_err() {
-                        break;
-                    }
-                }
+                Effect::Send(message) => frames.push(Message::text(message.to_text())),
                 Effect::Close(code) => {
                     let close = CloseFrame {
                         code: CloseCode::from(code),
                         reason: "".into(),
                     };
-                    let _ = sink.send(Message::Close(Some(close))).await;
+                    frames.push(Message::Close(Some(close)));
                     closing = true;
                 }
                 Effect::StartChallengeTimer => {
@@ -620,6 +618,10 @@ async fn run_session(
                         + Duration::from_millis(websocket.challenge_timeout_ms);
                 }
             }
+        }
+        if !frames.is_empty() {
+            let mut queued = futures_util::stream::iter(frames.into_iter().map(Ok));
+            let _ = sink.send_all(&mut queued).await;
         }
         phase = transition.next;
     }
@@ -630,7 +632,6 @@ async fn run_session(
         // not with a reset that could destroy the close frame before the client reads it.
         let drain = async { while let Some(Ok(_)) = stream.next().await {} };
         let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
-        let _ = sink.close().await;
     }
 }
 
