@@ -7,6 +7,7 @@
 //! - [`consent`]: consent token verification.
 //! - [`handshake`]: the pure handshake state machine.
 //! - [`loadgen`]: the load tool: real WebSocket patients, handshakes/s and latency percentiles.
+//! - [`investigate`]: `neuron verify` and `neuron export` over a data directory, a sled log or an export.
 //! - [`ids`]: session ids, relationship ids and nonces (random, or seeded for tests).
 //! - [`server`]: the warp server: WebSocket route, ceiling and queue, sessions, graceful stop.
 //! - [`selfcheck`]: a durable-log self-check for a fresh machine.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod consent;
 pub mod handshake;
 pub mod ids;
+pub mod investigate;
 pub mod loadgen;
 pub mod npi;
 pub mod selfcheck;

@@ -63,6 +63,32 @@ enum Command {
         #[arg(long, default_value = "1234567893")]
         provider: String,
     },
+    /// Verify a log offline: a data directory, a sled log or a JSONL export. Exit 0 intact, 1 not
+    /// intact, 2 unreadable.
+    Verify {
+        /// The data directory, sled log directory or JSONL file.
+        path: PathBuf,
+        /// Checkpoints must be signed by this key (base64url, or a file holding it).
+        #[arg(long)]
+        trusted_key: Option<String>,
+        /// The log must hold this record, as SEQ:HEX (for example from the admin API's audit head).
+        #[arg(long)]
+        expect_head: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Write a log's records as JSONL, byte for byte (verifiable on its own).
+    Export {
+        /// The data directory, sled log directory or JSONL file.
+        path: PathBuf,
+        /// First seq to write.
+        #[arg(long, default_value_t = 1)]
+        from_seq: u64,
+        /// Last seq to write.
+        #[arg(long, default_value_t = u64::MAX)]
+        to_seq: u64,
+    },
     /// Write a commented neuron.toml with every key at its default.
     Init {
         /// Where to write it.
@@ -78,6 +104,14 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    /// A table for people.
+    Table,
+    /// One JSON document.
+    Json,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -179,6 +213,80 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Verify {
+            path,
+            trusted_key,
+            expect_head,
+            format,
+        } => {
+            use neuron::investigate::{self, Source};
+            let outcome = (|| {
+                let options = neuron_events::VerifyOptions {
+                    trusted_key: trusted_key
+                        .as_deref()
+                        .map(investigate::trusted_key)
+                        .transpose()?,
+                    expected_head: expect_head
+                        .as_deref()
+                        .map(investigate::expected_head)
+                        .transpose()?,
+                };
+                let source = Source::locate(&path)?;
+                let report = source.verify(&options)?;
+                Ok::<_, investigate::InvestigateError>((
+                    source,
+                    report,
+                    options.trusted_key.is_some(),
+                ))
+            })();
+            let (source, report, trusted) = match outcome {
+                Ok(found) => found,
+                Err(error) => {
+                    eprintln!("neuron: {error}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match format {
+                OutputFormat::Table => {
+                    print!("{}", investigate::report_text(&source, &report, trusted))
+                }
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({"log": source.describe(), "intact": report.is_intact(), "report": report})
+                ),
+            }
+            Ok(if report.is_intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Export {
+            path,
+            from_seq,
+            to_seq,
+        } => {
+            use neuron::investigate::Source;
+            let exported = Source::locate(&path).and_then(|source| {
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                let written = source.export(from_seq, to_seq, &mut out)?;
+                std::io::Write::flush(&mut out).map_err(|error| {
+                    neuron::investigate::InvestigateError::Unreadable {
+                        path: path.clone(),
+                        reason: error.to_string(),
+                    }
+                })?;
+                Ok(written)
+            });
+            match exported {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(error) => {
+                    eprintln!("neuron: {error}");
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
         Command::Init { path, force } => {
             if path.exists() && !force {

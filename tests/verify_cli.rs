@@ -1,0 +1,149 @@
+//! `neuron verify` and `neuron export` on a real data directory written by `neuron self-check`:
+//! exit 0 when intact, 1 when not (naming the seq), 2 when the path holds no readable log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use neuron_events::NeuronKey;
+
+fn neuron(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_neuron"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        neuron(&["self-check", "--data-dir", dir.path().to_str().unwrap()])
+            .status
+            .success()
+    );
+    dir
+}
+
+fn export(dir: &Path) -> Vec<u8> {
+    let output = neuron(&["export", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
+    output.stdout
+}
+
+#[test]
+fn an_intact_data_directory_and_its_export_verify_under_the_neurons_key() {
+    let dir = data_dir();
+    let key = NeuronKey::load_or_create(dir.path())
+        .unwrap()
+        .0
+        .public_b64();
+    let output = neuron(&[
+        "verify",
+        dir.path().to_str().unwrap(),
+        "--trusted-key",
+        &key,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let out = text(&output);
+    assert!(
+        out.contains("records checked: 57")
+            && out.contains("result:          INTACT")
+            && out.contains("(the trusted key)"),
+        "{out}"
+    );
+
+    let jsonl = dir.path().join("export.jsonl");
+    std::fs::write(&jsonl, export(dir.path())).unwrap();
+    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 57);
+    let output = neuron(&["verify", jsonl.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (json["intact"].as_bool(), json["report"]["records"].as_u64()),
+        (Some(true), Some(57))
+    );
+
+    let partial = neuron(&[
+        "export",
+        jsonl.to_str().unwrap(),
+        "--from-seq",
+        "10",
+        "--to-seq",
+        "12",
+    ]);
+    assert_eq!(
+        String::from_utf8(partial.stdout).unwrap().lines().count(),
+        3
+    );
+}
+
+#[test]
+fn tampering_a_foreign_signer_and_a_torn_tail_exit_1_naming_the_seq() {
+    let dir = data_dir();
+    let bytes = export(dir.path());
+    let lines: Vec<&str> = std::str::from_utf8(&bytes).unwrap().lines().collect();
+    let target = lines
+        .iter()
+        .position(|line| line.contains("consent.verified"))
+        .unwrap();
+    let mut altered: Vec<String> = lines.iter().map(|line| line.to_string()).collect();
+    altered[target] = altered[target].replacen("\"exp\":0", "\"exp\":9", 1);
+    let tampered = dir.path().join("tampered.jsonl");
+    std::fs::write(&tampered, altered.join("\n") + "\n").unwrap();
+    let output = neuron(&["verify", tampered.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!(
+            "NOT INTACT at seq {} (consent.verified)",
+            target + 1
+        )),
+        "{}",
+        text(&output)
+    );
+
+    let stranger = NeuronKey::from_seed([3; 32]).public_b64();
+    let output = neuron(&[
+        "verify",
+        dir.path().to_str().unwrap(),
+        "--trusted-key",
+        &stranger,
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output).contains("not by the trusted key"),
+        "{}",
+        text(&output)
+    );
+
+    let torn = dir.path().join("torn.jsonl");
+    std::fs::write(&torn, &bytes[..bytes.len() - 20]).unwrap();
+    let output = neuron(&["verify", torn.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output).contains("NOT INTACT at seq 57") && text(&output).contains("torn"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn a_path_without_a_log_exits_2() {
+    let empty = tempfile::tempdir().unwrap();
+    for path in [empty.path().to_str().unwrap(), "/nonexistent/neuron/log"] {
+        let output = neuron(&["verify", path]);
+        assert_eq!(output.status.code(), Some(2), "{path}: {}", text(&output));
+        assert!(String::from_utf8_lossy(&output.stderr).starts_with("neuron: "));
+    }
+    let output = neuron(&[
+        "verify",
+        empty.path().to_str().unwrap(),
+        "--trusted-key",
+        "not-a-key",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+}
