@@ -15,7 +15,6 @@ use neuron::ids::SeededIds;
 use neuron::server::{Options, Server};
 use neuron_events::b64;
 use neuron_events::testing::{fixed_clock, neuron_key, snapshot_settings};
-use neuron_events::{verify_log, Log, SledLog, VerifyOptions};
 use tokio_tungstenite::tungstenite::Message;
 
 const PROVIDER: &str = "1234567893";
@@ -96,19 +95,7 @@ async fn run(test: u8, tweak: fn(&mut Config), script: Script) -> (Transcript, S
 }
 
 fn records(dir: &Path) -> String {
-    let log = SledLog::open(&dir.join("log")).unwrap();
-    let report = verify_log(
-        &log,
-        &VerifyOptions {
-            trusted_key: Some(neuron_key().verifying_key()),
-            expected_head: None,
-        },
-    )
-    .unwrap();
-    assert!(report.is_intact(), "{report:?}");
-    log.read(1, u64::MAX)
-        .map(|r| format!("{}\n", String::from_utf8(r.unwrap().1).unwrap()))
-        .collect()
+    neuron_events::testing::verified_records(&dir.join("log"))
 }
 
 fn refused(transcript: &Transcript) -> (String, u16) {

@@ -14,7 +14,6 @@ use neuron::config::Config;
 use neuron::ids::SeededIds;
 use neuron::server::{Options, Server};
 use neuron_events::testing::{fixed_clock, neuron_key, snapshot_settings};
-use neuron_events::{verify_log, Log, SledLog, VerifyOptions};
 use neuron_projections::sessions::SessionStage;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -61,19 +60,7 @@ fn ada() -> Patient {
 
 /// Every record of a stopped server's log, one per line; the log must verify under the test key.
 fn records(dir: &Path) -> String {
-    let log = SledLog::open(&dir.join("log")).unwrap();
-    let report = verify_log(
-        &log,
-        &VerifyOptions {
-            trusted_key: Some(neuron_key().verifying_key()),
-            expected_head: None,
-        },
-    )
-    .unwrap();
-    assert!(report.is_intact(), "{report:?}");
-    log.read(1, u64::MAX)
-        .map(|r| format!("{}\n", String::from_utf8(r.unwrap().1).unwrap()))
-        .collect()
+    neuron_events::testing::verified_records(&dir.join("log"))
 }
 
 fn lock(name: &str, dir: &Path) {

@@ -326,3 +326,29 @@ pub fn fixed_log() -> Result<Vec<Vec<u8>>, Error> {
     })?;
     Ok(log.all_bytes())
 }
+
+/// Every record of the sled log in `log_dir`, one per line, after checking that the log verifies
+/// with every checkpoint signed by the test key. Panics (failing the test) otherwise.
+pub fn verified_records(log_dir: &std::path::Path) -> String {
+    use crate::store::Log;
+    let log = match crate::SledLog::open(log_dir) {
+        Ok(log) => log,
+        Err(error) => panic!("cannot open {}: {error}", log_dir.display()),
+    };
+    let options = crate::VerifyOptions {
+        trusted_key: Some(neuron_key().verifying_key()),
+        expected_head: None,
+    };
+    match crate::verify_log(&log, &options) {
+        Ok(report) if report.is_intact() => {}
+        outcome => panic!("{} does not verify: {outcome:?}", log_dir.display()),
+    }
+    let mut text = String::new();
+    if let Err(error) = log.scan(1, u64::MAX, &mut |_, bytes| {
+        text.push_str(&String::from_utf8_lossy(bytes));
+        text.push('\n');
+    }) {
+        panic!("cannot read {}: {error}", log_dir.display());
+    }
+    text
+}
