@@ -235,3 +235,448 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
     }
     text
 }
+
+impl Source {
+    /// Calls `visit` with every record, decoded, in log order. Stops at the first record that does
+    /// not decode (verify the log to learn why).
+    ///
+    /// # Errors
+    /// [`InvestigateError::Unreadable`] when the log cannot be read or a record not decoded.
+    pub fn for_each_record(&self, visit: &mut dyn FnMut(Record)) -> Result<(), InvestigateError> {
+        let mut failure = None;
+        let mut decode = |bytes: &[u8]| {
+            if failure.is_some() {
+                return;
+            }
+            match Record::decode(bytes) {
+                Ok(record) => visit(record),
+                Err(error) => failure = Some(error.to_string()),
+            }
+        };
+        let path = match self {
+            Self::Sled(path) | Self::Jsonl(path) => path.clone(),
+        };
+        let unreadable = |reason: String| InvestigateError::Unreadable {
+            path: path.clone(),
+            reason,
+        };
+        match self {
+            Self::Sled(path) => {
+                use neuron_events::Log;
+                Self::open_sled(path)?
+                    .scan(1, u64::MAX, &mut |_, bytes| decode(bytes))
+                    .map_err(|error| unreadable(error.to_string()))?;
+            }
+            Self::Jsonl(path) => {
+                let file = File::open(path).map_err(|error| unreadable(error.to_string()))?;
+                for entry in
+                    neuron_events::export::read_jsonl(BufReader::with_capacity(1 << 20, file))
+                {
+                    let entry = entry.map_err(|error| unreadable(error.to_string()))?;
+                    decode(&entry.bytes);
+                }
+            }
+        }
+        match failure {
+            Some(reason) => Err(unreadable(format!(
+                "a record does not decode ({reason}); run neuron verify"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+use neuron_events::event::{
+    ChangeSource, ClosedBy, EventData, RejectReason, RelationshipStatus, Stage,
+};
+use neuron_events::Record;
+
+/// The entity a timeline follows.
+#[derive(Clone, Debug)]
+pub enum Subject {
+    /// One session.
+    Session(String),
+    /// Every session of a patient agent, and its relationships' terminations.
+    Patient(String),
+    /// A relationship: the session that established it, later sessions that reused it, its end.
+    Relationship(String),
+    /// Every record naming a provider, and the sessions that consented to it.
+    Provider(String),
+}
+
+/// One line of a timeline.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Step {
+    /// The record's seq.
+    pub seq: u64,
+    /// Its time.
+    pub at: neuron_events::Timestamp,
+    /// Milliseconds since the previous line of the same session (or of the timeline, for records
+    /// outside sessions).
+    pub since_previous_ms: Option<i64>,
+    /// The session, if any.
+    pub session: Option<String>,
+    /// The event kind.
+    pub kind: &'static str,
+    /// What happened, in words.
+    pub description: String,
+}
+
+fn mentions(record: &Record, subject: &Subject) -> bool {
+    match (subject, &record.event) {
+        (Subject::Session(id), _) => record.session.as_deref() == Some(id.as_str()),
+        (Subject::Patient(id), EventData::HandshakeStarted(data)) => &data.patient_agent_id == id,
+        (Subject::Patient(id), EventData::ConsentVerified(data)) => &data.patient_agent_id == id,
+        (Subject::Patient(id), EventData::RelationshipEstablished(data)) => {
+            &data.patient_agent_id == id
+        }
+        (Subject::Relationship(id), EventData::RelationshipEstablished(data)) => {
+            &data.relationship_id == id
+        }
+        (Subject::Relationship(id), EventData::HandshakeCompleted(data)) => {
+            &data.relationship_id == id
+        }
+        (Subject::Relationship(id), EventData::ChallengeIssued(data)) => &data.relationship == id,
+        (Subject::Relationship(id), EventData::RelationshipTerminated(data)) => {
+            &data.relationship_id == id
+        }
+        (Subject::Provider(npi), EventData::ConsentVerified(data)) => &data.provider_npi == npi,
+        (Subject::Provider(npi), EventData::HandshakeFailed(data)) => &data.provider_npi == npi,
+        (Subject::Provider(npi), EventData::HandshakeCompleted(data)) => &data.provider_npi == npi,
+        (Subject::Provider(npi), EventData::RelationshipTerminated(data)) => {
+            &data.provider_npi == npi
+        }
+        (
+            Subject::Provider(npi),
+            EventData::ProviderRegistered(data) | EventData::ProviderRemoved(data),
+        ) => &data.npi == npi,
+        _ => false,
+    }
+}
+
+/// The timeline of `subject`: every record touching it, in order. Two passes over the log: the
+/// first finds the sessions involved, the second collects their records.
+///
+/// # Errors
+/// As [`Source::for_each_record`].
+pub fn timeline(source: &Source, subject: &Subject) -> Result<Vec<Step>, InvestigateError> {
+    let mut sessions = std::collections::HashSet::new();
+    let mut relationships = std::collections::HashSet::new();
+    source.for_each_record(&mut |record| {
+        if mentions(&record, subject) {
+            if let Some(session) = &record.session {
+                sessions.insert(session.clone());
+            }
+            if let EventData::RelationshipEstablished(data) = &record.event {
+                relationships.insert(data.relationship_id.clone());
+            }
+        }
+    })?;
+    let mut steps = Vec::new();
+    let mut previous_in_session: std::collections::HashMap<String, neuron_events::Timestamp> =
+        std::collections::HashMap::new();
+    let mut previous_outside: Option<neuron_events::Timestamp> = None;
+    source.for_each_record(&mut |record| {
+        let in_session = record.session.as_ref().is_some_and(|session| sessions.contains(session));
+        let terminates_ours = matches!(&record.event, EventData::RelationshipTerminated(data) if relationships.contains(&data.relationship_id));
+        if !(in_session || terminates_ours || mentions(&record, subject)) {
+            return;
+        }
+        let previous = match &record.session {
+            Some(session) => previous_in_session.insert(session.clone(), record.at),
+            None => previous_outside.replace(record.at),
+        };
+        steps.push(Step {
+            seq: record.seq,
+            at: record.at,
+            since_previous_ms: previous.map(|earlier| record.at.millis() - earlier.millis()),
+            session: record.session.clone(),
+            kind: record.event.kind(),
+            description: describe(&record.event),
+        });
+    })?;
+    Ok(steps)
+}
+
+fn seconds(millis: u64) -> String {
+    format!("{:.1} s", millis as f64 / 1000.0)
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Queue => "queue",
+        Stage::Auth => "auth",
+        Stage::Consent => "consent",
+        Stage::Challenge => "challenge",
+        Stage::Complete => "complete",
+    }
+}
+
+/// A record's event in plain language.
+pub fn describe(event: &EventData) -> String {
+    match event {
+        EventData::ServerStarted(data) => format!(
+            "Neuron {} started for organization {} (key {})",
+            data.version, data.organization_npi, data.public_key
+        ),
+        EventData::ServerStopping(data) => format!("Neuron stopping ({})", data.reason),
+        EventData::ProviderRegistered(data) => format!(
+            "provider {} \"{}\" registered (by {})",
+            data.npi,
+            data.name,
+            source_name(data.by)
+        ),
+        EventData::ProviderRemoved(data) => format!(
+            "provider {} \"{}\" removed (by {})",
+            data.npi,
+            data.name,
+            source_name(data.by)
+        ),
+        EventData::ConnectionAccepted(data) => format!(
+            "connection from {} accepted ({} live)",
+            data.peer, data.live_sessions
+        ),
+        EventData::ConnectionQueued(data) => format!(
+            "connection from {} queued at position {}",
+            data.peer, data.position
+        ),
+        EventData::ConnectionPromoted(data) => format!(
+            "waited {} in the queue, then got a slot",
+            seconds(data.waited_ms)
+        ),
+        EventData::ConnectionQueueTimeout(data) => format!(
+            "gave up after {} in the queue: HTTP 503",
+            seconds(data.waited_ms)
+        ),
+        EventData::ConnectionRejected(data) => match data.reason {
+            RejectReason::QueueFull => format!(
+                "connection from {} refused: queue full (HTTP 503)",
+                data.peer
+            ),
+            RejectReason::Shutdown => format!(
+                "connection from {} refused: shutting down (HTTP 503)",
+                data.peer
+            ),
+        },
+        EventData::HandshakeStarted(data) => format!(
+            "auth from patient agent {} (as claimed), endpoint {}",
+            data.patient_agent_id, data.patient_endpoint
+        ),
+        EventData::ConsentVerified(data) => format!(
+            "consent verified: {} for provider {}, actions [{}], token valid until {}",
+            data.patient_agent_id,
+            data.provider_npi,
+            data.consented_actions.join(", "),
+            neuron_events::Timestamp::saturating_from_millis(data.exp.saturating_mul(1000))
+        ),
+        EventData::ChallengeIssued(data) if data.relationship == "new" => {
+            "challenge sent (no relationship yet)".into()
+        }
+        EventData::ChallengeIssued(data) => format!(
+            "challenge sent (existing relationship {})",
+            data.relationship
+        ),
+        EventData::ChallengeVerified(_) => "challenge answered: key possession proven".into(),
+        EventData::RelationshipEstablished(data) => format!(
+            "relationship {} established between {} and provider {} (key {})",
+            data.relationship_id, data.patient_agent_id, data.provider_npi, data.patient_public_key
+        ),
+        EventData::HandshakeCompleted(data) => format!(
+            "handshake complete ({} relationship {}); given {}",
+            match data.status {
+                RelationshipStatus::New => "new",
+                RelationshipStatus::Existing => "existing",
+            },
+            data.relationship_id,
+            data.provider_endpoint
+        ),
+        EventData::HandshakeFailed(data) => format!(
+            "refused at {}: {} {}",
+            stage_name(data.stage),
+            data.code.as_str(),
+            data.reason
+        ),
+        EventData::ConnectionTimeout(data) => format!(
+            "timed out at {}: {}",
+            stage_name(data.stage),
+            data.code.as_str()
+        ),
+        EventData::ConnectionClosed(data) => format!(
+            "closed by the {} with {} at {}",
+            match data.by {
+                ClosedBy::Client => "client",
+                ClosedBy::Server => "server",
+            },
+            data.code,
+            stage_name(data.stage)
+        ),
+        EventData::RelationshipTerminated(data) => format!(
+            "relationship {} terminated by {}: {}",
+            data.relationship_id, data.by, data.reason
+        ),
+        EventData::LogCheckpoint(data) => format!("checkpoint signed up to seq {}", data.upto),
+    }
+}
+
+fn source_name(source: ChangeSource) -> &'static str {
+    match source {
+        ChangeSource::Config => "config",
+        ChangeSource::Api => "api",
+    }
+}
+
+/// The human form of a timeline.
+pub fn timeline_text(steps: &[Step]) -> String {
+    let mut text = String::new();
+    for step in steps {
+        let delta = step
+            .since_previous_ms
+            .map(|ms| format!("+{:.3}s", ms as f64 / 1000.0))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "{:>7}  {}  {:>9}  {:<12}  {}\n",
+            step.seq,
+            step.at,
+            delta,
+            step.session.as_deref().unwrap_or("-"),
+            step.description
+        ));
+    }
+    if steps.is_empty() {
+        text.push_str("no record touches it\n");
+    }
+    text
+}
+
+/// The views of the log as of `until`.
+///
+/// # Errors
+/// As [`Source::for_each_record`].
+pub fn replay(
+    source: &Source,
+    until: neuron_projections::Until,
+) -> Result<neuron_projections::Views, InvestigateError> {
+    let mut views = neuron_projections::Views::default();
+    let mut done = false;
+    source.for_each_record(&mut |record| {
+        if done || !until.includes(&record) {
+            done = true;
+            return;
+        }
+        views.apply(&record);
+    })?;
+    Ok(views)
+}
+
+/// The human form of a replay; at most `limit` rows per list.
+pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: usize) -> String {
+    use neuron_projections::relationships::Status;
+    use neuron_projections::sessions::SessionStage;
+    let mut text = format!(
+        "log {} as of seq {} ({})\n",
+        source.describe(),
+        views.last_seq,
+        views
+            .last_at
+            .map(|at| at.to_string())
+            .unwrap_or_else(|| "empty".into())
+    );
+    if let Some(org) = &views.organization_npi {
+        text.push_str(&format!(
+            "organization {org}, Neuron key {}\n",
+            views.server_key.as_deref().unwrap_or("-")
+        ));
+    }
+    text.push_str("\nproviders\n");
+    for provider in views.providers.all() {
+        let state = match provider.removed_at {
+            Some(at) if !provider.registered => format!("removed {at}"),
+            _ => format!("registered {}", provider.registered_at),
+        };
+        text.push_str(&format!(
+            "  {}  {:<24}  {}\n",
+            provider.npi, provider.name, state
+        ));
+    }
+    let (active, terminated) = views.relationships.counts();
+    text.push_str(&format!(
+        "\nrelationships: {active} active, {terminated} terminated\n"
+    ));
+    for relationship in views.relationships.all().take(limit) {
+        let status = match (&relationship.status, &relationship.termination) {
+            (Status::Terminated, Some(end)) => format!("terminated {} ({})", end.at, end.reason),
+            _ => "active".to_string(),
+        };
+        text.push_str(&format!(
+            "  {}  {}  provider {}  established {}  {} later handshake(s)  {}\n",
+            relationship.id,
+            relationship.patient_agent_id,
+            relationship.provider_npi,
+            relationship.established_at,
+            relationship.existing_handshakes,
+            status
+        ));
+    }
+    let total = active + terminated;
+    if total > limit {
+        text.push_str(&format!(
+            "  … and {} more (--limit, or --format json)\n",
+            total - limit
+        ));
+    }
+    text.push_str(&format!(
+        "\nlive sessions: {}\n",
+        views.sessions.live_count()
+    ));
+    for session in views.sessions.live().take(limit) {
+        text.push_str(&format!(
+            "  {}  {}  patient {}  provider {}  since {}\n",
+            session.id,
+            match session.stage {
+                SessionStage::Queued => "queued",
+                SessionStage::Authenticating => "authenticating",
+                SessionStage::Challenged => "challenged",
+                SessionStage::Completed => "completed",
+                SessionStage::Failed => "failed",
+                SessionStage::Closed => "closed",
+            },
+            session.patient_agent_id.as_deref().unwrap_or("-"),
+            session.provider_npi.as_deref().unwrap_or("-"),
+            session.started
+        ));
+    }
+    text.push_str(&format!("\nqueue: {} waiting\n", views.queue.len()));
+    for position in views.queue.positions().take(limit) {
+        text.push_str(&format!(
+            "  {:>4}  {}  {}  since {}\n",
+            position.position,
+            position.waiting.session,
+            position.waiting.peer,
+            position.waiting.since
+        ));
+    }
+    let tally = views.sessions.tally();
+    let failed: Vec<String> = tally
+        .failed
+        .iter()
+        .map(|(code, count)| format!("{} {count}", code.as_str()))
+        .collect();
+    let rejected: Vec<String> = tally
+        .rejected
+        .iter()
+        .map(|(reason, count)| format!("{reason} {count}"))
+        .collect();
+    text.push_str(&format!(
+        "\nhandshakes: completed {} ({} new, {} existing); failed {} [{}]; closed {}; queue timeouts {}; rejected [{}]; interrupted {}\n",
+        tally.completed_new + tally.completed_existing,
+        tally.completed_new,
+        tally.completed_existing,
+        tally.failed.values().sum::<u64>(),
+        failed.join(", "),
+        tally.closed,
+        tally.queue_timeouts,
+        rejected.join(", "),
+        tally.interrupted
+    ));
+    text
+}

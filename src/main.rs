@@ -78,6 +78,44 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+    /// The state as of a point in the log: providers, relationships, live sessions, the queue, and
+    /// how handshakes ended.
+    Replay {
+        /// The data directory, sled log directory or JSONL file.
+        path: PathBuf,
+        /// Stop after this seq.
+        #[arg(long, conflicts_with = "until_time")]
+        until_seq: Option<u64>,
+        /// Stop after the last record at or before this time (RFC 3339).
+        #[arg(long)]
+        until_time: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// Most rows per list in the table.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Every record touching one session, patient, relationship or provider, in order, in words.
+    Timeline {
+        /// The data directory, sled log directory or JSONL file.
+        path: PathBuf,
+        /// A session id.
+        #[arg(long, group = "subject")]
+        session: Option<String>,
+        /// A patient agent id.
+        #[arg(long, group = "subject")]
+        patient: Option<String>,
+        /// A relationship id.
+        #[arg(long, group = "subject")]
+        relationship: Option<String>,
+        /// A provider NPI.
+        #[arg(long, group = "subject")]
+        provider: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
     /// Write a log's records as JSONL, byte for byte (verifiable on its own).
     Export {
         /// The data directory, sled log directory or JSONL file.
@@ -261,6 +299,86 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Replay {
+            path,
+            until_seq,
+            until_time,
+            format,
+            limit,
+        } => {
+            use neuron::investigate::{self, Source};
+            let outcome = (|| {
+                let until = match (until_seq, until_time) {
+                    (Some(seq), _) => neuron_projections::Until::Seq(seq),
+                    (None, Some(time)) => neuron_projections::Until::Time(
+                        neuron_events::Timestamp::parse_rfc3339(&time).map_err(|error| {
+                            investigate::InvestigateError::BadArgument {
+                                what: "--until-time",
+                                reason: error.to_string(),
+                            }
+                        })?,
+                    ),
+                    (None, None) => neuron_projections::Until::End,
+                };
+                let source = Source::locate(&path)?;
+                let views = investigate::replay(&source, until)?;
+                Ok::<_, investigate::InvestigateError>((source, views))
+            })();
+            match outcome {
+                Ok((source, views)) => {
+                    match format {
+                        OutputFormat::Table => {
+                            print!("{}", investigate::replay_text(&source, &views, limit))
+                        }
+                        OutputFormat::Json => println!(
+                            "{}",
+                            serde_json::to_string(&views).context("writing the views")?
+                        ),
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("neuron: {error}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Timeline {
+            path,
+            session,
+            patient,
+            relationship,
+            provider,
+            format,
+        } => {
+            use neuron::investigate::{self, Source, Subject};
+            let subject = match (session, patient, relationship, provider) {
+                (Some(id), ..) => Subject::Session(id),
+                (_, Some(id), ..) => Subject::Patient(id),
+                (_, _, Some(id), _) => Subject::Relationship(id),
+                (_, _, _, Some(npi)) => Subject::Provider(npi),
+                _ => anyhow::bail!(
+                    "name what to follow: --session, --patient, --relationship or --provider"
+                ),
+            };
+            match Source::locate(&path).and_then(|source| investigate::timeline(&source, &subject))
+            {
+                Ok(steps) => {
+                    match format {
+                        OutputFormat::Table => print!("{}", investigate::timeline_text(&steps)),
+                        OutputFormat::Json => println!(
+                            "{}",
+                            serde_json::to_string(&steps).context("writing the timeline")?
+                        ),
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("neuron: {error}");
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
         Command::Export {
             path,

@@ -1,0 +1,102 @@
+//! `neuron replay` and `neuron timeline` over the committed server-run fixture, each output and
+//! format locked as a snapshot.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
+
+use std::process::Command;
+
+use neuron_events::testing::snapshot_settings;
+
+const FIXTURE: &str = "tests/fixtures/server_run.jsonl";
+
+fn neuron(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_neuron"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn lock(name: &str, output: &str) {
+    snapshot_settings().bind(|| insta::assert_snapshot!(name, output));
+}
+
+fn lock_json(name: &str, output: &str) {
+    let value: serde_json::Value = serde_json::from_str(output).unwrap();
+    snapshot_settings().bind(|| insta::assert_json_snapshot!(name, value));
+}
+
+#[test]
+fn replay_shows_the_state_at_the_end_and_at_a_point() {
+    let end = neuron(&["replay", FIXTURE]);
+    assert!(
+        end.contains("relationships: 1 active, 0 terminated"),
+        "{end}"
+    );
+    assert!(end.contains("completed 3 (1 new, 2 existing)"), "{end}");
+    lock("replay__table", &end);
+    lock_json(
+        "replay__json",
+        &neuron(&["replay", FIXTURE, "--format", "json"]),
+    );
+    // At seq 23 Bob holds the slot and Ada waits first in line.
+    let queued = neuron(&["replay", FIXTURE, "--until-seq", "23"]);
+    assert!(
+        queued.contains("queue: 1 waiting") && queued.contains("live sessions: 2"),
+        "{queued}"
+    );
+    lock("replay__table_until_seq_23", &queued);
+    let by_time = neuron(&[
+        "replay",
+        FIXTURE,
+        "--until-time",
+        "2026-11-26T10:00:07.000Z",
+    ]);
+    assert_eq!(
+        by_time.replace("(2026-11-26T10:00:07.000Z)", ""),
+        queued.replace("(2026-11-26T10:00:07.000Z)", "")
+    );
+}
+
+#[test]
+fn timelines_follow_a_patient_a_session_a_relationship_and_a_provider() {
+    let patient = neuron(&["timeline", FIXTURE, "--patient", "patient-agent-ada"]);
+    assert!(patient.contains("waited 0.8 s in the queue"), "{patient}");
+    assert!(
+        patient.contains("refused at consent: CONSENT_FAILED"),
+        "{patient}"
+    );
+    lock("timeline__patient", &patient);
+    lock_json(
+        "timeline__patient_json",
+        &neuron(&[
+            "timeline",
+            FIXTURE,
+            "--patient",
+            "patient-agent-ada",
+            "--format",
+            "json",
+        ]),
+    );
+    lock(
+        "timeline__session",
+        &neuron(&["timeline", FIXTURE, "--session", "session-5"]),
+    );
+    let relationship = neuron(&[
+        "timeline",
+        FIXTURE,
+        "--relationship",
+        "825ac313-ce7f-4e8d-94cd-359c12c94ab0",
+    ]);
+    lock("timeline__relationship", &relationship);
+    lock(
+        "timeline__provider",
+        &neuron(&["timeline", FIXTURE, "--provider", "1003000126"]),
+    );
+}
