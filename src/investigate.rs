@@ -243,12 +243,26 @@ impl Source {
     /// # Errors
     /// [`InvestigateError::Unreadable`] when the log cannot be read or a record not decoded.
     pub fn for_each_record(&self, visit: &mut dyn FnMut(Record)) -> Result<(), InvestigateError> {
+        self.for_each_matching(&|_| true, visit)
+    }
+
+    /// As [`Source::for_each_record`], decoding only the records whose bytes `wanted` accepts (a
+    /// cheap byte search saves decoding records that cannot matter). A JSONL export is decoded on
+    /// worker threads.
+    ///
+    /// # Errors
+    /// As [`Source::for_each_record`].
+    pub fn for_each_matching(
+        &self,
+        wanted: &(dyn Fn(&[u8]) -> bool + Sync),
+        visit: &mut dyn FnMut(Record),
+    ) -> Result<(), InvestigateError> {
         let mut failure = None;
-        let mut decode = |bytes: &[u8]| {
+        let mut take = |decoded: Result<Record, neuron_events::Error>| {
             if failure.is_some() {
                 return;
             }
-            match Record::decode(bytes) {
+            match decoded {
                 Ok(record) => visit(record),
                 Err(error) => failure = Some(error.to_string()),
             }
@@ -264,17 +278,17 @@ impl Source {
             Self::Sled(path) => {
                 use neuron_events::Log;
                 Self::open_sled(path)?
-                    .scan(1, u64::MAX, &mut |_, bytes| decode(bytes))
+                    .scan(1, u64::MAX, &mut |_, bytes| {
+                        if wanted(bytes) {
+                            take(Record::decode(bytes));
+                        }
+                    })
                     .map_err(|error| unreadable(error.to_string()))?;
             }
             Self::Jsonl(path) => {
                 let file = File::open(path).map_err(|error| unreadable(error.to_string()))?;
-                for entry in
-                    neuron_events::export::read_jsonl(BufReader::with_capacity(1 << 20, file))
-                {
-                    let entry = entry.map_err(|error| unreadable(error.to_string()))?;
-                    decode(&entry.bytes);
-                }
+                neuron_events::export::decode_jsonl(file, wanted, &mut take)
+                    .map_err(|error| unreadable(error.to_string()))?;
             }
         }
         match failure {
@@ -362,7 +376,14 @@ fn mentions(record: &Record, subject: &Subject) -> bool {
 pub fn timeline(source: &Source, subject: &Subject) -> Result<Vec<Step>, InvestigateError> {
     let mut sessions = std::collections::HashSet::new();
     let mut relationships = std::collections::HashSet::new();
-    source.for_each_record(&mut |record| {
+    let needle = match subject {
+        Subject::Session(id)
+        | Subject::Patient(id)
+        | Subject::Relationship(id)
+        | Subject::Provider(id) => id.clone(),
+    };
+    let finder = memchr::memmem::Finder::new(needle.as_bytes()).into_owned();
+    source.for_each_matching(&|bytes| finder.find(bytes).is_some(), &mut |record| {
         if mentions(&record, subject) {
             if let Some(session) = &record.session {
                 sessions.insert(session.clone());
@@ -376,7 +397,16 @@ pub fn timeline(source: &Source, subject: &Subject) -> Result<Vec<Step>, Investi
     let mut previous_in_session: std::collections::HashMap<String, neuron_events::Timestamp> =
         std::collections::HashMap::new();
     let mut previous_outside: Option<neuron_events::Timestamp> = None;
-    source.for_each_record(&mut |record| {
+    // A record matters if it names the subject, one of its sessions, or one of its relationships.
+    let finders: Vec<memchr::memmem::Finder<'static>> =
+        std::iter::once(needle.clone())
+            .chain(sessions.iter().map(|session| {
+                format!("\"session\":{}", serde_json::Value::from(session.as_str()))
+            }))
+            .chain(relationships.iter().cloned())
+            .map(|text| memchr::memmem::Finder::new(text.as_bytes()).into_owned())
+            .collect();
+    source.for_each_matching(&|bytes| finders.iter().any(|finder| finder.find(bytes).is_some()), &mut |record| {
         let in_session = record.session.as_ref().is_some_and(|session| sessions.contains(session));
         let terminates_ours = matches!(&record.event, EventData::RelationshipTerminated(data) if relationships.contains(&data.relationship_id));
         if !(in_session || terminates_ours || mentions(&record, subject)) {

@@ -147,3 +147,59 @@ fn a_path_without_a_log_exits_2() {
     ]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn every_tamper_class_exits_1_with_the_right_seq() {
+    let dir = data_dir();
+    let bytes = export(dir.path());
+    let lines: Vec<String> = std::str::from_utf8(&bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let write = |name: &str, lines: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    };
+    let mut deleted = lines.clone();
+    deleted.remove(19);
+    let mut inserted = lines.clone();
+    inserted.insert(30, lines[9].clone());
+    let mut reordered = lines.clone();
+    reordered.swap(40, 41);
+    let mut flipped = lines.clone();
+    flipped[4] = flipped[4].replacen("127.0.0.1", "127.0.0.2", 1);
+    let cases: [(&str, Vec<String>, u64); 4] = [
+        ("deleted", deleted, 20),
+        ("inserted", inserted, 31),
+        ("reordered", reordered, 41),
+        ("flipped", flipped, 5),
+    ];
+    for (name, damaged, seq) in cases {
+        let path = write(&format!("{name}.jsonl"), &damaged);
+        let output = neuron(&["verify", path.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1), "{name}: {}", text(&output));
+        assert!(
+            text(&output).contains(&format!("NOT INTACT at seq {seq}")),
+            "{name}: {}",
+            text(&output)
+        );
+    }
+    // A removed tail shows against the head the investigator trusts.
+    let last = lines.len();
+    let head = neuron_events::Digest::of(lines[last - 1].as_bytes()).to_hex();
+    let shortened = write("shortened.jsonl", &lines[..last - 3]);
+    let output = neuron(&[
+        "verify",
+        shortened.to_str().unwrap(),
+        "--expect-head",
+        &format!("{last}:{head}"),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("its tail was removed"),
+        "{}",
+        text(&output)
+    );
+}

@@ -108,3 +108,104 @@ pub fn import<R: BufRead>(input: R, log: &mut dyn Log) -> Result<u64, Error> {
     imported += batch.len() as u64;
     Ok(imported)
 }
+
+/// Decodes a JSONL export on worker threads (one per core, up to four) and hands each line to
+/// `visit` in file order: the record, or why the line is not one. `wanted` picks, by a cheap look
+/// at the bytes, which lines are worth decoding; the others are skipped.
+///
+/// # Errors
+/// The input's read errors.
+pub fn decode_jsonl<R, W, V>(mut input: R, wanted: W, mut visit: V) -> Result<(), Error>
+where
+    R: std::io::Read,
+    W: Fn(&[u8]) -> bool + Sync,
+    V: FnMut(Result<crate::Record, Error>),
+{
+    use std::sync::mpsc;
+    const BLOCK: usize = 1 << 20;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4);
+    std::thread::scope(|scope| {
+        let wanted = &wanted;
+        let channels: Vec<_> = (0..workers)
+            .map(|_| {
+                let (to_worker, blocks) = mpsc::sync_channel::<Vec<u8>>(2);
+                let (to_caller, decoded) =
+                    mpsc::sync_channel::<Vec<Result<crate::Record, Error>>>(2);
+                scope.spawn(move || {
+                    for block in blocks {
+                        let records = block
+                            .split(|byte| *byte == b'\n')
+                            .filter(|line| !line.is_empty() && wanted(line))
+                            .map(crate::Record::decode)
+                            .collect();
+                        if to_caller.send(records).is_err() {
+                            break;
+                        }
+                    }
+                });
+                (to_worker, decoded)
+            })
+            .collect();
+        let mut carry = Vec::new();
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut next_worker = 0;
+        let mut at_end = false;
+        loop {
+            while !at_end && in_flight.len() < workers * 2 {
+                let mut block = std::mem::take(&mut carry);
+                let start = block.len();
+                block.resize(start + BLOCK, 0);
+                let mut filled = start;
+                loop {
+                    match input.read(&mut block[filled..]) {
+                        Ok(0) => {
+                            at_end = true;
+                            break;
+                        }
+                        Ok(read) => {
+                            filled += read;
+                            if filled == block.len() {
+                                break;
+                            }
+                        }
+                        Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(source) => {
+                            return Err(Error::Io {
+                                action: "read",
+                                path: "export input".into(),
+                                source,
+                            });
+                        }
+                    }
+                }
+                block.truncate(filled);
+                if !at_end {
+                    match block.iter().rposition(|byte| *byte == b'\n') {
+                        Some(newline) => carry = block.split_off(newline + 1),
+                        None => {
+                            carry = block;
+                            continue;
+                        }
+                    }
+                }
+                if block.is_empty() {
+                    continue;
+                }
+                if channels[next_worker].0.send(block).is_err() {
+                    break;
+                }
+                in_flight.push_back(next_worker);
+                next_worker = (next_worker + 1) % workers;
+            }
+            let Some(worker) = in_flight.pop_front() else {
+                return Ok(());
+            };
+            match channels[worker].1.recv() {
+                Ok(records) => records.into_iter().for_each(&mut visit),
+                Err(_) => return Ok(()),
+            }
+        }
+    })
+}
