@@ -37,7 +37,7 @@ pub enum SelfCheckError {
     #[error(transparent)]
     Log(#[from] neuron_events::Error),
     /// A session task stopped unexpectedly.
-    #[error("a session task failed: {0}")]
+    #[error("a session task failed")]
     Task(#[from] tokio::task::JoinError),
 }
 

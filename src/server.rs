@@ -41,10 +41,10 @@ use crate::ids::IdSource;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The event log failed.
-    #[error("event log: {0}")]
+    #[error("event log")]
     Log(#[from] neuron_events::Error),
     /// A file or socket operation failed.
-    #[error("{action}: {source}")]
+    #[error("{action}")]
     Io {
         /// What was being done.
         action: String,

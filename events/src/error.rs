@@ -42,10 +42,10 @@ pub enum Error {
         reason: String,
     },
     /// The sled store failed.
-    #[error("event store failed: {0}")]
+    #[error("event store failed (another process may hold it open)")]
     Store(#[from] sled::Error),
     /// A file operation failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done.
         action: &'static str,
