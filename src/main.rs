@@ -113,8 +113,8 @@ enum Command {
         #[arg(long, group = "subject")]
         provider: Option<String>,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-        format: OutputFormat,
+        #[arg(long, value_enum, default_value_t = TimelineFormat::Table)]
+        format: TimelineFormat,
     },
     /// Write a log's records as JSONL, byte for byte (verifiable on its own).
     Export {
@@ -150,6 +150,16 @@ enum OutputFormat {
     Table,
     /// One JSON document.
     Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TimelineFormat {
+    /// A table for people.
+    Table,
+    /// One JSON document.
+    Json,
+    /// One JSON object per line, one line per step.
+    Jsonl,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -366,11 +376,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             {
                 Ok(steps) => {
                     match format {
-                        OutputFormat::Table => print!("{}", investigate::timeline_text(&steps)),
-                        OutputFormat::Json => println!(
+                        TimelineFormat::Table => print!("{}", investigate::timeline_text(&steps)),
+                        TimelineFormat::Json => println!(
                             "{}",
                             serde_json::to_string(&steps).context("writing the timeline")?
                         ),
+                        TimelineFormat::Jsonl => {
+                            for step in &steps {
+                                println!(
+                                    "{}",
+                                    serde_json::to_string(step).context("writing the timeline")?
+                                );
+                            }
+                        }
                     }
                     Ok(ExitCode::SUCCESS)
                 }

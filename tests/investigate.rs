@@ -99,4 +99,47 @@ fn timelines_follow_a_patient_a_session_a_relationship_and_a_provider() {
         "timeline__provider",
         &neuron(&["timeline", FIXTURE, "--provider", "1003000126"]),
     );
+    let jsonl = neuron(&[
+        "timeline",
+        FIXTURE,
+        "--session",
+        "session-5",
+        "--format",
+        "jsonl",
+    ]);
+    let steps: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(
+        (
+            steps[1]["kind"].as_str(),
+            steps[1]["since_previous_ms"].as_i64()
+        ),
+        (Some("connection.timeout"), Some(750))
+    );
+}
+
+#[test]
+fn verify_reports_the_fixture_intact_in_both_formats() {
+    let table = neuron(&[
+        "verify",
+        FIXTURE,
+        "--trusted-key",
+        "jkhuj7eUmduip4nGsWOdQJSVIzx54Or1Li6h_J27tz8",
+    ]);
+    lock("verify__table", &table);
+    lock_json(
+        "verify__json",
+        &neuron(&["verify", FIXTURE, "--format", "json"]),
+    );
+    let exported = neuron(&["export", FIXTURE]);
+    let committed =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE))
+            .unwrap();
+    assert_eq!(
+        exported, committed,
+        "an export of an export is byte for byte the same"
+    );
 }
