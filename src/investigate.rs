@@ -300,9 +300,7 @@ impl Source {
     }
 }
 
-use neuron_events::event::{
-    ChangeSource, ClosedBy, EventData, RejectReason, RelationshipStatus, Stage,
-};
+use neuron_events::event::{ChangeSource, ClosedBy, EventData, RejectReason, RelationshipStatus};
 use neuron_events::Record;
 
 /// The entity a timeline follows.
@@ -432,16 +430,6 @@ fn seconds(millis: u64) -> String {
     format!("{:.1} s", millis as f64 / 1000.0)
 }
 
-fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Queue => "queue",
-        Stage::Auth => "auth",
-        Stage::Consent => "consent",
-        Stage::Challenge => "challenge",
-        Stage::Complete => "complete",
-    }
-}
-
 /// A record's event in plain language.
 pub fn describe(event: &EventData) -> String {
     match event {
@@ -522,13 +510,13 @@ pub fn describe(event: &EventData) -> String {
         ),
         EventData::HandshakeFailed(data) => format!(
             "refused at {}: {} {}",
-            stage_name(data.stage),
+            data.stage.as_str(),
             data.code.as_str(),
             data.reason
         ),
         EventData::ConnectionTimeout(data) => format!(
             "timed out at {}: {}",
-            stage_name(data.stage),
+            data.stage.as_str(),
             data.code.as_str()
         ),
         EventData::ConnectionClosed(data) => format!(
@@ -538,7 +526,7 @@ pub fn describe(event: &EventData) -> String {
                 ClosedBy::Server => "server",
             },
             data.code,
-            stage_name(data.stage)
+            data.stage.as_str()
         ),
         EventData::RelationshipTerminated(data) => format!(
             "relationship {} terminated by {}: {}",

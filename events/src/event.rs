@@ -40,6 +40,19 @@ pub enum Stage {
     Complete,
 }
 
+impl Stage {
+    /// The stage as the log writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queue => "queue",
+            Self::Auth => "auth",
+            Self::Consent => "consent",
+            Self::Challenge => "challenge",
+            Self::Complete => "complete",
+        }
+    }
+}
+
 /// The documented handshake error codes (SPEC §2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use neuron_events::event::{ErrorCode, EventData, RejectReason, RelationshipStatus, Stage};
+use neuron_events::event::{ErrorCode, EventData, RejectReason, RelationshipStatus};
 use neuron_events::{Record, Timestamp};
 use serde::Serialize;
 
@@ -198,7 +198,7 @@ impl SessionsView {
                 session.failure_code = Some(timeout.code);
                 session.failure_reason = Some(format!(
                     "no answer in time at the {} stage",
-                    stage_name(timeout.stage)
+                    timeout.stage.as_str()
                 ));
                 *self.tally.failed.entry(timeout.code).or_default() += 1;
             }
@@ -274,15 +274,5 @@ impl SessionsView {
     /// How handshakes ended.
     pub fn tally(&self) -> &HandshakeTally {
         &self.tally
-    }
-}
-
-fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Queue => "queue",
-        Stage::Auth => "auth",
-        Stage::Consent => "consent",
-        Stage::Challenge => "challenge",
-        Stage::Complete => "complete",
     }
 }
