@@ -5,6 +5,7 @@
 //! - [`npi`]: the NPI check digit.
 //! - [`wire`]: the v1 wire messages, parsed and validated at the edge.
 //! - [`consent`]: consent token verification.
+//! - [`fhir`]: the log as a FHIR R4 Bundle of AuditEvents (`neuron export --format fhir`).
 //! - [`handshake`]: the pure handshake state machine.
 //! - [`loadgen`]: the load tool: real WebSocket patients, handshakes/s and latency percentiles.
 //! - [`investigate`]: `neuron verify` and `neuron export` over a data directory, a sled log or an export.
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod config;
 pub mod consent;
+pub mod fhir;
 pub mod handshake;
 pub mod ids;
 pub mod investigate;

@@ -116,7 +116,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = TimelineFormat::Table)]
         format: TimelineFormat,
     },
-    /// Write a log's records as JSONL, byte for byte (verifiable on its own).
+    /// Write a log's records: as JSONL, byte for byte (verifiable on its own), or as FHIR.
     Export {
         /// The data directory, sled log directory or JSONL file.
         path: PathBuf,
@@ -126,6 +126,9 @@ enum Command {
         /// Last seq to write.
         #[arg(long, default_value_t = u64::MAX)]
         to_seq: u64,
+        /// jsonl: the records byte for byte; fhir: a FHIR R4 Bundle of AuditEvents (docs/fhir.md).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
     },
     /// Write a commented neuron.toml with every key at its default.
     Init {
@@ -150,6 +153,14 @@ enum OutputFormat {
     Table,
     /// One JSON document.
     Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// One record's bytes per line.
+    Jsonl,
+    /// A FHIR R4 Bundle of AuditEvent resources.
+    Fhir,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -180,7 +191,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Commands that print to stdout end quietly when the reader goes away (`neuron timeline … | head`),
+/// as Unix tools do: the Rust runtime ignores SIGPIPE, which would make the next print panic. Only
+/// for printing commands: a server must never be killed by a peer closing a socket.
+fn end_quietly_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started has no
+    // memory-safety implications.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(
+        cli.command,
+        Command::Verify { .. }
+            | Command::Replay { .. }
+            | Command::Timeline { .. }
+            | Command::Export { .. }
+    ) {
+        end_quietly_on_closed_pipe();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -402,8 +433,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             path,
             from_seq,
             to_seq,
+            format,
         } => {
             use neuron::investigate::Source;
+            if format == ExportFormat::Fhir {
+                let mut bundle = neuron::fhir::BundleBuilder::default();
+                let built = Source::locate(&path).and_then(|source| {
+                    source.for_each_record(&mut |record| {
+                        if (from_seq..=to_seq).contains(&record.seq) {
+                            bundle.add(&record);
+                        }
+                    })
+                });
+                return match built {
+                    Ok(()) => {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&bundle.finish())
+                                .context("writing the bundle")?
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => {
+                        eprintln!("neuron: {error}");
+                        Ok(ExitCode::from(2))
+                    }
+                };
+            }
             let exported = Source::locate(&path).and_then(|source| {
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::new(stdout.lock());

@@ -143,3 +143,47 @@ fn verify_reports_the_fixture_intact_in_both_formats() {
         "an export of an export is byte for byte the same"
     );
 }
+
+#[test]
+fn the_fhir_export_is_a_bundle_of_audit_events_with_every_r4_required_element() {
+    let output = neuron(&["export", FIXTURE, "--format", "fhir"]);
+    let bundle: serde_json::Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    let entries = bundle["entry"].as_array().unwrap();
+    // 35 records less server.started, admin.provider_registered, server.stopping and log.checkpoint.
+    assert_eq!(entries.len(), 31);
+    for entry in entries {
+        let resource = &entry["resource"];
+        assert_eq!(resource["resourceType"], "AuditEvent");
+        for required in ["type", "recorded", "agent", "source"] {
+            assert!(
+                !resource[required].is_null(),
+                "{required} missing in {resource}"
+            );
+        }
+        assert!(
+            resource["type"]["system"].is_string() && resource["type"]["code"].is_string(),
+            "{resource}"
+        );
+        let agents = resource["agent"].as_array().unwrap();
+        assert!(
+            !agents.is_empty() && agents.iter().all(|agent| agent["requestor"].is_boolean()),
+            "{resource}"
+        );
+        assert!(!resource["source"]["observer"].is_null(), "{resource}");
+    }
+    let refused: Vec<&serde_json::Value> = entries
+        .iter()
+        .map(|entry| &entry["resource"])
+        .filter(|resource| resource["outcome"] == "8")
+        .collect();
+    assert_eq!(
+        refused.len(),
+        2,
+        "the unknown provider and the impostor are serious failures"
+    );
+    assert!(refused
+        .iter()
+        .all(|resource| resource["subtype"][0]["code"] == "AuthZ-Consent"));
+    lock_json("export__fhir", &output);
+}
