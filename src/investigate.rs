@@ -11,6 +11,49 @@ use neuron_events::{
     b64, verify_jsonl, verify_log, Digest, LogHead, Report, SledLog, VerifyOptions,
 };
 
+/// A progress line on standard error while a long command reads a log: only when standard error is
+/// a terminal, never on a pipe or in a file.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    /// Starts one labelled `what`, counting records when `counting` (nothing is shown when stderr
+    /// is not a terminal).
+    pub fn start(what: &str, counting: bool) -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(if counting {
+                    "{spinner} {msg}: {human_pos} records ({per_sec}, {elapsed})"
+                } else {
+                    "{spinner} {msg} ({elapsed})"
+                })
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_message(what.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Self { bar }
+    }
+
+    /// Counts one more record.
+    pub fn tick(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    /// Removes the line.
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// Why a log could not be read at all (exit status 2).
 #[derive(Debug, thiserror::Error)]
 pub enum InvestigateError {
@@ -246,6 +289,24 @@ impl Source {
         self.for_each_matching(&|_| true, visit)
     }
 
+    /// As [`Source::for_each_record`], with a progress line on a terminal.
+    ///
+    /// # Errors
+    /// As [`Source::for_each_record`].
+    pub fn for_each_record_shown(
+        &self,
+        what: &str,
+        visit: &mut dyn FnMut(Record),
+    ) -> Result<(), InvestigateError> {
+        let progress = Progress::start(what, true);
+        let outcome = self.for_each_matching(&|_| true, &mut |record| {
+            progress.tick();
+            visit(record);
+        });
+        progress.finish();
+        outcome
+    }
+
     /// As [`Source::for_each_record`], decoding only the records whose bytes `wanted` accepts (a
     /// cheap byte search saves decoding records that cannot matter). A JSONL export is decoded on
     /// worker threads.
@@ -372,6 +433,13 @@ fn mentions(record: &Record, subject: &Subject) -> bool {
 /// # Errors
 /// As [`Source::for_each_record`].
 pub fn timeline(source: &Source, subject: &Subject) -> Result<Vec<Step>, InvestigateError> {
+    let progress = Progress::start("following", false);
+    let steps = timeline_steps(source, subject);
+    progress.finish();
+    steps
+}
+
+fn timeline_steps(source: &Source, subject: &Subject) -> Result<Vec<Step>, InvestigateError> {
     let mut sessions = std::collections::HashSet::new();
     let mut relationships = std::collections::HashSet::new();
     let needle = match subject {
@@ -576,7 +644,7 @@ pub fn replay(
 ) -> Result<neuron_projections::Views, InvestigateError> {
     let mut views = neuron_projections::Views::default();
     let mut done = false;
-    source.for_each_record(&mut |record| {
+    source.for_each_record_shown("replaying", &mut |record| {
         if done || !until.includes(&record) {
             done = true;
             return;

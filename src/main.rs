@@ -312,7 +312,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .transpose()?,
                 };
                 let source = Source::locate(&path)?;
-                let report = source.verify(&options)?;
+                let progress = investigate::Progress::start("verifying", false);
+                let report = source.verify(&options);
+                progress.finish();
+                let report = report?;
                 Ok::<_, investigate::InvestigateError>((
                     source,
                     report,
@@ -439,7 +442,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if format == ExportFormat::Fhir {
                 let mut bundle = neuron::fhir::BundleBuilder::default();
                 let built = Source::locate(&path).and_then(|source| {
-                    source.for_each_record(&mut |record| {
+                    source.for_each_record_shown("converting", &mut |record| {
                         if (from_seq..=to_seq).contains(&record.seq) {
                             bundle.add(&record);
                         }
