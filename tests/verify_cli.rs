@@ -203,3 +203,48 @@ fn every_tamper_class_exits_1_with_the_right_seq() {
         text(&output)
     );
 }
+
+#[test]
+fn a_forged_checkpoint_exits_1_at_its_seq() {
+    let dir = data_dir();
+    let bytes = export(dir.path());
+    let mut lines: Vec<String> = std::str::from_utf8(&bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let last = lines.len() - 1;
+    assert!(lines[last].contains("\"kind\":\"log.checkpoint\""));
+    // Re-sign the final checkpoint with another key: a valid signature, but not the Neuron's.
+    let record = neuron_events::Record::decode(lines[last].as_bytes()).unwrap();
+    let neuron_events::EventData::LogCheckpoint(original) = record.event else {
+        panic!("not a checkpoint")
+    };
+    let head = neuron_events::Digest::from_hex(&original.head).unwrap();
+    let forged = NeuronKey::from_seed([5; 32]).sign_checkpoint(original.upto, &head);
+    lines[last] = lines[last]
+        .replace(&original.sig, &forged.sig)
+        .replace(&original.key, &forged.key);
+    let path = dir.path().join("forged.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let key = NeuronKey::load_or_create(dir.path())
+        .unwrap()
+        .0
+        .public_b64();
+    let output = neuron(&["verify", path.to_str().unwrap(), "--trusted-key", &key]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!("NOT INTACT at seq {} (log.checkpoint)", last + 1)),
+        "{}",
+        text(&output)
+    );
+    // Only the signature changed (not re-signed): the signature no longer verifies.
+    lines[last] = lines[last].replace(&forged.key, &original.key);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let output = neuron(&["verify", path.to_str().unwrap()]);
+    assert!(
+        text(&output).contains("checkpoint signature does not verify"),
+        "{}",
+        text(&output)
+    );
+}
