@@ -22,12 +22,13 @@ struct SessionFacts {
     provider: Option<String>,
 }
 
-/// Builds the bundle, folding records in log order.
-#[derive(Default)]
-pub struct BundleBuilder {
+/// Writes the bundle as records are folded in, in log order: one entry per line, nothing held
+/// back, so that memory does not grow with the log.
+pub struct BundleWriter<W: std::io::Write> {
+    out: W,
     organization_npi: Option<String>,
     sessions: HashMap<String, SessionFacts>,
-    entries: Vec<Value>,
+    entries: u64,
 }
 
 fn coding(system: &str, code: &str, display: &str) -> Value {
@@ -44,12 +45,29 @@ fn outcome_of(code: ErrorCode) -> &'static str {
     }
 }
 
-impl BundleBuilder {
+impl<W: std::io::Write> BundleWriter<W> {
+    /// Starts the bundle on `out`.
+    ///
+    /// # Errors
+    /// The writer's error.
+    pub fn start(mut out: W) -> std::io::Result<Self> {
+        out.write_all(b"{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[")?;
+        Ok(Self {
+            out,
+            organization_npi: None,
+            sessions: HashMap::new(),
+            entries: 0,
+        })
+    }
+
     /// Folds one record in; records that are not about a handshake or a relationship add nothing.
-    pub fn add(&mut self, record: &Record) {
+    ///
+    /// # Errors
+    /// The writer's error.
+    pub fn add(&mut self, record: &Record) -> std::io::Result<()> {
         if let EventData::ServerStarted(started) = &record.event {
             self.organization_npi = Some(started.organization_npi.clone());
-            return;
+            return Ok(());
         }
         let facts = record
             .session
@@ -164,7 +182,7 @@ impl BundleBuilder {
                     format!("relationship terminated by {}: {}", data.by, data.reason),
                 )
             }
-            _ => return,
+            _ => return Ok(()),
         };
         if let Some(session) = &record.session {
             entities.push(json!({"what": {"identifier": {"system": "urn:neuron:session", "value": session}}, "description": "session"}));
@@ -213,14 +231,23 @@ impl BundleBuilder {
             },
             "entity": entities,
         });
-        self.entries.push(
-            json!({"fullUrl": format!("urn:neuron:audit:{}", record.seq), "resource": resource}),
-        );
+        let entry =
+            json!({"fullUrl": format!("urn:neuron:audit:{}", record.seq), "resource": resource});
+        self.out
+            .write_all(if self.entries == 0 { b"\n" } else { b",\n" })?;
+        serde_json::to_writer(&mut self.out, &entry)?;
+        self.entries += 1;
+        Ok(())
     }
 
-    /// The bundle.
-    pub fn finish(self) -> Value {
-        json!({"resourceType": "Bundle", "type": "collection", "total": self.entries.len(), "entry": self.entries})
+    /// Closes the bundle and returns how many entries it holds.
+    ///
+    /// # Errors
+    /// The writer's error.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        self.out.write_all(b"\n]}\n")?;
+        self.out.flush()?;
+        Ok(self.entries)
     }
 }
 

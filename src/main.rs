@@ -440,23 +440,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             use neuron::investigate::Source;
             if format == ExportFormat::Fhir {
-                let mut bundle = neuron::fhir::BundleBuilder::default();
-                let built = Source::locate(&path).and_then(|source| {
+                let written = Source::locate(&path).and_then(|source| {
+                    let unwritable =
+                        |error: std::io::Error| neuron::investigate::InvestigateError::Unreadable {
+                            path: path.clone(),
+                            reason: format!("writing the bundle: {error}"),
+                        };
+                    let stdout = std::io::stdout();
+                    let mut bundle =
+                        neuron::fhir::BundleWriter::start(std::io::BufWriter::new(stdout.lock()))
+                            .map_err(unwritable)?;
+                    let mut failure = None;
                     source.for_each_record_shown("converting", &mut |record| {
-                        if (from_seq..=to_seq).contains(&record.seq) {
-                            bundle.add(&record);
+                        if failure.is_none() && (from_seq..=to_seq).contains(&record.seq) {
+                            failure = bundle.add(&record).err();
                         }
-                    })
-                });
-                return match built {
-                    Ok(()) => {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&bundle.finish())
-                                .context("writing the bundle")?
-                        );
-                        Ok(ExitCode::SUCCESS)
+                    })?;
+                    if let Some(error) = failure {
+                        return Err(unwritable(error));
                     }
+                    bundle.finish().map_err(unwritable)
+                });
+                return match written {
+                    Ok(_) => Ok(ExitCode::SUCCESS),
                     Err(error) => {
                         eprintln!("neuron: {error}");
                         Ok(ExitCode::from(2))
