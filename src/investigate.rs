@@ -171,22 +171,34 @@ impl Source {
                     path: path.clone(),
                     reason: error.to_string(),
                 })?;
+                // The whole log is copied as it is, damaged lines included, so that a re-export
+                // hides nothing from verify; a part of it can only be cut where lines are records.
+                let whole_log = from <= 1 && to == u64::MAX;
                 let mut written = 0;
-                for entry in neuron_events::export::read_jsonl(BufReader::new(file)) {
-                    let entry = entry.map_err(|error| InvestigateError::Unreadable {
+                for (index, entry) in
+                    neuron_events::export::read_jsonl(BufReader::new(file)).enumerate()
+                {
+                    let unreadable = |reason: String| InvestigateError::Unreadable {
                         path: path.clone(),
-                        reason: error.to_string(),
-                    })?;
-                    let seq = neuron_events::record::Envelope::parse(&entry.bytes)
-                        .map(|envelope| envelope.seq)
-                        .unwrap_or(0);
-                    if (from..=to).contains(&seq) {
+                        reason,
+                    };
+                    let entry = entry.map_err(|error| unreadable(error.to_string()))?;
+                    let keep = match neuron_events::record::Envelope::parse(&entry.bytes) {
+                        Ok(envelope) => (from..=to).contains(&envelope.seq),
+                        Err(_) if whole_log => true,
+                        Err(_) => {
+                            return Err(unreadable(format!(
+                                "line {} is not a record, so a part of the log cannot be cut around it (run neuron verify)",
+                                index + 1
+                            )))
+                        }
+                    };
+                    if keep {
+                        // A last line without its newline (a torn tail) stays without it.
+                        let newline: &[u8] = if entry.complete { b"\n" } else { b"" };
                         out.write_all(&entry.bytes)
-                            .and_then(|()| out.write_all(b"\n"))
-                            .map_err(|error| InvestigateError::Unreadable {
-                                path: path.clone(),
-                                reason: error.to_string(),
-                            })?;
+                            .and_then(|()| out.write_all(newline))
+                            .map_err(|error| unreadable(error.to_string()))?;
                         written += 1;
                     }
                 }

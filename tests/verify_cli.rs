@@ -248,3 +248,27 @@ fn a_forged_checkpoint_exits_1_at_its_seq() {
         text(&output)
     );
 }
+
+#[test]
+fn re_exporting_a_damaged_export_keeps_every_byte_and_a_part_of_it_is_refused() {
+    let dir = data_dir();
+    let mut bytes = export(dir.path());
+    bytes.truncate(bytes.len() - 20);
+    let mut damaged = bytes.clone();
+    let garbled_at = damaged.iter().position(|byte| *byte == b'\n').unwrap() + 1;
+    damaged.insert(garbled_at, b'#');
+    let path = dir.path().join("damaged.jsonl");
+    std::fs::write(&path, &damaged).unwrap();
+    assert_eq!(
+        export(&path),
+        damaged,
+        "the whole log is copied byte for byte, damage and torn tail included"
+    );
+    let partial = neuron(&["export", path.to_str().unwrap(), "--from-seq", "5"]);
+    assert_eq!(partial.status.code(), Some(2));
+    assert!(
+        text(&partial).contains("line 2 is not a record"),
+        "{}",
+        text(&partial)
+    );
+}
