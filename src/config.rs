@@ -443,6 +443,17 @@ impl Config {
                 );
             }
         }
+        if let Ok(host) = self.admin.host.parse::<IpAddr>() {
+            if !host.is_loopback() && self.admin.token_hashes.is_empty() {
+                return invalid(
+                    "admin.token_hashes",
+                    format!(
+                        "the operator API would listen on {host}, off loopback, with no token: \
+                         make one with `neuron admin-token` and list its hash here"
+                    ),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -458,12 +469,46 @@ impl Config {
         Ok(SocketAddr::new(ip, self.server.port))
     }
 
+    /// The operator listener's address.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for `admin.host` (validated before, so only on misuse).
+    pub fn admin_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let ip: IpAddr = self.admin.host.parse().map_err(|_| ConfigError::Invalid {
+            key: "admin.host".into(),
+            reason: format!("{:?} is not an IP address", self.admin.host),
+        })?;
+        Ok(SocketAddr::new(ip, self.admin.port))
+    }
+
+    /// The accepted bearer tokens' hashes.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the entry of `admin.token_hashes` that is not blake3 hex.
+    pub fn admin_tokens(&self) -> Result<Vec<blake3::Hash>, ConfigError> {
+        self.admin
+            .token_hashes
+            .iter()
+            .enumerate()
+            .map(|(index, hash)| {
+                blake3::Hash::from_hex(hash).map_err(|_| ConfigError::Invalid {
+                    key: format!("admin.token_hashes[{index}]"),
+                    reason: "is not a 64-character blake3 hex hash".into(),
+                })
+            })
+            .collect()
+    }
+
     /// blake3 hex of the configuration as TOML, leaving out `storage.data_dir` (where the log lives
     /// is not part of what the Neuron does): recorded in `server.started` so that a change of
     /// configuration shows in the log.
     pub fn digest(&self) -> String {
         let mut effective = self.clone();
         effective.storage.data_dir = PathBuf::new();
+        // Which port the operator listener takes (often a free one picked at start) is not part
+        // of what the Neuron does; its host and tokens are. Digested as if it were the default,
+        // so digests recorded before the listener existed still compare.
+        effective.admin.port = Admin::default().port;
         let text = toml::to_string(&effective).unwrap_or_default();
         blake3::hash(text.as_bytes()).to_hex().to_string()
     }
@@ -493,10 +538,11 @@ host = "127.0.0.1"
 port = 3000                     # 0 = pick a free port; the bound address is written to {data_dir}/serve.addr
 public_url = "http://localhost:3000"   # provider endpoints are {public_url}/ws/provider/{npi}
 
-[admin]                         # the operator listener
+[admin]                         # the operator listener: health, metrics, views, providers, export
 host = "127.0.0.1"
-port = 3001
-token_hashes = []               # blake3 hex of bearer tokens; required off loopback
+port = 3001                     # 0 = pick a free port; written to {data_dir}/admin.addr
+token_hashes = []               # blake3 hex of bearer tokens (`neuron admin-token` makes one);
+                                # with any listed, /v1/* needs one; required off loopback
 
 [websocket]
 path = "/ws/handshake"
@@ -587,6 +633,16 @@ mod tests {
     }
 
     #[test]
+    fn the_operator_api_may_leave_loopback_only_with_a_token() {
+        let hash = blake3::hash(b"token").to_hex().to_string();
+        let text = format!("[admin]\nhost = \"0.0.0.0\"\ntoken_hashes = [\"{hash}\"]\n");
+        let config = load_text(&text, &[]).map_err(|e| e.to_string());
+        assert!(config.is_ok(), "{config:?}");
+        let loopback = load_text("[admin]\nhost = \"::1\"\n", &[]).map_err(|e| e.to_string());
+        assert!(loopback.is_ok(), "{loopback:?}");
+    }
+
+    #[test]
     fn bad_configurations_name_the_key() {
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
         let cases: &[Case] = &[
@@ -615,6 +671,12 @@ mod tests {
                 "audit.checkpoint_every",
             ),
             ("[surprise]\nx = 1\n", &[], "surprise"),
+            ("[admin]\nhost = \"0.0.0.0\"\n", &[], "admin.token_hashes"),
+            (
+                "[admin]\ntoken_hashes = [\"abc\"]\n",
+                &[],
+                "admin.token_hashes[0]",
+            ),
         ];
         for (text, environment, key) in cases {
             let message = match load_text(text, environment) {

@@ -1,5 +1,7 @@
 //! The Neuron: an organization's trust broker for patient agents.
 //!
+//! - [`admin`]: the operator listener: health, metrics, live views, providers, termination, audit.
+//! - [`metrics`]: the counters and histograms behind `/metrics`.
 //! - [`client`]: a patient agent's side of the handshake (demo client, load tool, tests).
 //! - [`config`]: configuration from defaults, a TOML file, the environment and flags.
 //! - [`npi`]: the NPI check digit.
@@ -13,6 +15,7 @@
 //! - [`server`]: the warp server: WebSocket route, ceiling and queue, sessions, graceful stop.
 //! - [`selfcheck`]: a durable-log self-check for a fresh machine.
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod consent;
@@ -21,6 +24,7 @@ pub mod handshake;
 pub mod ids;
 pub mod investigate;
 pub mod loadgen;
+pub mod metrics;
 pub mod npi;
 pub mod selfcheck;
 pub mod server;

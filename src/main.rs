@@ -31,6 +31,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Print a fresh bearer token for the operator API and the hash to list in
+    /// `[admin] token_hashes`. The server keeps only the hash; keep the token secret.
+    AdminToken,
     /// Run one real handshake against a server with a freshly generated patient key, printing
     /// every message.
     DemoClient {
@@ -488,6 +491,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(2))
                 }
             }
+        }
+        Command::AdminToken => {
+            let (token, hash) = neuron::admin::new_token()
+                .map_err(|error| anyhow::anyhow!("random source: {error}"))?;
+            println!("token: {token}");
+            println!("hash:  {hash}");
+            println!();
+            println!("In neuron.toml:");
+            println!("[admin]");
+            println!("token_hashes = [\"{hash}\"]");
+            println!();
+            println!("Then call the operator API with: Authorization: Bearer {token}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Init { path, force } => {
             if path.exists() && !force {

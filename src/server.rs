@@ -10,7 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -33,9 +33,11 @@ use neuron_events::{
 use neuron_projections::sessions::SessionStage;
 use neuron_projections::Views;
 
+use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::handshake::{self, Context, Effect, Input, Phase};
 use crate::ids::IdSource;
+use crate::metrics::Metrics;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +135,9 @@ pub struct Server {
     stop: watch::Sender<bool>,
     drain: watch::Sender<bool>,
     serving: tokio::task::JoinHandle<()>,
+    admin_addr: SocketAddr,
+    admin_stop: watch::Sender<bool>,
+    admin_serving: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -153,15 +158,28 @@ impl Server {
             None => NeuronKey::load_or_create(&data_dir)?.0,
         };
         let log = SledLog::open(&data_dir.join("log"))?;
-        let views = Arc::new(RwLock::new(rebuild(&log)?));
+        let reader = log.reader();
+        let mut recalled = Metrics::default();
+        let views = Arc::new(RwLock::new(rebuild(&log, &mut recalled)?));
+        let metrics = Arc::new(Mutex::new(recalled));
         let observed = views.clone();
-        let observer = move |records: &[Record], _: &BatchReport| {
-            let mut views = observed
-                .write()
+        let counted = metrics.clone();
+        let observer = move |records: &[Record], report: &BatchReport| {
+            {
+                let mut views = observed
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for record in records {
+                    views.apply(record);
+                }
+            }
+            let mut metrics = counted
+                .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for record in records {
-                views.apply(record);
+                metrics.observe(record);
             }
+            metrics.observe_batch(report);
         };
         let public_key = key.public_b64();
         let journal = Journal::start(
@@ -198,9 +216,29 @@ impl Server {
             .local_addr()
             .map_err(io_error("read the bound address"))?;
         write_address(&data_dir, "serve.addr", addr)?;
+        let admin_listener = tokio::net::TcpListener::bind(config.admin_addr()?)
+            .await
+            .map_err(io_error(format!(
+                "bind the admin listener {}:{}",
+                config.admin.host, config.admin.port
+            )))?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(io_error("read the admin listener's address"))?;
+        write_address(&data_dir, "admin.addr", admin_addr)?;
 
         let (stop, stopping) = watch::channel(false);
         let (drain, draining) = watch::channel(false);
+        let admin_state = Arc::new(AdminState {
+            journal: journal.clone(),
+            views: views.clone(),
+            metrics,
+            reader: Arc::new(reader),
+            tokens: config.admin_tokens()?,
+            changes: tokio::sync::Mutex::new(()),
+            draining: draining.clone(),
+            openapi: admin::openapi_document(),
+        });
         let shared = Arc::new(Shared {
             gate: Arc::new(Semaphore::new(
                 config.websocket.max_concurrent_handshakes as usize,
@@ -226,13 +264,26 @@ impl Server {
                 .graceful(graceful)
                 .run(),
         );
+        let (admin_stop, mut admin_stopping) = watch::channel(false);
+        let admin_serving = tokio::spawn(
+            warp::serve(admin::routes(admin_state))
+                .incoming(admin_listener)
+                .graceful(async move {
+                    let _ = admin_stopping.wait_for(|stop| *stop).await;
+                })
+                .run(),
+        );
         info!(%addr, "listening for handshakes");
+        info!(addr = %admin_addr, "operator API listening");
         Ok(Self {
             addr,
             shared,
             stop,
             drain,
             serving,
+            admin_addr,
+            admin_stop,
+            admin_serving,
         })
     }
 
@@ -241,20 +292,14 @@ impl Server {
         self.addr
     }
 
+    /// The address the operator listener is bound to.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     /// The live sessions: queued or in a handshake.
     pub fn active_sessions(&self) -> Vec<ActiveSession> {
-        self.shared
-            .read_views()
-            .sessions
-            .live()
-            .map(|session| ActiveSession {
-                id: session.id.clone(),
-                patient_agent_id: session.patient_agent_id.clone(),
-                provider_npi: session.provider_npi.clone(),
-                stage: session.stage,
-                started: session.started,
-            })
-            .collect()
+        active_sessions(&self.shared.read_views())
     }
 
     /// A copy of the live views.
@@ -285,9 +330,25 @@ impl Server {
         let _ = self.serving.await;
         self.shared.sessions.close();
         self.shared.sessions.wait().await;
-        stopping?;
-        self.shared.journal.checkpoint().await?;
+        let closed = async {
+            stopping?;
+            self.shared.journal.checkpoint().await?;
+            Ok::<_, ServerError>(())
+        }
+        .await;
         self.shared.journal.close().await;
+        // The operator listener answers (not ready) until the log is closed.
+        let _ = self.admin_stop.send(true);
+        // An operator still pulling an export must not hold the stop up for ever.
+        let mut admin_serving = self.admin_serving;
+        if tokio::time::timeout(ADMIN_GRACE, &mut admin_serving)
+            .await
+            .is_err()
+        {
+            warn!("operator requests still open after the grace period; cut off");
+            admin_serving.abort();
+        }
+        closed?;
         info!(reason, "stopped");
         Ok(())
     }
@@ -307,12 +368,30 @@ pub async fn run(
     server.stop(&reason).await
 }
 
-fn rebuild(log: &SledLog) -> Result<Views, ServerError> {
+/// The live sessions of `views`.
+pub(crate) fn active_sessions(views: &Views) -> Vec<ActiveSession> {
+    views
+        .sessions
+        .live()
+        .map(|session| ActiveSession {
+            id: session.id.clone(),
+            patient_agent_id: session.patient_agent_id.clone(),
+            provider_npi: session.provider_npi.clone(),
+            stage: session.stage,
+            started: session.started,
+        })
+        .collect()
+}
+
+fn rebuild(log: &SledLog, metrics: &mut Metrics) -> Result<Views, ServerError> {
     // Folded record by record: start-up memory does not grow with the length of the log.
     let mut views = Views::live_only();
     let mut failure = None;
     log.scan(1, u64::MAX, &mut |_, bytes| match Record::decode(bytes) {
-        Ok(record) => views.apply(&record),
+        Ok(record) => {
+            views.apply(&record);
+            metrics.recall(&record);
+        }
         Err(error) => {
             if failure.is_none() {
                 failure = Some(error);
@@ -325,11 +404,23 @@ fn rebuild(log: &SledLog) -> Result<Views, ServerError> {
     }
 }
 
-/// The provider events that bring the providers view in line with the configuration.
+/// The provider events that bring the providers view in line with the configuration. The
+/// configuration governs the providers it lists and those it registered earlier; providers the
+/// operator API registered stay when they are not in the file, and a listed provider that the API
+/// removed stays removed (the API registers it again).
 fn provider_changes(config: &Config, views: &Views) -> Vec<Event> {
     let mut changes = Vec::new();
     for provider in &config.providers {
         let current = views.providers.get(&provider.npi);
+        if let Some(known) =
+            current.filter(|known| !known.registered && known.changed_by == ChangeSource::Api)
+        {
+            warn!(
+                npi = %known.npi,
+                "provider listed in the configuration stays removed: the operator API removed it"
+            );
+            continue;
+        }
         if current.is_none_or(|known| !known.registered || known.name != provider.name) {
             changes.push(Event::global(EventData::ProviderRegistered(
                 ProviderChanged {
@@ -341,10 +432,11 @@ fn provider_changes(config: &Config, views: &Views) -> Vec<Event> {
         }
     }
     for known in views.providers.registered() {
-        if !config
-            .providers
-            .iter()
-            .any(|provider| provider.npi == known.npi)
+        if known.changed_by == ChangeSource::Config
+            && !config
+                .providers
+                .iter()
+                .any(|provider| provider.npi == known.npi)
         {
             changes.push(Event::global(EventData::ProviderRemoved(ProviderChanged {
                 npi: known.npi.clone(),
@@ -528,6 +620,9 @@ async fn upgrade(
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     warp::reply::with_header(switching, "sec-websocket-accept", accept).into_response()
 }
+
+/// How long a stopping server lets operator requests in flight finish.
+const ADMIN_GRACE: Duration = Duration::from_secs(5);
 
 /// How long a closing session waits for the client's side of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);

@@ -47,6 +47,7 @@ async fn the_committed_fixture_is_what_a_server_run_writes() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.port = 0;
+    config.admin.port = 0;
     config.storage.data_dir = dir.path().to_path_buf();
     config.websocket.max_concurrent_handshakes = 1;
     config.websocket.auth_timeout_ms = 300;

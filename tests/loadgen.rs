@@ -16,6 +16,7 @@ async fn loadgen_counts_completed_handshakes_in_new_and_existing_modes() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.port = 0;
+    config.admin.port = 0;
     config.storage.data_dir = dir.path().to_path_buf();
     // The load tool signs tokens with the real time, so the server uses the real clock here.
     let options = Options {

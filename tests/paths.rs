@@ -40,6 +40,7 @@ async fn run(test: u8, tweak: fn(&mut Config), script: Script) -> (Transcript, S
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.port = 0;
+    config.admin.port = 0;
     config.storage.data_dir = dir.path().to_path_buf();
     tweak(&mut config);
     let options = Options {

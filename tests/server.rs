@@ -24,6 +24,7 @@ const NOW: i64 = 1_795_687_200;
 fn config(dir: &Path) -> Config {
     let mut config = Config::default();
     config.server.port = 0;
+    config.admin.port = 0;
     config.storage.data_dir = dir.to_path_buf();
     config.websocket.auth_timeout_ms = 10_000;
     config

@@ -32,6 +32,6 @@ pub use error::Error;
 pub use event::{Event, EventData};
 pub use journal::{BatchReport, CommitObserver, Committed, Journal, JournalOptions, JournalStatus};
 pub use record::{Digest, Record};
-pub use store::{Durability, Log, LogHead, MemoryLog, SledLog};
+pub use store::{Durability, Log, LogHead, MemoryLog, SledLog, SledReader};
 pub use time::{Clock, SteppingClock, SystemClock, Timestamp};
 pub use verify::{verify, verify_jsonl, verify_log, Report, VerifyOptions};

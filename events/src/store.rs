@@ -300,6 +300,58 @@ impl Log for SledLog {
     }
 }
 
+/// A read-only handle on a [`SledLog`] that others may hold while a journal owns the log: the
+/// live server streams its log to operators through one. It sees whatever sled has applied,
+/// which may run ahead of what is durable: callers bound their reads by the journal's durable
+/// head.
+#[derive(Clone)]
+pub struct SledReader {
+    db: sled::Db,
+}
+
+impl SledReader {
+    /// Calls `visit` with each record with `from <= seq <= to`, in seq order, until it returns
+    /// `false`.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub fn scan_while(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), Error> {
+        let to = to.min(MAX_SEQ);
+        if from > to {
+            return Ok(());
+        }
+        for entry in self.db.range(seq_key(from)..=seq_key(to)) {
+            let (key, value) = entry?;
+            if !visit(key_seq(&key)?, &value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of the record filed under `seq`.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.db.get(seq_key(seq))?.map(|value| value.to_vec()))
+    }
+}
+
+impl SledLog {
+    /// A read-only handle on this log.
+    pub fn reader(&self) -> SledReader {
+        SledReader {
+            db: self.db.clone(),
+        }
+    }
+}
+
 impl SledLog {
     /// Overwrites or removes raw entries, bypassing the chain: only for tests that tamper with a
     /// log on purpose.

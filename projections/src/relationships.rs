@@ -205,6 +205,52 @@ impl RelationshipsView {
         (active, self.by_id.len() - active)
     }
 
+    /// One page of relationships in id order, filtered, starting after the id `query.after`
+    /// (which need not exist). `next_after` is the cursor for the following page, `None` on the
+    /// last one.
+    pub fn page(&self, query: &PageQuery<'_>) -> Page<'_> {
+        let keep = |relationship: &&Relationship| {
+            query
+                .patient_agent_id
+                .is_none_or(|patient| relationship.patient_agent_id == patient)
+                && query
+                    .provider_npi
+                    .is_none_or(|provider| relationship.provider_npi == provider)
+                && query
+                    .status
+                    .is_none_or(|status| relationship.status == status)
+                && query
+                    .after
+                    .is_none_or(|after| relationship.id.as_str() > after)
+        };
+        let limit = query.limit.max(1);
+        let mut items: Vec<&Relationship> = match query.patient_agent_id {
+            // A patient has few relationships: use the index and sort them.
+            Some(patient) => {
+                let mut items: Vec<&Relationship> = self.by_patient(patient).filter(keep).collect();
+                items.sort_by(|a, b| a.id.cmp(&b.id));
+                items.truncate(limit + 1);
+                items
+            }
+            None => {
+                let start = query.after.unwrap_or_default();
+                let candidates: Box<dyn Iterator<Item = &Relationship>> = if start.is_empty() {
+                    Box::new(self.by_id.values())
+                } else {
+                    Box::new(self.after(start))
+                };
+                candidates.filter(keep).take(limit + 1).collect()
+            }
+        };
+        let next_after = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|last| last.id.clone())
+        } else {
+            None
+        };
+        Page { items, next_after }
+    }
+
     fn indexed<'a>(
         &'a self,
         ids: Option<&'a Vec<String>>,
@@ -213,6 +259,31 @@ impl RelationshipsView {
             .flatten()
             .filter_map(|id| self.by_id.get(id))
     }
+}
+
+/// What [`RelationshipsView::page`] selects.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageQuery<'a> {
+    /// Only this patient's relationships.
+    pub patient_agent_id: Option<&'a str>,
+    /// Only this provider's.
+    pub provider_npi: Option<&'a str>,
+    /// Only those in this status.
+    pub status: Option<Status>,
+    /// Only ids greater than this one (the previous page's cursor).
+    pub after: Option<&'a str>,
+    /// At most this many (at least 1).
+    pub limit: usize,
+}
+
+/// One page of relationships.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Page<'a> {
+    /// The relationships, in id order.
+    #[serde(rename = "relationships")]
+    pub items: Vec<&'a Relationship>,
+    /// The cursor for the next page (`after=`), absent on the last page.
+    pub next_after: Option<String>,
 }
 
 impl Serialize for RelationshipsView {

@@ -250,6 +250,94 @@ fn termination_is_permanent_and_a_new_handshake_makes_a_new_relationship() {
     );
 }
 
+fn established_for(id: &str, patient: &str, provider: &str) -> Event {
+    Event::in_session(
+        "s",
+        EventData::RelationshipEstablished(RelationshipEstablished {
+            relationship_id: id.into(),
+            patient_agent_id: patient.into(),
+            provider_npi: provider.into(),
+            patient_public_key: "key".into(),
+            patient_endpoint: "wss://agent.example".into(),
+            consented_actions: vec!["read".into()],
+        }),
+    )
+}
+
+#[test]
+fn relationships_page_in_id_order_with_filters_and_a_cursor() {
+    use neuron_projections::relationships::PageQuery;
+    // Established out of id order, for two patients and two providers; r3 terminated.
+    let events = vec![
+        established_for("r5", "ada", PROVIDER),
+        established_for("r2", "bob", PROVIDER),
+        established_for("r4", "ada", OTHER_PROVIDER),
+        established_for("r1", "ada", PROVIDER),
+        established_for("r3", "bob", OTHER_PROVIDER),
+        terminated("r3"),
+    ];
+    let views = replay(records(events), Until::End);
+    let ids = |query: PageQuery<'_>| {
+        let page = views.relationships.page(&query);
+        let ids: Vec<String> = page.items.iter().map(|r| r.id.clone()).collect();
+        (ids, page.next_after)
+    };
+    let all = |after| PageQuery {
+        after,
+        limit: 2,
+        ..PageQuery::default()
+    };
+    assert_eq!(
+        ids(all(None)),
+        (vec!["r1".into(), "r2".into()], Some("r2".into()))
+    );
+    assert_eq!(
+        ids(all(Some("r2"))),
+        (vec!["r3".into(), "r4".into()], Some("r4".into()))
+    );
+    assert_eq!(ids(all(Some("r4"))), (vec!["r5".into()], None));
+    assert_eq!(ids(all(Some("r5"))), (vec![], None));
+    // A cursor that is not an id still orders: everything after it.
+    assert_eq!(ids(all(Some("r25"))).0, ["r3", "r4"]);
+
+    let ada = |after| PageQuery {
+        patient_agent_id: Some("ada"),
+        after,
+        limit: 2,
+        ..PageQuery::default()
+    };
+    assert_eq!(
+        ids(ada(None)),
+        (vec!["r1".into(), "r4".into()], Some("r4".into()))
+    );
+    assert_eq!(ids(ada(Some("r4"))), (vec!["r5".into()], None));
+
+    let provider_active = PageQuery {
+        provider_npi: Some(OTHER_PROVIDER),
+        status: Some(Status::Active),
+        limit: 10,
+        ..PageQuery::default()
+    };
+    assert_eq!(ids(provider_active), (vec!["r4".into()], None));
+    let terminated_bob = PageQuery {
+        patient_agent_id: Some("bob"),
+        status: Some(Status::Terminated),
+        limit: 10,
+        ..PageQuery::default()
+    };
+    assert_eq!(ids(terminated_bob), (vec!["r3".into()], None));
+    let exactly_full = PageQuery {
+        patient_agent_id: Some("bob"),
+        limit: 2,
+        ..PageQuery::default()
+    };
+    assert_eq!(
+        ids(exactly_full),
+        (vec!["r2".into(), "r3".into()], None),
+        "a page that ends exactly at the last one has no cursor"
+    );
+}
+
 #[test]
 fn an_ended_session_is_not_reopened_by_later_records() {
     let views = replay(

@@ -1,0 +1,820 @@
+//! The operator API end to end: a real server with both listeners on ephemeral loopback ports, real
+//! HTTP requests, real WebSocket handshakes, the injected clock, ids and keys. Every answer's
+//! status is checked against what `openapi.json` documents for its route; bodies and the record
+//! sequences of changes are locked as snapshots.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use hyper::HeaderMap;
+use neuron::admin::{resolve, Resolved, OPENAPI, ROUTES};
+use neuron::client::{self, Patient};
+use neuron::config::Config;
+use neuron::ids::SeededIds;
+use neuron::server::{Options, Server};
+use neuron_events::testing::{fixed_clock, neuron_key, snapshot_settings, verified_records};
+use neuron_events::VerifyOptions;
+use neuron_projections::sessions::SessionStage;
+use serde_json::{json, Value};
+
+const PROVIDER: &str = "1234567893";
+/// A valid NPI that the default configuration does not list.
+const OTHER_PROVIDER: &str = "1003000126";
+/// The fixed clock's first instant, in seconds.
+const NOW: i64 = 1_795_687_200;
+/// The token the tests configure; its blake3 hash goes into `admin.token_hashes`.
+const TOKEN: &str = "test-operator-token";
+
+fn config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.port = 0;
+    config.admin.port = 0;
+    config.storage.data_dir = dir.to_path_buf();
+    config
+}
+
+fn with_token(mut config: Config) -> Config {
+    config.admin.token_hashes = vec![blake3::hash(TOKEN.as_bytes()).to_hex().to_string()];
+    config
+}
+
+async fn start(config: Config) -> Server {
+    start_with_clock(config, fixed_clock()).await
+}
+
+async fn start_with_clock(config: Config, clock: neuron_events::SteppingClock) -> Server {
+    let options = Options {
+        clock: Arc::new(clock),
+        ids: Arc::new(SeededIds::new(5)),
+        key: Some(neuron_key()),
+    };
+    Server::start(config, options).await.unwrap()
+}
+
+fn url(server: &Server) -> String {
+    format!("ws://{}/ws/handshake", server.local_addr())
+}
+
+/// A fixed loopback source address per test and client, so recorded peers never vary.
+fn source(test: u8, client: u8) -> Option<SocketAddr> {
+    Some(SocketAddr::from((
+        [127, 30, test, client],
+        41_000 + u16::from(client),
+    )))
+}
+
+fn ada() -> Patient {
+    Patient::from_seed("patient-agent-ada", [0x21; 32])
+}
+
+fn bob() -> Patient {
+    Patient::from_seed("patient-agent-bob", [0x22; 32])
+}
+
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    bytes: Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {:?}", self.bytes))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.bytes.to_vec()).unwrap()
+    }
+
+    /// The error code of an error answer.
+    fn code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap().to_string()
+    }
+
+    fn field(&self) -> String {
+        self.json()["error"]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// The operator API of one server, called with or without a token.
+struct Operator {
+    addr: SocketAddr,
+    token: Option<String>,
+}
+
+impl Operator {
+    fn of(server: &Server, token: Option<&str>) -> Self {
+        Self {
+            addr: server.admin_addr(),
+            token: token.map(str::to_string),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call("POST", path, Some(body.to_string())).await
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<String>) -> Reply {
+        let reply = request(self.addr, method, path, self.token.as_deref(), body).await;
+        assert_documented(method, path, reply.status);
+        reply
+    }
+}
+
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    if body.is_some() {
+        builder = builder.header("content-type", "application/json");
+    }
+    let body = http_body_util::Full::new(Bytes::from(body.unwrap_or_default()));
+    let response = sender
+        .send_request(builder.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        bytes,
+    }
+}
+
+fn openapi() -> Value {
+    serde_json::from_str(OPENAPI).unwrap()
+}
+
+/// Fails unless `openapi.json` lists `status` among the answers of the route `path` resolves to
+/// (404 and 405 for paths and methods no route has are the router's, not a route's).
+fn assert_documented(method: &str, path: &str, status: u16) {
+    let path = path.split('?').next().unwrap_or_default();
+    let Resolved::Route(route, _) = resolve(method, path) else {
+        assert!(
+            [404, 405].contains(&status),
+            "{method} {path} has no route yet answered {status}"
+        );
+        return;
+    };
+    let document = openapi();
+    let responses = &document["paths"][route.path][method.to_lowercase()]["responses"];
+    assert!(
+        responses.get(status.to_string()).is_some(),
+        "{method} {path} answered {status}, which openapi.json does not document for {}",
+        route.path
+    );
+}
+
+fn lock_json(name: &str, value: &Value) {
+    let text = serde_json::to_string_pretty(value).unwrap();
+    snapshot_settings().bind(|| insta::assert_snapshot!(name, text));
+}
+
+fn lock_records(name: &str, dir: &Path) {
+    let text = verified_records(&dir.join("log"));
+    snapshot_settings().bind(|| insta::assert_snapshot!(name, text));
+}
+
+/// Waits (generously, without depending on speed) until `condition` holds.
+async fn until(server: &Server, condition: impl Fn(&Server) -> bool) {
+    for _ in 0..2000 {
+        if condition(server) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition never met: {:?}", server.active_sessions());
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_operation_is_routed() {
+    let document = openapi();
+    assert_eq!(document["openapi"], "3.1.0");
+    for route in ROUTES {
+        let operation = &document["paths"][route.path][route.method.to_lowercase()];
+        assert!(
+            operation.is_object(),
+            "{} {} is routed but not in openapi.json",
+            route.method,
+            route.path
+        );
+        let secured = operation.get("security").is_some();
+        assert_eq!(
+            secured,
+            route.path.starts_with("/v1/"),
+            "{} {}: the bearer requirement in openapi.json must match the router's",
+            route.method,
+            route.path
+        );
+        if secured {
+            for status in ["401", "403"] {
+                assert!(
+                    operation["responses"].get(status).is_some(),
+                    "{} {} does not document {status}",
+                    route.method,
+                    route.path
+                );
+            }
+        }
+    }
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            assert!(
+                ROUTES
+                    .iter()
+                    .any(|route| route.path == path && route.method.to_lowercase() == *method),
+                "openapi.json documents {method} {path}, which no route serves"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn health_and_metrics_stay_open_while_v1_requires_a_valid_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(with_token(config(dir.path()))).await;
+    let anonymous = Operator::of(&server, None);
+    let stranger = Operator::of(&server, Some("not-the-token"));
+    let operator = Operator::of(&server, Some(TOKEN));
+
+    let health = anonymous.get("/health").await;
+    assert_eq!(health.status, 200);
+    let health = health.json();
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(health["log_seq"], 2, "server.started and one provider");
+    assert_eq!(health["log_writable"], true);
+    assert_eq!(anonymous.get("/ready").await.status, 200);
+    assert_eq!(anonymous.get("/metrics").await.status, 200);
+    let served = anonymous.get("/openapi.json").await;
+    assert_eq!(served.status, 200);
+    let mut expected = openapi();
+    expected["info"]["version"] = env!("CARGO_PKG_VERSION").into();
+    assert_eq!(served.json(), expected);
+
+    for path in [
+        "/v1/sessions",
+        "/v1/queue",
+        "/v1/providers",
+        "/v1/audit/head",
+    ] {
+        let refused = anonymous.get(path).await;
+        assert_eq!(refused.status, 401, "{path} without a token");
+        assert_eq!(refused.code(), "unauthorized");
+        assert!(refused.headers.contains_key("www-authenticate"));
+        let refused = stranger.get(path).await;
+        assert_eq!(refused.status, 403, "{path} with a wrong token");
+        assert_eq!(refused.code(), "forbidden");
+        assert_eq!(
+            operator.get(path).await.status,
+            200,
+            "{path} with the token"
+        );
+    }
+    // Refused before anything is looked at or changed.
+    let refused = anonymous
+        .post(
+            "/v1/providers",
+            json!({"npi": OTHER_PROVIDER, "name": "Dr. Nobody"}),
+        )
+        .await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        request(server.admin_addr(), "GET", "/v1/sessions", Some(""), None)
+            .await
+            .status,
+        401,
+        "an empty bearer token is no token"
+    );
+
+    let missing = operator.get("/v1/nothing").await;
+    assert_eq!(
+        (missing.status, missing.code().as_str()),
+        (404, "not_found")
+    );
+    let wrong_method = operator.call("PUT", "/v1/providers", None).await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.headers["allow"], "GET, POST");
+    let unknown = operator.get("/v1/sessions?verbose=1").await;
+    assert_eq!((unknown.status, unknown.field().as_str()), (400, "verbose"));
+
+    let providers = operator.get("/v1/providers").await;
+    lock_json("admin__providers_at_start", &providers.json());
+    let head = operator.get("/v1/audit/head").await.json();
+    assert_eq!(head["seq"], 2);
+    assert_eq!(head["checkpoint"], Value::Null);
+
+    server.stop("test over").await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("admin.addr")).unwrap(),
+        format!("{}\n", server_admin_addr_of(dir.path()))
+    );
+}
+
+fn server_admin_addr_of(dir: &Path) -> SocketAddr {
+    std::fs::read_to_string(dir.join("admin.addr"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_terminated_relationship_is_never_reactivated() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(with_token(config(dir.path()))).await;
+    let operator = Operator::of(&server, Some(TOKEN));
+
+    let first = client::handshake(&url(&server), source(1, 1), &ada(), PROVIDER, NOW)
+        .await
+        .unwrap();
+    assert!(first.completed());
+    let id = first.received[1]["relationship_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = operator.get(&format!("/v1/relationships/{id}")).await;
+    assert_eq!(shown.status, 200);
+    lock_json("admin__relationship_active", &shown.json());
+
+    let terminate = format!("/v1/relationships/{id}/terminate");
+    let refusals = [
+        (
+            json!({"provider_npi": PROVIDER, "reason": "  "}),
+            400,
+            "reason",
+        ),
+        (json!({"provider_npi": PROVIDER}), 400, "reason"),
+        (json!({"reason": "moved away"}), 400, "provider_npi"),
+        (
+            json!({"provider_npi": PROVIDER, "reason": "moved", "by": "me"}),
+            400,
+            "by",
+        ),
+        (json!(["not", "an", "object"]), 400, "body"),
+        (
+            json!({"provider_npi": OTHER_PROVIDER, "reason": "moved away"}),
+            403,
+            "provider_npi",
+        ),
+    ];
+    for (body, status, field) in refusals {
+        let refused = operator.post(&terminate, body.clone()).await;
+        assert_eq!(
+            (refused.status, refused.field()),
+            (status, field.to_string()),
+            "{body}"
+        );
+    }
+    let unknown = operator
+        .post(
+            "/v1/relationships/no-such-id/terminate",
+            json!({"provider_npi": PROVIDER, "reason": "moved away"}),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.code().as_str()),
+        (404, "not_found")
+    );
+    let not_json = operator
+        .call("POST", &terminate, Some("{not json".into()))
+        .await;
+    assert_eq!((not_json.status, not_json.field().as_str()), (400, "body"));
+    let huge = operator
+        .call("POST", &terminate, Some("x".repeat(20_000)))
+        .await;
+    assert_eq!((huge.status, huge.code().as_str()), (413, "body_too_large"));
+
+    let terminated = operator
+        .post(
+            &terminate,
+            json!({"provider_npi": PROVIDER, "reason": "patient moved away"}),
+        )
+        .await;
+    assert_eq!(terminated.status, 200);
+    lock_json("admin__relationship_terminated", &terminated.json());
+    let again = operator
+        .post(
+            &terminate,
+            json!({"provider_npi": PROVIDER, "reason": "patient moved away"}),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.code().as_str()),
+        (409, "already_terminated")
+    );
+
+    let next = client::handshake(&url(&server), source(1, 2), &ada(), PROVIDER, NOW)
+        .await
+        .unwrap();
+    assert!(next.completed());
+    assert_eq!(next.received[1]["status"], "new");
+    let new_id = next.received[1]["relationship_id"].as_str().unwrap();
+    assert_ne!(new_id, id, "a terminated relationship is never reactivated");
+
+    let listed = operator
+        .get("/v1/relationships?patient_agent_id=patient-agent-ada")
+        .await
+        .json();
+    let statuses: Vec<(&str, &str)> = listed["relationships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    let mut expected = vec![(id.as_str(), "terminated"), (new_id, "active")];
+    expected.sort();
+    assert_eq!(statuses, expected);
+    assert_eq!(listed["next_after"], Value::Null);
+
+    server.stop("test over").await.unwrap();
+    lock_records("admin__termination_then_new_relationship", dir.path());
+}
+
+#[tokio::test]
+async fn relationships_page_in_a_stable_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    // No tokens configured and a loopback listener: /v1 is open.
+    let operator = Operator::of(&server, None);
+    let mut ids = Vec::new();
+    for index in 0..5u8 {
+        let patient = Patient::from_seed(&format!("patient-{index}"), [0x40 + index; 32]);
+        let done = client::handshake(&url(&server), source(2, index), &patient, PROVIDER, NOW)
+            .await
+            .unwrap();
+        ids.push(
+            done.received[1]["relationship_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = operator
+            .get(&format!("/v1/relationships?limit=2&after={after}"))
+            .await;
+        assert_eq!(page.status, 200);
+        let page = page.json();
+        for relationship in page["relationships"].as_array().unwrap() {
+            seen.push(relationship["id"].as_str().unwrap().to_string());
+        }
+        match page["next_after"].as_str() {
+            Some(next) => after = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every relationship once, in id order");
+
+    let filtered = operator
+        .get(&format!(
+            "/v1/relationships?provider_npi={PROVIDER}&status=active&limit=1000"
+        ))
+        .await
+        .json();
+    assert_eq!(filtered["relationships"].as_array().unwrap().len(), 5);
+    let none = operator
+        .get("/v1/relationships?status=terminated")
+        .await
+        .json();
+    assert_eq!(none, json!({"relationships": [], "next_after": null}));
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=many", "limit"),
+        ("status=paused", "status"),
+        ("patient=ada", "patient"),
+    ] {
+        let refused = operator.get(&format!("/v1/relationships?{query}")).await;
+        assert_eq!(
+            (refused.status, refused.field()),
+            (400, field.to_string()),
+            "{query}"
+        );
+    }
+    let missing = operator.get("/v1/relationships/nope").await;
+    assert_eq!((missing.status, missing.field().as_str()), (404, "id"));
+    server.stop("test over").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_removed_provider_is_refused_and_its_relationships_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(with_token(config(dir.path()))).await;
+    let operator = Operator::of(&server, Some(TOKEN));
+    assert!(neuron::npi::is_valid(OTHER_PROVIDER));
+
+    for (body, field) in [
+        (json!({"npi": "1234567890", "name": "Bad Digit"}), "npi"),
+        (json!({"npi": "12345", "name": "Short"}), "npi"),
+        (json!({"npi": OTHER_PROVIDER, "name": ""}), "name"),
+        (json!({"npi": OTHER_PROVIDER}), "name"),
+        (json!({"npi": 1003000126, "name": "Number"}), "npi"),
+    ] {
+        let refused = operator.post("/v1/providers", body.clone()).await;
+        assert_eq!(
+            (refused.status, refused.field()),
+            (400, field.to_string()),
+            "{body}"
+        );
+    }
+    let added = operator
+        .post(
+            "/v1/providers",
+            json!({"npi": OTHER_PROVIDER, "name": "Dr. Grey"}),
+        )
+        .await;
+    assert_eq!(added.status, 201);
+    lock_json("admin__provider_added", &added.json());
+    let twice = operator
+        .post(
+            "/v1/providers",
+            json!({"npi": OTHER_PROVIDER, "name": "Dr. Grey"}),
+        )
+        .await;
+    assert_eq!(
+        (twice.status, twice.code().as_str()),
+        (409, "provider_exists")
+    );
+
+    let with_new = client::handshake(&url(&server), source(3, 1), &ada(), OTHER_PROVIDER, NOW)
+        .await
+        .unwrap();
+    assert!(with_new.completed(), "an added provider is usable at once");
+    let with_configured = client::handshake(&url(&server), source(3, 2), &bob(), PROVIDER, NOW)
+        .await
+        .unwrap();
+    assert!(with_configured.completed());
+    let kept = with_configured.received[1]["relationship_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let removed = operator
+        .call("DELETE", &format!("/v1/providers/{PROVIDER}"), None)
+        .await;
+    assert_eq!(removed.status, 200);
+    assert_eq!(removed.json()["registered"], false);
+    let again = operator
+        .call("DELETE", &format!("/v1/providers/{PROVIDER}"), None)
+        .await;
+    assert_eq!((again.status, again.code().as_str()), (404, "not_found"));
+
+    let refused = client::handshake(&url(&server), source(3, 3), &bob(), PROVIDER, NOW)
+        .await
+        .unwrap();
+    assert_eq!(refused.types(), ["handshake.error"]);
+    assert_eq!(refused.received[0]["code"], "PROVIDER_NOT_FOUND");
+    let relationship = operator
+        .get(&format!("/v1/relationships/{kept}"))
+        .await
+        .json();
+    assert_eq!(
+        relationship["status"], "active",
+        "existing relationships stay as they are"
+    );
+    server.stop("restart").await.unwrap();
+
+    // The configuration still lists the removed provider: it stays removed, and the provider the
+    // API added stays registered.
+    let later = fixed_clock();
+    later.advance(60_000);
+    let server = start_with_clock(with_token(config(dir.path())), later).await;
+    let operator = Operator::of(&server, Some(TOKEN));
+    let providers = operator.get("/v1/providers").await.json();
+    lock_json("admin__providers_after_restart", &providers);
+    server.stop("test over").await.unwrap();
+    lock_records("admin__provider_added_and_removed", dir.path());
+}
+
+/// The value of one sample line of a Prometheus exposition.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_follow_real_handshakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let operator = Operator::of(&server, None);
+    let before = operator.get("/metrics").await;
+    assert!(before.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let before = before.text();
+    let completed = "neuron_handshakes_total{outcome=\"completed\",code=\"none\"}";
+    let not_found = "neuron_handshakes_total{outcome=\"failed\",code=\"PROVIDER_NOT_FOUND\"}";
+    assert_eq!(sample(&before, completed), 0.0);
+    assert_eq!(sample(&before, "neuron_log_seq"), 2.0);
+
+    for (client, patient) in [(1, ada()), (2, bob())] {
+        assert!(
+            client::handshake(&url(&server), source(4, client), &patient, PROVIDER, NOW)
+                .await
+                .unwrap()
+                .completed()
+        );
+    }
+    let refused = client::handshake(&url(&server), source(4, 3), &ada(), OTHER_PROVIDER, NOW)
+        .await
+        .unwrap();
+    assert_eq!(refused.received[0]["code"], "PROVIDER_NOT_FOUND");
+
+    let after = operator.get("/metrics").await.text();
+    assert_eq!(sample(&after, completed), 2.0);
+    assert_eq!(sample(&after, not_found), 1.0);
+    assert_eq!(
+        sample(&after, "neuron_handshake_duration_seconds_count"),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "neuron_handshake_duration_seconds_bucket{le=\"+Inf\"}"
+        ),
+        3.0
+    );
+    let head = operator.get("/v1/audit/head").await.json();
+    assert_eq!(
+        sample(&after, "neuron_log_seq"),
+        head["seq"].as_f64().unwrap()
+    );
+    assert!(sample(&after, "neuron_commit_batch_records_count") >= 3.0);
+    assert!(
+        sample(&after, "neuron_commit_batch_records_sum") >= head["seq"].as_f64().unwrap() - 2.0,
+        "every record since start was in some batch"
+    );
+    assert!(sample(&after, "neuron_commit_duration_seconds_count") >= 3.0);
+    assert_eq!(
+        sample(&after, "neuron_relationships{status=\"active\"}"),
+        2.0
+    );
+    assert_eq!(sample(&after, "neuron_live_sessions"), 0.0);
+    assert_eq!(sample(&after, "neuron_queue_length"), 0.0);
+    assert_eq!(sample(&after, "neuron_checkpoint_seq"), 0.0);
+    let checkpoint = operator.post("/v1/audit/checkpoint", json!({})).await;
+    assert_eq!(checkpoint.status, 201);
+    let after = operator.get("/metrics").await.text();
+    assert_eq!(
+        sample(&after, "neuron_checkpoint_seq"),
+        checkpoint.json()["seq"].as_f64().unwrap()
+    );
+    server.stop("test over").await.unwrap();
+}
+
+#[tokio::test]
+async fn live_sessions_and_the_queue_are_shown_while_they_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.websocket.max_concurrent_handshakes = 1;
+    let server = start(config).await;
+    let operator = Operator::of(&server, None);
+
+    // One silent client holds the only slot; a second waits in the queue.
+    let mut silent = client::connect(&url(&server), source(5, 1)).await.unwrap();
+    until(&server, |server| server.active_sessions().len() == 1).await;
+    let queued_url = url(&server);
+    let waiting = tokio::spawn(async move {
+        client::handshake(&queued_url, source(5, 2), &ada(), PROVIDER, NOW).await
+    });
+    until(&server, |server| {
+        server
+            .active_sessions()
+            .iter()
+            .any(|s| s.stage == SessionStage::Queued)
+    })
+    .await;
+    let sessions = operator.get("/v1/sessions").await;
+    assert_eq!(sessions.status, 200);
+    lock_json("admin__sessions_one_live_one_queued", &sessions.json());
+    let queue = operator.get("/v1/queue").await;
+    lock_json("admin__queue_one_waiting", &queue.json());
+    let metrics = operator.get("/metrics").await.text();
+    assert_eq!(sample(&metrics, "neuron_live_sessions"), 1.0);
+    assert_eq!(sample(&metrics, "neuron_queue_length"), 1.0);
+
+    silent.close(None).await.unwrap();
+    assert!(waiting.await.unwrap().unwrap().completed());
+    let metrics = operator.get("/metrics").await.text();
+    assert_eq!(sample(&metrics, "neuron_queue_wait_seconds_count"), 1.0);
+    assert_eq!(
+        operator.get("/v1/queue").await.json(),
+        json!({"length": 0, "waiting": []})
+    );
+    server.stop("test over").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_export_stream_is_the_log_byte_for_byte_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_token(config(dir.path()));
+    // Small enough that the log spans several export chunks and periodic checkpoints.
+    config.audit.checkpoint_every = 50;
+    let server = start(config).await;
+    let operator = Operator::of(&server, Some(TOKEN));
+    for index in 0..40u8 {
+        let patient = Patient::from_seed(&format!("patient-{index}"), [0x60 + index; 32]);
+        let done = client::handshake(&url(&server), source(6, index), &patient, PROVIDER, NOW)
+            .await
+            .unwrap();
+        assert!(done.completed());
+    }
+    let checkpoint = operator.post("/v1/audit/checkpoint", json!({})).await;
+    assert_eq!(checkpoint.status, 201);
+    let checkpoint = checkpoint.json();
+    let head = operator.get("/v1/audit/head").await.json();
+    assert_eq!(head["checkpoint"], checkpoint);
+    assert_eq!(head["seq"], checkpoint["seq"]);
+
+    let export = operator.get("/v1/audit/export").await;
+    assert_eq!(export.status, 200);
+    assert_eq!(export.headers["content-type"], "application/x-ndjson");
+    assert_eq!(export.headers["x-neuron-from-seq"], "1");
+    let lines = export
+        .bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    assert_eq!(lines as u64, head["seq"].as_u64().unwrap());
+    let report = neuron_events::verify_jsonl(
+        &export.bytes[..],
+        &VerifyOptions {
+            trusted_key: Some(neuron_key().verifying_key()),
+            expected_head: None,
+        },
+    )
+    .unwrap();
+    assert!(report.is_intact(), "{:?}", report.problem);
+    assert_eq!(report.head.to_hex(), head["head"].as_str().unwrap());
+    assert_eq!(
+        report.last_checkpoint.map(|c| c.seq),
+        checkpoint["seq"].as_u64()
+    );
+
+    let part = operator.get("/v1/audit/export?from_seq=3&to_seq=5").await;
+    let part_lines: Vec<&[u8]> = part
+        .bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(part_lines.len(), 3);
+    assert!(part_lines[0].starts_with(b"{\"seq\":3,"));
+    let beyond = operator.get("/v1/audit/export?from_seq=100000").await;
+    assert_eq!((beyond.status, beyond.bytes.len()), (200, 0));
+    for (query, field) in [
+        ("from_seq=0", "from_seq"),
+        ("from_seq=x", "from_seq"),
+        ("from_seq=5&to_seq=4", "to_seq"),
+        ("since=3", "since"),
+    ] {
+        let refused = operator.get(&format!("/v1/audit/export?{query}")).await;
+        assert_eq!(
+            (refused.status, refused.field()),
+            (400, field.to_string()),
+            "{query}"
+        );
+    }
+
+    server.stop("test over").await.unwrap();
+    // What was streamed is exactly the stored log's first records.
+    let stored = verified_records(&dir.path().join("log"));
+    let streamed = String::from_utf8(export.bytes.to_vec()).unwrap();
+    assert!(stored.starts_with(&streamed), "the export is byte-exact");
+}
