@@ -269,9 +269,17 @@ async fn health_and_metrics_stay_open_while_v1_requires_a_valid_token() {
     let stranger = Operator::of(&server, Some("not-the-token"));
     let operator = Operator::of(&server, Some(TOKEN));
 
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("admin.addr")).unwrap(),
+        format!("{}\n", server.admin_addr()),
+        "port 0 picks a free port and writes it to admin.addr"
+    );
+    assert!(server.admin_addr().ip().is_loopback());
+    assert_ne!(server.admin_addr(), server.local_addr());
     let health = anonymous.get("/health").await;
     assert_eq!(health.status, 200);
     let health = health.json();
+    lock_json("admin__health", &health);
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(health["log_seq"], 2, "server.started and one provider");
     assert_eq!(health["log_writable"], true);
@@ -336,18 +344,37 @@ async fn health_and_metrics_stay_open_while_v1_requires_a_valid_token() {
     assert_eq!(head["checkpoint"], Value::Null);
 
     server.stop("test over").await.unwrap();
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("admin.addr")).unwrap(),
-        format!("{}\n", server_admin_addr_of(dir.path()))
-    );
 }
 
-fn server_admin_addr_of(dir: &Path) -> SocketAddr {
-    std::fs::read_to_string(dir.join("admin.addr"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+#[test]
+fn admin_token_prints_a_token_and_its_blake3_hash() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_neuron"))
+        .arg("admin-token")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let value = |prefix: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {text}"))
+            .trim()
+            .to_string()
+    };
+    let token = value("token:");
+    let hash = value("hash:");
+    assert!(
+        token.len() >= 40,
+        "a token long enough to guess at: {token}"
+    );
+    assert_eq!(blake3::hash(token.as_bytes()).to_hex().as_str(), hash);
+    assert!(text.contains(&format!("token_hashes = [\"{hash}\"]")));
+    // Two runs never give the same token.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_neuron"))
+        .arg("admin-token")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8(again.stdout).unwrap().contains(&token));
 }
 
 #[tokio::test]
@@ -389,6 +416,13 @@ async fn a_terminated_relationship_is_never_reactivated() {
             "provider_npi",
         ),
     ];
+    let mismatch = operator
+        .post(
+            &terminate,
+            json!({"provider_npi": OTHER_PROVIDER, "reason": "moved away"}),
+        )
+        .await;
+    lock_json("admin__terminate_provider_mismatch", &mismatch.json());
     for (body, status, field) in refusals {
         let refused = operator.post(&terminate, body.clone()).await;
         assert_eq!(
@@ -500,6 +534,8 @@ async fn relationships_page_in_a_stable_order() {
     }
     assert_eq!(seen, ids, "every relationship once, in id order");
 
+    let first_page = operator.get("/v1/relationships?limit=2").await.json();
+    lock_json("admin__relationships_first_page", &first_page);
     let filtered = operator
         .get(&format!(
             "/v1/relationships?provider_npi={PROVIDER}&status=active&limit=1000"
@@ -759,7 +795,9 @@ async fn the_export_stream_is_the_log_byte_for_byte_and_verifies() {
     let checkpoint = operator.post("/v1/audit/checkpoint", json!({})).await;
     assert_eq!(checkpoint.status, 201);
     let checkpoint = checkpoint.json();
+    lock_json("admin__checkpoint_written", &checkpoint);
     let head = operator.get("/v1/audit/head").await.json();
+    lock_json("admin__audit_head", &head);
     assert_eq!(head["checkpoint"], checkpoint);
     assert_eq!(head["seq"], checkpoint["seq"]);
 
