@@ -105,6 +105,9 @@ pub enum Durability {
 /// whose seq is below 2^56.
 const HEAD_KEY: &[u8] = b"\xffhead";
 
+/// How long opening a log waits for a lock that a just-dropped handle still holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// sled's page cache size (sled's default is 1 GiB).
 const SLED_CACHE_BYTES: u64 = 16 << 20;
 
@@ -136,10 +139,25 @@ impl SledLog {
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, Error> {
         // The log is append-only and read back only at start-up and by investigators: a small
         // page cache keeps the server's memory bounded without slowing appends.
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
-            .cache_capacity(SLED_CACHE_BYTES)
-            .open()?;
+            .cache_capacity(SLED_CACHE_BYTES);
+        // sled releases its file lock only when its background threads let go of the store, a
+        // moment after the last handle is dropped: a log reopened at once (a restart in the same
+        // process) waits for that rather than failing.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(error))
+                    if error.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
         let data_path = path.join("db");
         let data_file = File::open(&data_path).map_err(|source| Error::Io {
             action: "open",

@@ -1,0 +1,31 @@
+//! Opening a sled log: at once after the previous handle was dropped (a restart in one process),
+//! and never while another handle holds it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
+
+use neuron_events::{Log, SledLog};
+
+#[test]
+fn a_log_reopens_at_once_after_its_handle_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20u64 {
+        let mut log = SledLog::open(dir.path()).unwrap();
+        assert_eq!(log.last_key().unwrap(), round);
+        let seq = round + 1;
+        log.append(&[(seq, format!("record {seq}").into_bytes())])
+            .unwrap();
+        drop(log);
+    }
+}
+
+#[test]
+fn a_log_held_by_another_handle_is_refused_not_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = SledLog::open(dir.path()).unwrap();
+    let second = SledLog::open(dir.path());
+    let message = second
+        .err()
+        .map(|error| format!("{error:?}"))
+        .unwrap_or_default();
+    assert!(message.contains("lock"), "{message}");
+}
