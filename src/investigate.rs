@@ -320,8 +320,8 @@ impl Source {
     }
 
     /// As [`Source::for_each_record`], decoding only the records whose bytes `wanted` accepts (a
-    /// cheap byte search saves decoding records that cannot matter). A JSONL export is decoded on
-    /// worker threads.
+    /// cheap byte search saves decoding records that cannot matter). Records are read and decoded
+    /// on worker threads, and visited in order.
     ///
     /// # Errors
     /// As [`Source::for_each_record`].
@@ -349,13 +349,8 @@ impl Source {
         };
         match self {
             Self::Sled(path) => {
-                use neuron_events::Log;
-                Self::open_sled(path)?
-                    .scan(1, u64::MAX, &mut |_, bytes| {
-                        if wanted(bytes) {
-                            take(Record::decode(bytes));
-                        }
-                    })
+                let log = Self::open_sled(path)?;
+                neuron_events::export::decode_log(&log, wanted, &mut take)
                     .map_err(|error| unreadable(error.to_string()))?;
             }
             Self::Jsonl(path) => {

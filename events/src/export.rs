@@ -209,3 +209,72 @@ where
         }
     })
 }
+
+/// Seqs one worker reads and decodes at a time in [`decode_log`].
+const DECODE_CHUNK_SEQS: u64 = 8192;
+
+/// Decodes every record of a store, in seq order, reading and decoding on worker threads: each
+/// worker scans its own seq ranges (so reading the store, not only decoding, is spread over the
+/// cores) and `visit` gets the records in order. `wanted` picks, by a cheap look at the bytes,
+/// which records are worth decoding. At most two ranges per worker are held at once.
+///
+/// # Errors
+/// The store's read errors, after the records before the failing range were visited.
+pub fn decode_log<W, V>(log: &dyn Log, wanted: W, mut visit: V) -> Result<(), Error>
+where
+    W: Fn(&[u8]) -> bool + Sync,
+    V: FnMut(Result<crate::Record, Error>),
+{
+    use std::sync::mpsc;
+    let last = log.last_key()?;
+    if last == 0 {
+        return Ok(());
+    }
+    let chunks = last.div_ceil(DECODE_CHUNK_SEQS);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4) as u64;
+    std::thread::scope(|scope| {
+        let wanted = &wanted;
+        let receivers: Vec<_> = (0..workers)
+            .map(|worker| {
+                let (to_caller, decoded) =
+                    mpsc::sync_channel::<Result<Vec<Result<crate::Record, Error>>, Error>>(2);
+                scope.spawn(move || {
+                    let mut chunk = worker;
+                    while chunk < chunks {
+                        let from = chunk * DECODE_CHUNK_SEQS + 1;
+                        let to = from + DECODE_CHUNK_SEQS - 1;
+                        let mut records = Vec::new();
+                        let scanned = log.scan(from, to, &mut |_, bytes| {
+                            if wanted(bytes) {
+                                records.push(crate::Record::decode(bytes));
+                            }
+                        });
+                        let failed = scanned.is_err();
+                        if to_caller.send(scanned.map(|()| records)).is_err() || failed {
+                            break;
+                        }
+                        chunk += workers;
+                    }
+                });
+                decoded
+            })
+            .collect();
+        for chunk in 0..chunks {
+            // Chunk i was read by worker i % workers; its channel yields its chunks in order.
+            let Some(receiver) = usize::try_from(chunk % workers)
+                .ok()
+                .and_then(|worker| receivers.get(worker))
+            else {
+                break;
+            };
+            match receiver.recv() {
+                Ok(Ok(records)) => records.into_iter().for_each(&mut visit),
+                Ok(Err(error)) => return Err(error),
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    })
+}
