@@ -434,62 +434,76 @@ fn mentions(record: &Record, subject: &Subject) -> bool {
     }
 }
 
-/// The timeline of `subject`: every record touching it, in order. Two passes over the log: the
-/// first finds the sessions involved, the second collects their records.
+/// The timeline of `subject`: every record touching it, in order, handed to `emit` line by line
+/// (a long timeline is never held whole). Returns how many lines there were.
 ///
 /// # Errors
-/// As [`Source::for_each_record`].
-pub fn timeline(source: &Source, subject: &Subject) -> Result<Vec<Step>, InvestigateError> {
+/// As [`Source::for_each_record`]; lines already emitted stay emitted.
+pub fn timeline(
+    source: &Source,
+    subject: &Subject,
+    emit: &mut dyn FnMut(Step),
+) -> Result<u64, InvestigateError> {
     let progress = Progress::start("following", false);
-    let steps = timeline_steps(source, subject);
+    let mut lines = Lines {
+        emit,
+        count: 0,
+        previous_in_session: std::collections::HashMap::new(),
+        previous_outside: None,
+    };
+    let outcome = timeline_steps(source, subject, &mut lines);
     progress.finish();
-    steps
+    outcome.map(|()| lines.count)
 }
 
-fn timeline_steps(source: &Source, subject: &Subject) -> Result<Vec<Step>, InvestigateError> {
-    let mut sessions = std::collections::HashSet::new();
-    let mut relationships = std::collections::HashSet::new();
-    let needle = match subject {
-        Subject::Session(id)
-        | Subject::Patient(id)
-        | Subject::Relationship(id)
-        | Subject::Provider(id) => id.clone(),
-    };
-    let finder = memchr::memmem::Finder::new(needle.as_bytes()).into_owned();
-    source.for_each_matching(&|bytes| finder.find(bytes).is_some(), &mut |record| {
-        if mentions(&record, subject) {
+/// What a timeline has learned about its subject: the sessions and relationships that are its.
+#[derive(Default)]
+struct Followed {
+    sessions: std::collections::HashSet<String>,
+    relationships: std::collections::HashSet<String>,
+}
+
+impl Followed {
+    /// Learns from a record that names the subject.
+    fn note(&mut self, record: &Record, subject: &Subject) {
+        if mentions(record, subject) {
             if let Some(session) = &record.session {
-                sessions.insert(session.clone());
+                self.sessions.insert(session.clone());
             }
             if let EventData::RelationshipEstablished(data) = &record.event {
-                relationships.insert(data.relationship_id.clone());
+                self.relationships.insert(data.relationship_id.clone());
             }
         }
-    })?;
-    let mut steps = Vec::new();
-    let mut previous_in_session: std::collections::HashMap<String, neuron_events::Timestamp> =
-        std::collections::HashMap::new();
-    let mut previous_outside: Option<neuron_events::Timestamp> = None;
-    // A record matters if it names the subject, one of its sessions, or one of its relationships.
-    let finders: Vec<memchr::memmem::Finder<'static>> =
-        std::iter::once(needle.clone())
-            .chain(sessions.iter().map(|session| {
-                format!("\"session\":{}", serde_json::Value::from(session.as_str()))
-            }))
-            .chain(relationships.iter().cloned())
-            .map(|text| memchr::memmem::Finder::new(text.as_bytes()).into_owned())
-            .collect();
-    source.for_each_matching(&|bytes| finders.iter().any(|finder| finder.find(bytes).is_some()), &mut |record| {
-        let in_session = record.session.as_ref().is_some_and(|session| sessions.contains(session));
-        let terminates_ours = matches!(&record.event, EventData::RelationshipTerminated(data) if relationships.contains(&data.relationship_id));
-        if !(in_session || terminates_ours || mentions(&record, subject)) {
-            return;
-        }
+    }
+
+    /// Whether a record belongs in the timeline: it names the subject, belongs to one of its
+    /// sessions, or ends one of its relationships.
+    fn includes(&self, record: &Record, subject: &Subject) -> bool {
+        record
+            .session
+            .as_ref()
+            .is_some_and(|session| self.sessions.contains(session))
+            || matches!(&record.event, EventData::RelationshipTerminated(data) if self.relationships.contains(&data.relationship_id))
+            || mentions(record, subject)
+    }
+}
+
+/// The timeline's lines, with the time since the previous line of the same session.
+struct Lines<'a> {
+    emit: &'a mut dyn FnMut(Step),
+    count: u64,
+    previous_in_session: std::collections::HashMap<String, neuron_events::Timestamp>,
+    previous_outside: Option<neuron_events::Timestamp>,
+}
+
+impl Lines<'_> {
+    fn push(&mut self, record: &Record) {
         let previous = match &record.session {
-            Some(session) => previous_in_session.insert(session.clone(), record.at),
-            None => previous_outside.replace(record.at),
+            Some(session) => self.previous_in_session.insert(session.clone(), record.at),
+            None => self.previous_outside.replace(record.at),
         };
-        steps.push(Step {
+        self.count += 1;
+        (self.emit)(Step {
             seq: record.seq,
             at: record.at,
             since_previous_ms: previous.map(|earlier| record.at.millis() - earlier.millis()),
@@ -497,8 +511,191 @@ fn timeline_steps(source: &Source, subject: &Subject) -> Result<Vec<Step>, Inves
             kind: record.event.kind(),
             description: describe(&record.event),
         });
+    }
+}
+
+fn timeline_steps(
+    source: &Source,
+    subject: &Subject,
+    lines: &mut Lines<'_>,
+) -> Result<(), InvestigateError> {
+    let needle = match subject {
+        Subject::Session(id)
+        | Subject::Patient(id)
+        | Subject::Relationship(id)
+        | Subject::Provider(id) => id.clone(),
+    };
+    let finder = memchr::memmem::Finder::new(needle.as_bytes()).into_owned();
+    let termination = memchr::memmem::Finder::new(b"\"kind\":\"termination.").into_owned();
+    if let Source::Sled(path) = source {
+        return timeline_from_store(path, subject, &finder, &termination, lines);
+    }
+    // An export is read twice: the first pass finds the subject's sessions and relationships,
+    // the second collects their records.
+    let mut followed = Followed::default();
+    source.for_each_matching(&|bytes| finder.find(bytes).is_some(), &mut |record| {
+        followed.note(&record, subject);
     })?;
-    Ok(steps)
+    // The byte filter looks the record's session up in a set (a search per session would make
+    // long timelines quadratic) and lets every termination through to be decoded.
+    let session_keys: std::collections::HashSet<Vec<u8>> = followed
+        .sessions
+        .iter()
+        .map(|session| escaped(session).into_bytes())
+        .collect();
+    let wanted = |bytes: &[u8]| {
+        finder.find(bytes).is_some()
+            || termination.find(bytes).is_some()
+            || envelope_session(bytes).is_some_and(|session| {
+                // An id written with escapes other than ours is decoded to be sure.
+                session.contains(&b'\\') || session_keys.contains(session)
+            })
+    };
+    source.for_each_matching(&wanted, &mut |record| {
+        if followed.includes(&record, subject) {
+            lines.push(&record);
+        }
+    })
+}
+
+/// A session id as it is written inside a record (JSON string escapes, without the quotes).
+fn escaped(session: &str) -> String {
+    let quoted = serde_json::Value::from(session).to_string();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+/// A store is read once, on worker threads: records naming the subject (and terminations) are
+/// decoded to learn its sessions and relationships; of every record only the seq is kept, with a
+/// hash of its session. Then the timeline's records are fetched by seq, in order, and emitted.
+fn timeline_from_store(
+    path: &Path,
+    subject: &Subject,
+    finder: &memchr::memmem::Finder<'static>,
+    termination: &memchr::memmem::Finder<'static>,
+    lines: &mut Lines<'_>,
+) -> Result<(), InvestigateError> {
+    use neuron_events::Log;
+    use std::hash::BuildHasher;
+    enum Item {
+        /// A record that may belong in the timeline, with the session and the relationship it
+        /// teaches (when it names the subject).
+        Matched {
+            seq: u64,
+            session: Option<String>,
+            relationship: Option<String>,
+        },
+        Undecodable(Box<neuron_events::Error>),
+        /// Any other record of a session.
+        Other {
+            seq: u64,
+            session: u64,
+        },
+    }
+    let unreadable = |reason: String| InvestigateError::Unreadable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let undecodable = |error: neuron_events::Error| {
+        unreadable(format!(
+            "a record does not decode ({error}); run neuron verify"
+        ))
+    };
+    let log = Source::open_sled(path)?;
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut followed = Followed::default();
+    let mut matched: Vec<u64> = Vec::new();
+    let mut others: Vec<(u64, u64)> = Vec::new();
+    let mut failure = None;
+    neuron_events::export::scan_parallel(
+        &log,
+        |seq, bytes, items| {
+            let session = envelope_session(bytes);
+            if finder.find(bytes).is_some()
+                || termination.find(bytes).is_some()
+                // An id written with escapes other than ours is decoded to be sure.
+                || session.is_some_and(|session| session.contains(&b'\\'))
+            {
+                items.push(match Record::decode(bytes) {
+                    Ok(record) => {
+                        let mut learned = Followed::default();
+                        learned.note(&record, subject);
+                        Item::Matched {
+                            seq,
+                            session: learned.sessions.into_iter().next(),
+                            relationship: learned.relationships.into_iter().next(),
+                        }
+                    }
+                    Err(error) => Item::Undecodable(Box::new(error)),
+                });
+            } else if let Some(session) = session {
+                items.push(Item::Other {
+                    seq,
+                    session: hasher.hash_one(session),
+                });
+            }
+        },
+        |item| match item {
+            Item::Matched {
+                seq,
+                session,
+                relationship,
+            } => {
+                followed.sessions.extend(session);
+                followed.relationships.extend(relationship);
+                matched.push(seq);
+            }
+            Item::Undecodable(error) => {
+                failure.get_or_insert(*error);
+            }
+            Item::Other { seq, session } => others.push((seq, session)),
+        },
+    )
+    .map_err(|error| unreadable(error.to_string()))?;
+    if let Some(error) = failure {
+        return Err(undecodable(error));
+    }
+    let ours: std::collections::HashSet<u64> = followed
+        .sessions
+        .iter()
+        .map(|session| hasher.hash_one(escaped(session).as_bytes()))
+        .collect();
+    let mut seqs: Vec<u64> = others
+        .into_iter()
+        .filter(|(_, session)| ours.contains(session))
+        .map(|(seq, _)| seq)
+        .chain(matched)
+        .collect();
+    seqs.sort_unstable();
+    for seq in seqs {
+        let mut decoded = None;
+        log.scan(seq, seq, &mut |_, bytes| {
+            decoded = Some(Record::decode(bytes))
+        })
+        .map_err(|error| unreadable(error.to_string()))?;
+        if let Some(decoded) = decoded {
+            let record = decoded.map_err(undecodable)?;
+            if followed.includes(&record, subject) {
+                lines.push(&record);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The raw value of a record's `"session"` field, found by its place in the stored layout (it
+/// comes before `"data"`, so the first occurrence is the envelope's); `None` without one.
+fn envelope_session(bytes: &[u8]) -> Option<&[u8]> {
+    use std::sync::LazyLock;
+    const KEY: &[u8] = b"\"session\":\"";
+    // Built once: building a searcher costs more than a search in a record.
+    static DATA: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"data\":"));
+    static SESSION: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(KEY));
+    let data = DATA.find(bytes)?;
+    let start = SESSION.find(&bytes[..data])? + KEY.len();
+    let length = memchr::memchr(b'"', &bytes[start..data])?;
+    Some(&bytes[start..start + length])
 }
 
 fn seconds(millis: u64) -> String {
@@ -618,28 +815,24 @@ fn source_name(source: ChangeSource) -> &'static str {
     }
 }
 
-/// The human form of a timeline.
-pub fn timeline_text(steps: &[Step]) -> String {
-    let mut text = String::new();
-    for step in steps {
-        let delta = step
-            .since_previous_ms
-            .map(|ms| format!("+{:.3}s", ms as f64 / 1000.0))
-            .unwrap_or_default();
-        text.push_str(&format!(
-            "{:>7}  {}  {:>9}  {:<12}  {}\n",
-            step.seq,
-            step.at,
-            delta,
-            step.session.as_deref().unwrap_or("-"),
-            step.description
-        ));
-    }
-    if steps.is_empty() {
-        text.push_str("no record touches it\n");
-    }
-    text
+/// One line of the human form of a timeline.
+pub fn timeline_line(step: &Step) -> String {
+    let delta = step
+        .since_previous_ms
+        .map(|ms| format!("+{:.3}s", ms as f64 / 1000.0))
+        .unwrap_or_default();
+    format!(
+        "{:>7}  {}  {:>9}  {:<12}  {}\n",
+        step.seq,
+        step.at,
+        delta,
+        step.session.as_deref().unwrap_or("-"),
+        step.description
+    )
 }
+
+/// What the human form says when no record touches the subject.
+pub const TIMELINE_EMPTY: &str = "no record touches it\n";
 
 /// The views of the log as of `until`.
 ///
@@ -649,7 +842,9 @@ pub fn replay(
     source: &Source,
     until: neuron_projections::Until,
 ) -> Result<neuron_projections::Views, InvestigateError> {
-    let mut views = neuron_projections::Views::default();
+    // The state at a point: live sessions only (ended ones stay in the tallies; `timeline` tells
+    // their story), so memory follows what was live, not the length of the log.
+    let mut views = neuron_projections::Views::live_only();
     let mut done = false;
     source.for_each_record_shown("replaying", &mut |record| {
         if done || !until.includes(&record) {
@@ -772,4 +967,18 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
         tally.interrupted
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::envelope_session;
+
+    #[test]
+    fn the_envelope_session_is_found_by_its_place_and_not_inside_data() {
+        let with = br#"{"seq":3,"at":"2026-11-26T10:00:00.500Z","kind":"connection.accepted","session":"session-1","data":{"peer":"p"},"prev":"00"}"#;
+        assert_eq!(envelope_session(with), Some(&b"session-1"[..]));
+        let without = br#"{"seq":9,"at":"2026-11-26T10:00:00.500Z","kind":"server.stopping","data":{"reason":"\"session\":\"x\""},"prev":"00"}"#;
+        assert_eq!(envelope_session(without), None);
+        assert_eq!(envelope_session(b"not a record"), None);
+    }
 }

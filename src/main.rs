@@ -4,6 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// The Neuron: an audit-first trust broker for healthcare agents.
@@ -166,7 +170,7 @@ enum ExportFormat {
     Fhir,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum TimelineFormat {
     /// A table for people.
     Table,
@@ -409,27 +413,57 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "name what to follow: --session, --patient, --relationship or --provider"
                 ),
             };
-            match Source::locate(&path).and_then(|source| investigate::timeline(&source, &subject))
-            {
-                Ok(steps) => {
-                    match format {
-                        TimelineFormat::Table => print!("{}", investigate::timeline_text(&steps)),
-                        TimelineFormat::Json => println!(
-                            "{}",
-                            serde_json::to_string(&steps).context("writing the timeline")?
-                        ),
-                        TimelineFormat::Jsonl => {
-                            for step in &steps {
-                                println!(
-                                    "{}",
-                                    serde_json::to_string(step).context("writing the timeline")?
-                                );
-                            }
-                        }
+            // Lines are written as they are found: a long timeline is never held whole.
+            use std::io::Write;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut written = Ok(());
+            let mut first = true;
+            if format == TimelineFormat::Json {
+                written = out.write_all(b"[");
+            }
+            let outcome = Source::locate(&path).and_then(|source| {
+                investigate::timeline(&source, &subject, &mut |step| {
+                    if written.is_err() {
+                        return;
                     }
+                    written = match format {
+                        TimelineFormat::Table => {
+                            out.write_all(investigate::timeline_line(&step).as_bytes())
+                        }
+                        TimelineFormat::Json => {
+                            let separator: &[u8] = if first { b"" } else { b"," };
+                            out.write_all(separator).and_then(|()| {
+                                serde_json::to_writer(&mut out, &step).map_err(std::io::Error::from)
+                            })
+                        }
+                        TimelineFormat::Jsonl => serde_json::to_writer(&mut out, &step)
+                            .map_err(std::io::Error::from)
+                            .and_then(|()| out.write_all(b"\n")),
+                    };
+                    first = false;
+                })
+            });
+            match outcome {
+                Ok(count) => {
+                    match format {
+                        TimelineFormat::Table if count == 0 => {
+                            written = written.and_then(|()| {
+                                out.write_all(investigate::TIMELINE_EMPTY.as_bytes())
+                            });
+                        }
+                        TimelineFormat::Json => {
+                            written = written.and_then(|()| out.write_all(b"]\n"));
+                        }
+                        _ => {}
+                    }
+                    written
+                        .and_then(|()| out.flush())
+                        .context("writing the timeline")?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => {
+                    let _ = out.flush();
                     eprintln!("neuron: {error}");
                     Ok(ExitCode::from(2))
                 }

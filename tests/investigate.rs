@@ -187,3 +187,49 @@ fn the_fhir_export_is_a_bundle_of_audit_events_with_every_r4_required_element() 
         .all(|resource| resource["subtype"][0]["code"] == "AuthZ-Consent"));
     lock_json("export__fhir", &output);
 }
+
+#[test]
+fn a_sled_log_gives_the_same_timelines_and_replay_as_its_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("log");
+    {
+        let mut log = neuron_events::SledLog::open(&store).unwrap();
+        let fixture =
+            std::fs::File::open(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE))
+                .unwrap();
+        neuron_events::export::import(std::io::BufReader::new(fixture), &mut log).unwrap();
+    }
+    let store = store.to_str().unwrap();
+    let subjects: &[&[&str]] = &[
+        &["--patient", "patient-agent-ada"],
+        &["--patient", "patient-agent-bob"],
+        &["--patient", "nobody"],
+        &["--session", "session-5"],
+        &["--relationship", "825ac313-ce7f-4e8d-94cd-359c12c94ab0"],
+        &["--provider", "1003000126"],
+        &["--provider", "1234567893"],
+    ];
+    for subject in subjects {
+        let from = |source: &str| {
+            let mut args = vec!["timeline", source];
+            args.extend_from_slice(subject);
+            args.extend_from_slice(&["--format", "jsonl"]);
+            neuron(&args)
+        };
+        let exported = from(FIXTURE);
+        assert_eq!(from(store), exported, "timeline {subject:?}");
+    }
+    assert!(!neuron(&[
+        "timeline",
+        store,
+        "--patient",
+        "patient-agent-ada",
+        "--format",
+        "jsonl"
+    ])
+    .is_empty());
+    assert_eq!(
+        neuron(&["replay", store, "--format", "json"]),
+        neuron(&["replay", FIXTURE, "--format", "json"])
+    );
+}

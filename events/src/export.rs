@@ -210,55 +210,52 @@ where
     })
 }
 
-/// Seqs one worker reads and decodes at a time in [`decode_log`].
-const DECODE_CHUNK_SEQS: u64 = 8192;
+/// Seqs one worker reads at a time in [`scan_parallel`].
+const PARALLEL_CHUNK_SEQS: u64 = 2048;
 
-/// Decodes every record of a store, in seq order, reading and decoding on worker threads: each
-/// worker scans its own seq ranges (so reading the store, not only decoding, is spread over the
-/// cores) and `visit` gets the records in order. `wanted` picks, by a cheap look at the bytes,
-/// which records are worth decoding. At most two ranges per worker are held at once.
+/// Reads a store on worker threads and hands what they pick to `visit` in seq order: each worker
+/// scans its own seq ranges (so reading the store, not only what follows, is spread over the
+/// cores) and `pick` turns each record's bytes into any number of items. At most two ranges per
+/// worker are held at once.
 ///
 /// # Errors
-/// The store's read errors, after the records before the failing range were visited.
-pub fn decode_log<W, V>(log: &dyn Log, wanted: W, mut visit: V) -> Result<(), Error>
+/// The store's read errors, after the items of the ranges before the failing one were visited.
+pub fn scan_parallel<T, P, V>(log: &dyn Log, pick: P, mut visit: V) -> Result<(), Error>
 where
-    W: Fn(&[u8]) -> bool + Sync,
-    V: FnMut(Result<crate::Record, Error>),
+    T: Send,
+    P: Fn(u64, &[u8], &mut Vec<T>) + Sync,
+    V: FnMut(T),
 {
     use std::sync::mpsc;
     let last = log.last_key()?;
     if last == 0 {
         return Ok(());
     }
-    let chunks = last.div_ceil(DECODE_CHUNK_SEQS);
+    let chunks = last.div_ceil(PARALLEL_CHUNK_SEQS);
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, 4) as u64;
     std::thread::scope(|scope| {
-        let wanted = &wanted;
+        let pick = &pick;
         let receivers: Vec<_> = (0..workers)
             .map(|worker| {
-                let (to_caller, decoded) =
-                    mpsc::sync_channel::<Result<Vec<Result<crate::Record, Error>>, Error>>(2);
+                let (to_caller, picked) = mpsc::sync_channel::<Result<Vec<T>, Error>>(2);
                 scope.spawn(move || {
                     let mut chunk = worker;
                     while chunk < chunks {
-                        let from = chunk * DECODE_CHUNK_SEQS + 1;
-                        let to = from + DECODE_CHUNK_SEQS - 1;
-                        let mut records = Vec::new();
-                        let scanned = log.scan(from, to, &mut |_, bytes| {
-                            if wanted(bytes) {
-                                records.push(crate::Record::decode(bytes));
-                            }
-                        });
+                        let from = chunk * PARALLEL_CHUNK_SEQS + 1;
+                        let to = from + PARALLEL_CHUNK_SEQS - 1;
+                        let mut items = Vec::new();
+                        let scanned =
+                            log.scan(from, to, &mut |seq, bytes| pick(seq, bytes, &mut items));
                         let failed = scanned.is_err();
-                        if to_caller.send(scanned.map(|()| records)).is_err() || failed {
+                        if to_caller.send(scanned.map(|()| items)).is_err() || failed {
                             break;
                         }
                         chunk += workers;
                     }
                 });
-                decoded
+                picked
             })
             .collect();
         for chunk in 0..chunks {
@@ -270,11 +267,32 @@ where
                 break;
             };
             match receiver.recv() {
-                Ok(Ok(records)) => records.into_iter().for_each(&mut visit),
+                Ok(Ok(items)) => items.into_iter().for_each(&mut visit),
                 Ok(Err(error)) => return Err(error),
                 Err(_) => break,
             }
         }
         Ok(())
     })
+}
+
+/// Decodes every record of a store that `wanted` picks (by a cheap look at its bytes), in seq
+/// order, reading and decoding on worker threads ([`scan_parallel`]).
+///
+/// # Errors
+/// The store's read errors.
+pub fn decode_log<W, V>(log: &dyn Log, wanted: W, visit: V) -> Result<(), Error>
+where
+    W: Fn(&[u8]) -> bool + Sync,
+    V: FnMut(Result<crate::Record, Error>),
+{
+    scan_parallel(
+        log,
+        |_, bytes, decoded| {
+            if wanted(bytes) {
+                decoded.push(crate::Record::decode(bytes));
+            }
+        },
+        visit,
+    )
 }
