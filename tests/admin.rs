@@ -310,6 +310,31 @@ async fn health_and_metrics_stay_open_while_v1_requires_a_valid_token() {
             "{path} with the token"
         );
     }
+    // Every /v1 route, whatever its method, refuses a missing or wrong token before it looks at
+    // anything; the routes outside /v1 stay open.
+    for route in ROUTES {
+        let path = route
+            .path
+            .replace("{id}", "some-id")
+            .replace("{npi}", PROVIDER);
+        let body = (route.method == "POST").then(|| "{}".to_string());
+        let anonymous_status = anonymous
+            .call(route.method, &path, body.clone())
+            .await
+            .status;
+        let stranger_status = stranger.call(route.method, &path, body).await.status;
+        if route.path.starts_with("/v1/") {
+            assert_eq!(
+                (anonymous_status, stranger_status),
+                (401, 403),
+                "{} {}",
+                route.method,
+                route.path
+            );
+        } else {
+            assert_eq!(anonymous_status, 200, "{} {}", route.method, route.path);
+        }
+    }
     // Refused before anything is looked at or changed.
     let refused = anonymous
         .post(
