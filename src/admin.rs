@@ -780,19 +780,28 @@ async fn terminate(call: &Call<'_>, id: &str) -> Answer {
             .field("id"));
         }
     }
-    let event = Event::global(EventData::RelationshipTerminated(RelationshipTerminated {
-        relationship_id: id.to_string(),
-        provider_npi,
-        reason,
-        by: call.caller.recorded_as(),
-    }));
-    state
-        .journal
-        .append(event)
-        .await
-        .map_err(|failure| ApiError::log_unavailable(&failure))?;
+    commit(
+        state,
+        EventData::RelationshipTerminated(RelationshipTerminated {
+            relationship_id: id.to_string(),
+            provider_npi,
+            reason,
+            by: call.caller.recorded_as(),
+        }),
+    )
+    .await?;
     // The observer applied the record before the append returned.
     relationship(state, id)
+}
+
+/// Appends an operator's change and waits until it is durable (and in the views).
+async fn commit(state: &AdminState, data: EventData) -> Result<(), ApiError> {
+    state
+        .journal
+        .append(Event::global(data))
+        .await
+        .map(|_| ())
+        .map_err(|failure| ApiError::log_unavailable(&failure))
 }
 
 fn providers(state: &AdminState) -> warp::reply::Response {
@@ -837,16 +846,15 @@ async fn add_provider(call: &Call<'_>) -> Answer {
         )
         .field("npi"));
     }
-    let event = Event::global(EventData::ProviderRegistered(ProviderChanged {
-        npi: npi.clone(),
-        name,
-        by: ChangeSource::Api,
-    }));
-    state
-        .journal
-        .append(event)
-        .await
-        .map_err(|failure| ApiError::log_unavailable(&failure))?;
+    commit(
+        state,
+        EventData::ProviderRegistered(ProviderChanged {
+            npi: npi.clone(),
+            name,
+            by: ChangeSource::Api,
+        }),
+    )
+    .await?;
     provider_reply(state, StatusCode::CREATED, &npi)
 }
 
@@ -857,16 +865,15 @@ async fn remove_provider(call: &Call<'_>, npi: &str) -> Answer {
         Some(provider) if provider.registered => provider.name.clone(),
         _ => return Err(provider_not_found(npi)),
     };
-    let event = Event::global(EventData::ProviderRemoved(ProviderChanged {
-        npi: npi.to_string(),
-        name,
-        by: ChangeSource::Api,
-    }));
-    state
-        .journal
-        .append(event)
-        .await
-        .map_err(|failure| ApiError::log_unavailable(&failure))?;
+    commit(
+        state,
+        EventData::ProviderRemoved(ProviderChanged {
+            npi: npi.to_string(),
+            name,
+            by: ChangeSource::Api,
+        }),
+    )
+    .await?;
     provider_reply(state, StatusCode::OK, npi)
 }
 
