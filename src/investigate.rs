@@ -528,7 +528,14 @@ fn timeline_steps(
     let finder = memchr::memmem::Finder::new(needle.as_bytes()).into_owned();
     let termination = memchr::memmem::Finder::new(b"\"kind\":\"termination.").into_owned();
     if let Source::Sled(path) = source {
-        return timeline_from_store(path, subject, &finder, &termination, lines);
+        return timeline_from_store(
+            path,
+            subject,
+            &finder,
+            &termination,
+            lines,
+            FETCH_BY_SEQ_MAX,
+        );
     }
     // An export is read twice: the first pass finds the subject's sessions and relationships,
     // the second collects their records.
@@ -573,6 +580,7 @@ fn timeline_from_store(
     finder: &memchr::memmem::Finder<'static>,
     termination: &memchr::memmem::Finder<'static>,
     lines: &mut Lines<'_>,
+    max_fetched: usize,
 ) -> Result<(), InvestigateError> {
     use neuron_events::Log;
     use std::hash::BuildHasher;
@@ -666,20 +674,56 @@ fn timeline_from_store(
         .chain(matched)
         .collect();
     seqs.sort_unstable();
-    for seq in seqs {
-        let mut decoded = None;
-        log.scan(seq, seq, &mut |_, bytes| {
-            decoded = Some(Record::decode(bytes))
-        })
-        .map_err(|error| unreadable(error.to_string()))?;
-        if let Some(decoded) = decoded {
-            let record = decoded.map_err(undecodable)?;
-            if followed.includes(&record, subject) {
-                lines.push(&record);
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+        return Ok(());
+    };
+    let mut emit = |decoded: Result<Record, neuron_events::Error>| {
+        let record = decoded.map_err(undecodable)?;
+        if followed.includes(&record, subject) {
+            lines.push(&record);
+        }
+        Ok::<(), InvestigateError>(())
+    };
+    if fetch_by_seq(seqs.len(), last - first + 1, max_fetched) {
+        for seq in seqs {
+            let mut decoded = None;
+            log.scan(seq, seq, &mut |_, bytes| {
+                decoded = Some(Record::decode(bytes))
+            })
+            .map_err(|error| unreadable(error.to_string()))?;
+            if let Some(decoded) = decoded {
+                emit(decoded)?;
             }
         }
+        return Ok(());
     }
-    Ok(())
+    // Many records: reading their range again on worker threads beats fetching each by seq.
+    let mut outcome = Ok(());
+    neuron_events::export::scan_parallel_range(
+        &log,
+        first,
+        last,
+        |seq, bytes, decoded| {
+            if seqs.binary_search(&seq).is_ok() {
+                decoded.push(Record::decode(bytes));
+            }
+        },
+        |decoded| {
+            if outcome.is_ok() {
+                outcome = emit(decoded);
+            }
+        },
+    )
+    .map_err(|error| unreadable(error.to_string()))?;
+    outcome
+}
+
+/// Records a timeline fetches one by one at most; past this, and when they are more than an
+/// eighth of their range, the range is read again on worker threads instead.
+const FETCH_BY_SEQ_MAX: usize = 10_000;
+
+fn fetch_by_seq(wanted: usize, range: u64, max_fetched: usize) -> bool {
+    wanted <= max_fetched || (wanted as u64).saturating_mul(8) <= range
 }
 
 /// The raw value of a record's `"session"` field, found by its place in the stored layout (it
@@ -970,8 +1014,70 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 mod tests {
-    use super::envelope_session;
+    use super::*;
+
+    const FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/server_run.jsonl"
+    );
+
+    fn lines_of(run: impl FnOnce(&mut Lines<'_>) -> Result<(), InvestigateError>) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut emit = |step: Step| found.push(serde_json::to_string(&step).unwrap());
+        let mut lines = Lines {
+            emit: &mut emit,
+            count: 0,
+            previous_in_session: std::collections::HashMap::new(),
+            previous_outside: None,
+        };
+        run(&mut lines).unwrap();
+        found
+    }
+
+    #[test]
+    fn a_store_timeline_is_the_same_whether_records_are_fetched_by_seq_or_scanned_again() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut log = SledLog::open(dir.path()).unwrap();
+            let file = std::io::BufReader::new(File::open(FIXTURE).unwrap());
+            neuron_events::export::import(file, &mut log).unwrap();
+        }
+        let finder = |text: &str| memchr::memmem::Finder::new(text.as_bytes()).into_owned();
+        let termination = finder("\"kind\":\"termination.");
+        for subject in [
+            Subject::Patient("patient-agent-ada".into()),
+            Subject::Provider("1234567893".into()),
+            Subject::Session("session-5".into()),
+        ] {
+            let needle = match &subject {
+                Subject::Patient(id) | Subject::Provider(id) | Subject::Session(id) => finder(id),
+                Subject::Relationship(id) => finder(id),
+            };
+            let by_seq = lines_of(|lines| {
+                timeline_from_store(
+                    dir.path(),
+                    &subject,
+                    &needle,
+                    &termination,
+                    lines,
+                    usize::MAX,
+                )
+            });
+            let scanned = lines_of(|lines| {
+                timeline_from_store(dir.path(), &subject, &needle, &termination, lines, 0)
+            });
+            let exported =
+                lines_of(|lines| timeline_steps(&Source::Jsonl(FIXTURE.into()), &subject, lines));
+            assert!(!exported.is_empty(), "{subject:?}");
+            assert_eq!(by_seq, exported, "{subject:?} fetched by seq");
+            assert_eq!(scanned, exported, "{subject:?} scanned again");
+        }
+        assert!(fetch_by_seq(5, 1_000_000, FETCH_BY_SEQ_MAX));
+        assert!(!fetch_by_seq(300_000, 1_000_000, FETCH_BY_SEQ_MAX));
+        assert!(fetch_by_seq(20_000, 1_000_000, FETCH_BY_SEQ_MAX));
+    }
 
     #[test]
     fn the_envelope_session_is_found_by_its_place_and_not_inside_data() {

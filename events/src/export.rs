@@ -220,18 +220,38 @@ const PARALLEL_CHUNK_SEQS: u64 = 2048;
 ///
 /// # Errors
 /// The store's read errors, after the items of the ranges before the failing one were visited.
-pub fn scan_parallel<T, P, V>(log: &dyn Log, pick: P, mut visit: V) -> Result<(), Error>
+pub fn scan_parallel<T, P, V>(log: &dyn Log, pick: P, visit: V) -> Result<(), Error>
+where
+    T: Send,
+    P: Fn(u64, &[u8], &mut Vec<T>) + Sync,
+    V: FnMut(T),
+{
+    let last = log.last_key()?;
+    scan_parallel_range(log, 1, last, pick, visit)
+}
+
+/// As [`scan_parallel`], for the records with `from <= seq <= to`.
+///
+/// # Errors
+/// As [`scan_parallel`].
+pub fn scan_parallel_range<T, P, V>(
+    log: &dyn Log,
+    from: u64,
+    to: u64,
+    pick: P,
+    mut visit: V,
+) -> Result<(), Error>
 where
     T: Send,
     P: Fn(u64, &[u8], &mut Vec<T>) + Sync,
     V: FnMut(T),
 {
     use std::sync::mpsc;
-    let last = log.last_key()?;
-    if last == 0 {
+    if from == 0 || from > to {
         return Ok(());
     }
-    let chunks = last.div_ceil(PARALLEL_CHUNK_SEQS);
+    let start = from;
+    let chunks = (to - from + 1).div_ceil(PARALLEL_CHUNK_SEQS);
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, 4) as u64;
@@ -243,8 +263,8 @@ where
                 scope.spawn(move || {
                     let mut chunk = worker;
                     while chunk < chunks {
-                        let from = chunk * PARALLEL_CHUNK_SEQS + 1;
-                        let to = from + PARALLEL_CHUNK_SEQS - 1;
+                        let from = start + chunk * PARALLEL_CHUNK_SEQS;
+                        let to = (from + PARALLEL_CHUNK_SEQS - 1).min(to);
                         let mut items = Vec::new();
                         let scanned =
                             log.scan(from, to, &mut |seq, bytes| pick(seq, bytes, &mut items));
