@@ -221,8 +221,10 @@ pub(crate) struct AdminState {
     pub reader: Arc<dyn RecordSource>,
     /// blake3 hashes of the accepted bearer tokens; empty means `/v1/*` is open (loopback only).
     pub tokens: Vec<blake3::Hash>,
-    /// Held across the check and the event of every change.
-    pub changes: tokio::sync::Mutex<()>,
+    /// Held for writing across the check and the event of every change; handshake steps hold it
+    /// for reading across their step and commit, so that no handshake completes on what a change
+    /// is removing (a relationship being terminated, a provider being removed).
+    pub changes: Arc<tokio::sync::RwLock<()>>,
     /// True once the server has begun to stop.
     pub draining: watch::Receiver<bool>,
     pub openapi: Bytes,
@@ -753,7 +755,7 @@ async fn terminate(call: &Call<'_>, id: &str) -> Answer {
     let provider_npi = text_field(&object, "provider_npi")?;
     let reason = text_field(&object, "reason")?;
     let state = call.state;
-    let _one_change_at_a_time = state.changes.lock().await;
+    let _one_change_at_a_time = state.changes.write().await;
     {
         let views = state.views();
         let relationship = views
@@ -837,7 +839,7 @@ async fn add_provider(call: &Call<'_>) -> Answer {
         ));
     }
     let state = call.state;
-    let _one_change_at_a_time = state.changes.lock().await;
+    let _one_change_at_a_time = state.changes.write().await;
     if state.views().providers.is_registered(&npi) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -860,7 +862,7 @@ async fn add_provider(call: &Call<'_>) -> Answer {
 
 async fn remove_provider(call: &Call<'_>, npi: &str) -> Answer {
     let state = call.state;
-    let _one_change_at_a_time = state.changes.lock().await;
+    let _one_change_at_a_time = state.changes.write().await;
     let name = match state.views().providers.get(npi) {
         Some(provider) if provider.registered => provider.name.clone(),
         _ => return Err(provider_not_found(npi)),
@@ -1144,7 +1146,7 @@ mod failing_log {
             metrics: Arc::default(),
             reader: Arc::new(memory),
             tokens: Vec::new(),
-            changes: tokio::sync::Mutex::new(()),
+            changes: Arc::default(),
             draining,
             openapi: openapi_document(),
         };

@@ -104,6 +104,9 @@ struct Shared {
     views: Arc<RwLock<Views>>,
     gate: Arc<Semaphore>,
     waiting: AtomicU32,
+    /// Shared with the operator API: read-held by a session across a frame's step and commit,
+    /// write-held by an operator's change across its check and commit.
+    changes: Arc<tokio::sync::RwLock<()>>,
     ids: Arc<dyn IdSource>,
     clock: Arc<dyn Clock>,
     stopping: watch::Receiver<bool>,
@@ -229,13 +232,14 @@ impl Server {
 
         let (stop, stopping) = watch::channel(false);
         let (drain, draining) = watch::channel(false);
+        let changes = Arc::new(tokio::sync::RwLock::new(()));
         let admin_state = Arc::new(AdminState {
             journal: journal.clone(),
             views: views.clone(),
             metrics,
             reader: Arc::new(reader),
             tokens: config.admin_tokens()?,
-            changes: tokio::sync::Mutex::new(()),
+            changes: changes.clone(),
             draining: draining.clone(),
             openapi: admin::openapi_document(),
         });
@@ -247,6 +251,7 @@ impl Server {
             journal,
             views,
             waiting: AtomicU32::new(0),
+            changes,
             ids: options.ids,
             clock: options.clock,
             stopping: stopping.clone(),
@@ -687,6 +692,13 @@ async fn run_session(
                 Some(Ok(_)) => continue,
             },
         };
+        // A frame's step reads the relationships and providers: no operator change may land
+        // between that reading and the commit of what it decided.
+        let steady = if matches!(input, Input::Text(_)) {
+            Some(shared.changes.read().await)
+        } else {
+            None
+        };
         let mut transition = step(&shared, &phase, input);
         if commit(&shared, &session, std::mem::take(&mut transition.events))
             .await
@@ -694,6 +706,7 @@ async fn run_session(
         {
             transition = step(&shared, &phase, Input::CommitFailed);
         }
+        drop(steady);
         // Frames are queued and written together (an error frame and its close in one write, not
         // two packets the second of which would wait on the first one's acknowledgement).
         let mut frames = Vec::new();
