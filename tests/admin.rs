@@ -7,37 +7,26 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
+mod common;
+
+use common::{ada, bob, config, until, url, NOW, PROVIDER};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper::HeaderMap;
 use neuron::admin::{resolve, Resolved, OPENAPI, ROUTES};
 use neuron::client::{self, Patient};
 use neuron::config::Config;
-use neuron::ids::SeededIds;
-use neuron::server::{Options, Server};
-use neuron_events::testing::{fixed_clock, neuron_key, snapshot_settings, verified_records};
+use neuron::server::Server;
+use neuron_events::testing::{fixed_clock, neuron_key, snapshot_settings};
 use neuron_events::VerifyOptions;
 use neuron_projections::sessions::SessionStage;
 use serde_json::{json, Value};
 
-const PROVIDER: &str = "1234567893";
 /// A valid NPI that the default configuration does not list.
 const OTHER_PROVIDER: &str = "1003000126";
-/// The fixed clock's first instant, in seconds.
-const NOW: i64 = 1_795_687_200;
 /// The token the tests configure; its blake3 hash goes into `admin.token_hashes`.
 const TOKEN: &str = "test-operator-token";
-
-fn config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.server.port = 0;
-    config.admin.port = 0;
-    config.storage.data_dir = dir.to_path_buf();
-    config
-}
 
 fn with_token(mut config: Config) -> Config {
     config.admin.token_hashes = vec![blake3::hash(TOKEN.as_bytes()).to_hex().to_string()];
@@ -49,16 +38,7 @@ async fn start(config: Config) -> Server {
 }
 
 async fn start_with_clock(config: Config, clock: neuron_events::SteppingClock) -> Server {
-    let options = Options {
-        clock: Arc::new(clock),
-        ids: Arc::new(SeededIds::new(5)),
-        key: Some(neuron_key()),
-    };
-    Server::start(config, options).await.unwrap()
-}
-
-fn url(server: &Server) -> String {
-    format!("ws://{}/ws/handshake", server.local_addr())
+    common::start(config, clock, 5).await
 }
 
 /// A fixed loopback source address per test and client, so recorded peers never vary.
@@ -67,14 +47,6 @@ fn source(test: u8, client: u8) -> Option<SocketAddr> {
         [127, 30, test, client],
         41_000 + u16::from(client),
     )))
-}
-
-fn ada() -> Patient {
-    Patient::from_seed("patient-agent-ada", [0x21; 32])
-}
-
-fn bob() -> Patient {
-    Patient::from_seed("patient-agent-bob", [0x22; 32])
 }
 
 struct Reply {
@@ -203,19 +175,8 @@ fn lock_json(name: &str, value: &Value) {
 }
 
 fn lock_records(name: &str, dir: &Path) {
-    let text = verified_records(&dir.join("log"));
+    let text = common::records(dir);
     snapshot_settings().bind(|| insta::assert_snapshot!(name, text));
-}
-
-/// Waits (generously, without depending on speed) until `condition` holds.
-async fn until(server: &Server, condition: impl Fn(&Server) -> bool) {
-    for _ in 0..2000 {
-        if condition(server) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("condition never met: {:?}", server.active_sessions());
 }
 
 #[test]
@@ -877,7 +838,7 @@ async fn the_export_stream_is_the_log_byte_for_byte_and_verifies() {
 
     server.stop("test over").await.unwrap();
     // What was streamed is exactly the stored log's first records.
-    let stored = verified_records(&dir.path().join("log"));
+    let stored = common::records(dir.path());
     let streamed = String::from_utf8(export.bytes.to_vec()).unwrap();
     assert!(stored.starts_with(&streamed), "the export is byte-exact");
 }

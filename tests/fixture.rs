@@ -6,10 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use common::{until, NOW, PROVIDER};
 use neuron::client::{self, Patient};
 use neuron::config::Config;
 use neuron::ids::SeededIds;
@@ -18,8 +20,6 @@ use neuron_events::testing::{fixed_clock, neuron_key, verified_records};
 use neuron_projections::sessions::SessionStage;
 use tokio_tungstenite::tungstenite::Message;
 
-const PROVIDER: &str = "1234567893";
-const NOW: i64 = 1_795_687_200;
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/server_run.jsonl"
@@ -30,16 +30,6 @@ fn from(client: u8) -> Option<SocketAddr> {
         [127, 12, 0, client],
         42_000 + u16::from(client),
     )))
-}
-
-async fn until(server: &Server, test: impl Fn(&Server) -> bool) {
-    for _ in 0..2000 {
-        if test(server) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("condition never met: {:?}", server.active_sessions());
 }
 
 #[tokio::test]

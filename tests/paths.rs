@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{ada, records, NOW, PROVIDER};
 use ed25519_dalek::Signer;
 use neuron::client::{self, Patient, Transcript};
 use neuron::config::Config;
@@ -16,13 +18,6 @@ use neuron::server::{Options, Server};
 use neuron_events::b64;
 use neuron_events::testing::{fixed_clock, neuron_key, snapshot_settings};
 use tokio_tungstenite::tungstenite::Message;
-
-const PROVIDER: &str = "1234567893";
-const NOW: i64 = 1_795_687_200;
-
-fn ada() -> Patient {
-    Patient::from_seed("patient-agent-ada", [0x21; 32])
-}
 
 /// What the client does after connecting.
 enum Script {
@@ -93,10 +88,6 @@ async fn run(test: u8, tweak: fn(&mut Config), script: Script) -> (Transcript, S
     );
     server.stop("test over").await.unwrap();
     (transcript, records(dir.path()))
-}
-
-fn records(dir: &Path) -> String {
-    neuron_events::testing::verified_records(&dir.join("log"))
 }
 
 fn refused(transcript: &Transcript) -> (String, u16) {

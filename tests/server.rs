@@ -4,47 +4,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::{ada, config, records, url, NOW, PROVIDER};
 use neuron::client::{self, ClientError, Patient};
 use neuron::config::Config;
-use neuron::ids::SeededIds;
-use neuron::server::{Options, Server};
-use neuron_events::testing::{fixed_clock, neuron_key, snapshot_settings};
+use neuron::server::Server;
+use neuron_events::testing::{fixed_clock, snapshot_settings};
 use neuron_projections::sessions::SessionStage;
 use tokio_tungstenite::tungstenite::Message;
-
-const PROVIDER: &str = "1234567893";
-/// The fixed clock's first instant, in seconds.
-const NOW: i64 = 1_795_687_200;
-
-fn config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.server.port = 0;
-    config.admin.port = 0;
-    config.storage.data_dir = dir.to_path_buf();
-    config.websocket.auth_timeout_ms = 10_000;
-    config
-}
 
 async fn start(config: Config) -> Server {
     start_with_clock(config, fixed_clock()).await
 }
 
 async fn start_with_clock(config: Config, clock: neuron_events::SteppingClock) -> Server {
-    let options = Options {
-        clock: Arc::new(clock),
-        ids: Arc::new(SeededIds::new(7)),
-        key: Some(neuron_key()),
-    };
-    Server::start(config, options).await.unwrap()
-}
-
-fn url(server: &Server) -> String {
-    format!("ws://{}/ws/handshake", server.local_addr())
+    common::start(config, clock, 7).await
 }
 
 /// A fixed loopback source address per test and client, so recorded peers never vary.
@@ -53,15 +32,6 @@ fn source(test: u8, client: u8) -> Option<SocketAddr> {
         [127, 10, test, client],
         40_000 + u16::from(client),
     )))
-}
-
-fn ada() -> Patient {
-    Patient::from_seed("patient-agent-ada", [0x21; 32])
-}
-
-/// Every record of a stopped server's log, one per line; the log must verify under the test key.
-fn records(dir: &Path) -> String {
-    neuron_events::testing::verified_records(&dir.join("log"))
 }
 
 fn lock(name: &str, dir: &Path) {

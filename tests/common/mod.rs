@@ -1,0 +1,73 @@
+//! What the server's integration tests share: a loopback configuration on ports the test picks, a
+//! server started with the injected clock, ids and key, the fixed patients, a generous wait for a
+//! condition, and the records of a stopped server's log.
+
+#![allow(dead_code)] // each test crate uses its own part of this
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use neuron::client::Patient;
+use neuron::config::Config;
+use neuron::ids::SeededIds;
+use neuron::server::{Options, Server};
+use neuron_events::testing::neuron_key;
+use neuron_events::SteppingClock;
+
+/// The default configuration's provider.
+pub const PROVIDER: &str = "1234567893";
+/// The fixed clock's first instant, in seconds.
+pub const NOW: i64 = 1_795_687_200;
+
+/// The built-in defaults with both listeners on free loopback ports and the log in `dir`.
+pub fn config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.port = 0;
+    config.admin.port = 0;
+    config.storage.data_dir = dir.to_path_buf();
+    config
+}
+
+/// Starts a server with `clock`, ids seeded with `seed` and the test key.
+pub async fn start(config: Config, clock: SteppingClock, seed: u64) -> Server {
+    let options = Options {
+        clock: Arc::new(clock),
+        ids: Arc::new(SeededIds::new(seed)),
+        key: Some(neuron_key()),
+    };
+    match Server::start(config, options).await {
+        Ok(server) => server,
+        Err(error) => panic!("the server did not start: {error:?}"),
+    }
+}
+
+/// The handshake URL of `server`.
+pub fn url(server: &Server) -> String {
+    format!("ws://{}/ws/handshake", server.local_addr())
+}
+
+pub fn ada() -> Patient {
+    Patient::from_seed("patient-agent-ada", [0x21; 32])
+}
+
+pub fn bob() -> Patient {
+    Patient::from_seed("patient-agent-bob", [0x22; 32])
+}
+
+/// Waits (generously, without depending on speed) until `condition` holds.
+pub async fn until(server: &Server, condition: impl Fn(&Server) -> bool) {
+    for _ in 0..2000 {
+        if condition(server) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition never met: {:?}", server.active_sessions());
+}
+
+/// Every record of a stopped server's log in `dir`, one per line; the log must verify under the
+/// test key.
+pub fn records(dir: &Path) -> String {
+    neuron_events::testing::verified_records(&dir.join("log"))
+}
