@@ -466,14 +466,9 @@ struct Followed {
 impl Followed {
     /// Learns from a record that names the subject.
     fn note(&mut self, record: &Record, subject: &Subject) {
-        if mentions(record, subject) {
-            if let Some(session) = &record.session {
-                self.sessions.insert(session.clone());
-            }
-            if let EventData::RelationshipEstablished(data) = &record.event {
-                self.relationships.insert(data.relationship_id.clone());
-            }
-        }
+        let (session, relationship) = learned(record, subject);
+        self.sessions.extend(session);
+        self.relationships.extend(relationship);
     }
 
     /// Whether a record belongs in the timeline: it names the subject, belongs to one of its
@@ -486,6 +481,19 @@ impl Followed {
             || matches!(&record.event, EventData::RelationshipTerminated(data) if self.relationships.contains(&data.relationship_id))
             || mentions(record, subject)
     }
+}
+
+/// What a record teaches about the subject when it names it: its session, and the relationship it
+/// establishes.
+fn learned(record: &Record, subject: &Subject) -> (Option<String>, Option<String>) {
+    if !mentions(record, subject) {
+        return (None, None);
+    }
+    let relationship = match &record.event {
+        EventData::RelationshipEstablished(data) => Some(data.relationship_id.clone()),
+        _ => None,
+    };
+    (record.session.clone(), relationship)
 }
 
 /// The timeline's lines, with the time since the previous line of the same session.
@@ -625,12 +633,11 @@ fn timeline_from_store(
             {
                 items.push(match Record::decode(bytes) {
                     Ok(record) => {
-                        let mut learned = Followed::default();
-                        learned.note(&record, subject);
+                        let (session, relationship) = learned(&record, subject);
                         Item::Matched {
                             seq,
-                            session: learned.sessions.into_iter().next(),
-                            relationship: learned.relationships.into_iter().next(),
+                            session,
+                            relationship,
                         }
                     }
                     Err(error) => Item::Undecodable(Box::new(error)),

@@ -10,7 +10,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{ada, bob, config, until, url, NOW, PROVIDER};
+use common::{ada, bob, config, until, until_queued, url, NOW, PROVIDER};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper::HeaderMap;
@@ -20,7 +20,6 @@ use neuron::config::Config;
 use neuron::server::Server;
 use neuron_events::testing::{fixed_clock, neuron_key, snapshot_settings};
 use neuron_events::VerifyOptions;
-use neuron_projections::sessions::SessionStage;
 use serde_json::{json, Value};
 
 /// A valid NPI that the default configuration does not list.
@@ -736,13 +735,7 @@ async fn live_sessions_and_the_queue_are_shown_while_they_wait() {
     let waiting = tokio::spawn(async move {
         client::handshake(&queued_url, source(5, 2), &ada(), PROVIDER, NOW).await
     });
-    until(&server, |server| {
-        server
-            .active_sessions()
-            .iter()
-            .any(|s| s.stage == SessionStage::Queued)
-    })
-    .await;
+    until_queued(&server, 1).await;
     let sessions = operator.get("/v1/sessions").await;
     assert_eq!(sessions.status, 200);
     lock_json("admin__sessions_one_live_one_queued", &sessions.json());

@@ -11,13 +11,12 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::{until, NOW, PROVIDER};
+use common::{until, until_queued, NOW, PROVIDER};
 use neuron::client::{self, Patient};
 use neuron::config::Config;
 use neuron::ids::SeededIds;
 use neuron::server::{Options, Server};
 use neuron_events::testing::{fixed_clock, neuron_key, verified_records};
-use neuron_projections::sessions::SessionStage;
 use tokio_tungstenite::tungstenite::Message;
 
 const FIXTURE: &str = concat!(
@@ -89,13 +88,7 @@ async fn the_committed_fixture_is_what_a_server_run_writes() {
         )
         .await
     });
-    until(&server, |server| {
-        server
-            .active_sessions()
-            .iter()
-            .any(|s| s.stage == SessionStage::Queued)
-    })
-    .await;
+    until_queued(&server, 1).await;
     let timed_out = client::converse(&mut silent, Vec::new(), None).await;
     assert_eq!(timed_out.close_code, Some(4001));
     assert!(waiting.await.unwrap().unwrap().completed());

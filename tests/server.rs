@@ -8,14 +8,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
-use common::{ada, config, records, url, NOW, PROVIDER};
+use common::{ada, config, records, until_queued, url, NOW, PROVIDER};
 use neuron::client::{self, ClientError, Patient};
 use neuron::config::Config;
 use neuron::server::Server;
 use neuron_events::testing::{fixed_clock, snapshot_settings};
-use neuron_projections::sessions::SessionStage;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn start(config: Config) -> Server {
@@ -37,26 +35,6 @@ fn source(test: u8, client: u8) -> Option<SocketAddr> {
 fn lock(name: &str, dir: &Path) {
     let text = records(dir);
     snapshot_settings().bind(|| insta::assert_snapshot!(name, text));
-}
-
-/// Waits (generously, without depending on speed) until the server shows `count` queued sessions.
-async fn until_queued(server: &Server, count: usize) {
-    for _ in 0..2000 {
-        if server
-            .active_sessions()
-            .iter()
-            .filter(|s| s.stage == SessionStage::Queued)
-            .count()
-            == count
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!(
-        "{count} sessions never queued: {:?}",
-        server.active_sessions()
-    );
 }
 
 #[tokio::test]

@@ -351,14 +351,6 @@ impl SledReader {
         }
         Ok(())
     }
-
-    /// The bytes of the record filed under `seq`.
-    ///
-    /// # Errors
-    /// The store's error.
-    pub fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.db.get(seq_key(seq))?.map(|value| value.to_vec()))
-    }
 }
 
 impl SledLog {

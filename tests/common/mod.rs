@@ -14,6 +14,7 @@ use neuron::ids::SeededIds;
 use neuron::server::{Options, Server};
 use neuron_events::testing::neuron_key;
 use neuron_events::SteppingClock;
+use neuron_projections::sessions::SessionStage;
 
 /// The default configuration's provider.
 pub const PROVIDER: &str = "1234567893";
@@ -64,6 +65,19 @@ pub async fn until(server: &Server, condition: impl Fn(&Server) -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("condition never met: {:?}", server.active_sessions());
+}
+
+/// Waits until the server shows exactly `count` queued sessions.
+pub async fn until_queued(server: &Server, count: usize) {
+    until(server, |server| {
+        server
+            .active_sessions()
+            .iter()
+            .filter(|session| session.stage == SessionStage::Queued)
+            .count()
+            == count
+    })
+    .await;
 }
 
 /// Every record of a stopped server's log in `dir`, one per line; the log must verify under the
