@@ -6,6 +6,7 @@
 //! is checked against. Every change is an event, committed before it is answered; changes are
 //! made one at a time so that a check and its event cannot interleave with another change.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,8 +22,8 @@ use warp::reply::Reply;
 use warp::Filter;
 
 use neuron_events::event::{ChangeSource, EventData, ProviderChanged, RelationshipTerminated};
-use neuron_events::{Event, Journal, SledReader};
-use neuron_projections::relationships::{PageQuery, Status};
+use neuron_events::{Event, Journal, Record, SledReader};
+use neuron_projections::relationships::{PageQuery, Relationship, Status, Summary};
 use neuron_projections::sessions::SessionStage;
 use neuron_projections::Views;
 
@@ -335,6 +336,10 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message).field(field)
     }
 
+    fn log_unreadable(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "log_unreadable", reason)
+    }
+
     fn log_unavailable(failure: &neuron_events::Error) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -442,8 +447,8 @@ where
         }
         Endpoint::Sessions => Ok(sessions(state)),
         Endpoint::Queue => Ok(queue(state)),
-        Endpoint::Relationships => relationships(state, &query),
-        Endpoint::Relationship => relationship(state, &parameter),
+        Endpoint::Relationships => relationships(state, &query).await,
+        Endpoint::Relationship => relationship(state, &parameter).await,
         Endpoint::Terminate => terminate(&call, &parameter).await,
         Endpoint::Providers => Ok(providers(state)),
         Endpoint::AddProvider => add_provider(&call).await,
@@ -672,7 +677,7 @@ fn query_value<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str>
         .filter(|value| !value.is_empty())
 }
 
-fn relationships(state: &AdminState, query: &[(String, String)]) -> Answer {
+async fn relationships(state: &AdminState, query: &[(String, String)]) -> Answer {
     let status = match query_value(query, "status") {
         None => None,
         Some("active") => Some(Status::Active),
@@ -703,11 +708,82 @@ fn relationships(state: &AdminState, query: &[(String, String)]) -> Answer {
         after: query_value(query, "after"),
         limit,
     };
-    let views = state.views();
+    let (summaries, next_after) = {
+        let views = state.views();
+        let page = views.relationships.page(&page_query);
+        let summaries: Vec<Summary<'static>> =
+            page.items.into_iter().map(Summary::into_owned).collect();
+        (summaries, page.next_after)
+    };
+    let relationships = complete(state, summaries).await?;
     Ok(json_reply(
         StatusCode::OK,
-        &views.relationships.page(&page_query),
+        &RelationshipPage {
+            relationships,
+            next_after,
+        },
     ))
+}
+
+/// A page of `GET /v1/relationships`.
+#[derive(Serialize)]
+struct RelationshipPage {
+    relationships: Vec<Relationship>,
+    next_after: Option<String>,
+}
+
+/// The server keeps relationships compactly ([`Views::serving`]): their details are read from the
+/// records that established and ended them, off the async threads.
+async fn complete(
+    state: &AdminState,
+    summaries: Vec<Summary<'static>>,
+) -> Result<Vec<Relationship>, ApiError> {
+    if summaries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reader = Arc::clone(&state.reader);
+    let read = tokio::task::spawn_blocking(move || {
+        summaries
+            .iter()
+            .map(|summary| assemble(reader.as_ref(), summary))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match read.await {
+        Ok(relationships) => relationships,
+        Err(_) => Err(ApiError::log_unreadable(
+            "reading relationship records stopped unexpectedly",
+        )),
+    }
+}
+
+fn assemble(reader: &dyn RecordSource, summary: &Summary<'_>) -> Result<Relationship, ApiError> {
+    let mut failure = None;
+    let relationship = Relationship::assemble(summary, &mut |seq| {
+        let mut found = None;
+        let read = reader.scan_while(seq, seq, &mut |_, bytes| {
+            match Record::decode(bytes) {
+                Ok(record) => found = Some(Cow::Owned(record)),
+                Err(error) => failure = Some(error.to_string()),
+            }
+            false
+        });
+        if let Err(error) = read {
+            failure = Some(error.to_string());
+        }
+        found
+    });
+    relationship.ok_or_else(|| {
+        ApiError::log_unreadable(format!(
+            "the records of relationship {} (seq {}{}) could not be read: {}",
+            summary.id,
+            summary.established_seq,
+            summary
+                .termination_seq
+                .map(|seq| format!(" and {seq}"))
+                .unwrap_or_default(),
+            failure.unwrap_or_else(|| "missing or about another relationship".into())
+        ))
+    })
 }
 
 fn relationship_not_found(id: &str) -> ApiError {
@@ -719,9 +795,16 @@ fn relationship_not_found(id: &str) -> ApiError {
     .field("id")
 }
 
-fn relationship(state: &AdminState, id: &str) -> Answer {
-    match state.views().relationships.get(id) {
-        Some(relationship) => Ok(json_reply(StatusCode::OK, relationship)),
+async fn relationship(state: &AdminState, id: &str) -> Answer {
+    let summary = state
+        .views()
+        .relationships
+        .get(id)
+        .map(Summary::into_owned)
+        .ok_or_else(|| relationship_not_found(id))?;
+    let mut relationships = complete(state, vec![summary]).await?;
+    match relationships.pop() {
+        Some(relationship) => Ok(json_reply(StatusCode::OK, &relationship)),
         None => Err(relationship_not_found(id)),
     }
 }
@@ -793,7 +876,7 @@ async fn terminate(call: &Call<'_>, id: &str) -> Answer {
     )
     .await?;
     // The observer applied the record before the append returned.
-    relationship(state, id)
+    relationship(state, id).await
 }
 
 /// Appends an operator's change and waits until it is durable (and in the views).
@@ -1126,6 +1209,74 @@ mod failing_log {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    fn state_over(views: Views, reader: MemoryLog) -> AdminState {
+        let journal = neuron_events::Journal::start(
+            Box::new(FullDisk(MemoryLog::new())),
+            Arc::new(neuron_key()),
+            Arc::new(fixed_clock()),
+            JournalOptions::default(),
+            Box::new(|_: &[Record], _: &BatchReport| {}),
+        )
+        .unwrap();
+        let (_drain, draining) = watch::channel(false);
+        AdminState {
+            journal,
+            views: Arc::new(RwLock::new(views)),
+            metrics: Arc::default(),
+            reader: Arc::new(reader),
+            tokens: Vec::new(),
+            changes: Arc::default(),
+            draining,
+            openapi: openapi_document(),
+        }
+    }
+
+    #[tokio::test]
+    async fn relationship_details_are_read_from_the_log_and_an_unreadable_record_is_503() {
+        use neuron_events::event::RelationshipEstablished;
+        let id = "6f1c3a52-8d4e-4b7a-9c2f-0e5d6a7b8c9d";
+        let event = Event::in_session(
+            "s1",
+            EventData::RelationshipEstablished(RelationshipEstablished {
+                relationship_id: id.into(),
+                patient_agent_id: "patient-agent-ada".into(),
+                provider_npi: "1234567893".into(),
+                patient_public_key: neuron_events::b64::encode([7u8; 32]),
+                patient_endpoint: "wss://ada.example/agent".into(),
+                consented_actions: vec!["read:observations".into()],
+            }),
+        );
+        let at = neuron_events::Timestamp::saturating_from_millis(1_795_687_200_000);
+        let bytes =
+            neuron_events::record::encode(1, at, &event, &neuron_events::Digest::GENESIS).unwrap();
+        let mut views = Views::serving();
+        views.apply(&Record::decode(&bytes).unwrap());
+        let mut log = MemoryLog::new();
+        log.append(&[(1, bytes)]).unwrap();
+
+        let state = state_over(views.clone(), log);
+        let (status, body) =
+            call(&state, Method::GET, &format!("/v1/relationships/{id}"), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["patient_endpoint"], "wss://ada.example/agent");
+        assert_eq!(body["consented_actions"][0], "read:observations");
+        assert_eq!(body["established_by_session"], "s1");
+        let (status, body) = call(&state, Method::GET, "/v1/relationships", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["relationships"][0]["id"], id);
+
+        // The views name a record the log does not give back.
+        let state = state_over(views, MemoryLog::new());
+        for path in [
+            format!("/v1/relationships/{id}"),
+            "/v1/relationships".into(),
+        ] {
+            let (status, body) = call(&state, Method::GET, &path, "").await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert_eq!(body["error"]["code"], "log_unreadable", "{path}");
+        }
     }
 
     #[tokio::test]

@@ -301,8 +301,8 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
     let existing = context
         .relationships
         .active_for(&claims.patient_agent_id, &claims.provider_npi);
-    if let Some(existing) = existing {
-        if existing.patient_public_key != b64::encode(auth.patient_public_key) {
+    if let Some(existing) = &existing {
+        if !existing.has_key(&auth.patient_public_key) {
             let provider = claims.provider_npi.clone();
             return failed(
                 Stage::Consent,
@@ -326,8 +326,10 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
         }),
         EventData::ChallengeIssued(ChallengeIssued {
             nonce: nonce_hex.clone(),
-            relationship: existing
-                .map_or_else(|| "new".to_string(), |relationship| relationship.id.clone()),
+            relationship: existing.map_or_else(
+                || "new".to_string(),
+                |relationship| relationship.id.to_string(),
+            ),
         }),
     ];
     let effects = vec![
@@ -387,8 +389,8 @@ fn on_response(
         .relationships
         .active_for(&claims.patient_agent_id, &claims.provider_npi)
     {
-        Some(existing) if existing.patient_public_key == key => {
-            (existing.id.clone(), RelationshipStatus::Existing)
+        Some(existing) if existing.has_key(&challenge.patient_public_key) => {
+            (existing.id.to_string(), RelationshipStatus::Existing)
         }
         Some(_) => {
             return failed(

@@ -941,7 +941,12 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
     text.push_str(&format!(
         "\nrelationships: {active} active, {terminated} terminated\n"
     ));
-    for relationship in views.relationships.all().take(limit) {
+    let shown = views
+        .relationships
+        .all()
+        .take(limit)
+        .filter_map(|summary| views.relationships.full(&summary));
+    for relationship in shown {
         let status = match (&relationship.status, &relationship.termination) {
             (Status::Terminated, Some(end)) => format!("terminated {} ({})", end.at, end.reason),
             _ => "active".to_string(),

@@ -8,6 +8,18 @@ use anyhow::Context;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay`: its place in `mi_option_e` (mimalloc.h, v2 and v3 alike).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// A long-running server hands freed pages back to the system at once. With mimalloc's default
+/// delay (1 s) the steady churn of handshakes kept some 20 MiB of freed pages resident (RSS after
+/// 20,000 handshakes 51 MiB, 31 MiB without the delay, at the same speed). Investigators keep the
+/// default: they run briefly and their speed is what counts.
+fn purge_freed_memory_at_once() {
+    // SAFETY: sets one of mimalloc's global options, which it reads atomically.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
 use clap::{Parser, Subcommand};
 
 /// The Neuron: an audit-first trust broker for healthcare agents.
@@ -218,6 +230,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Export { .. }
     ) {
         end_quietly_on_closed_pipe();
+    }
+    if matches!(cli.command, Command::Serve { .. }) {
+        purge_freed_memory_at_once();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -672,4 +687,25 @@ async fn demo_client(url: &str, provider: &str, patient_id: &str) -> anyhow::Res
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        // mimalloc v3 purges freed memory after 1000 ms by default (src/options.c); the
+        // neighbouring options read differently (eager commit delay 1, use_numa_nodes 0).
+        // SAFETY: reads and writes mimalloc's global options.
+        unsafe {
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY),
+                1000
+            );
+            super::purge_freed_memory_at_once();
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY),
+                0
+            );
+        }
+    }
 }

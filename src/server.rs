@@ -390,7 +390,7 @@ pub(crate) fn active_sessions(views: &Views) -> Vec<ActiveSession> {
 
 fn rebuild(log: &SledLog, metrics: &mut Metrics) -> Result<Views, ServerError> {
     // Folded record by record: start-up memory does not grow with the length of the log.
-    let mut views = Views::live_only();
+    let mut views = Views::serving();
     let mut failure = None;
     log.scan(1, u64::MAX, &mut |_, bytes| match Record::decode(bytes) {
         Ok(record) => {

@@ -108,8 +108,10 @@ const HEAD_KEY: &[u8] = b"\xffhead";
 /// How long opening a log waits for a lock that a just-dropped handle still holds.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// sled's page cache size (sled's default is 1 GiB).
-const SLED_CACHE_BYTES: u64 = 16 << 20;
+/// sled's page cache size (sled's default is 1 GiB). The log is appended and read in order: a
+/// larger cache made neither faster (4 and 16 MiB: the same appends, verify and replay times), and
+/// it is resident in the server.
+const SLED_CACHE_BYTES: u64 = 4 << 20;
 
 /// The highest seq a sled log files: keys above it would sort past [`HEAD_KEY`].
 pub const MAX_SEQ: u64 = (1 << 56) - 1;

@@ -2,7 +2,7 @@
 //!
 //! - [`sessions`]: every session's stage and outcome, the live ones, and tallies by outcome.
 //! - [`queue`]: the upgrades waiting for a slot, in order, with positions.
-//! - [`relationships`]: care relationships by id, patient, provider and status.
+//! - [`relationships`]: care relationships by id, patient, provider and status, compactly.
 //! - [`providers`]: the organization's providers, registered or removed.
 //! - [`Views`] and [`replay`]: all four together, folded up to a seq, a time, or the end.
 //!
@@ -71,6 +71,16 @@ impl Views {
     pub fn live_only() -> Self {
         Self {
             sessions: SessionsView::live_only(),
+            ..Self::default()
+        }
+    }
+
+    /// Views for the live server: as [`Views::live_only`], with relationships kept compactly
+    /// (see [`RelationshipsView::index_only`]): their details stay in the log.
+    pub fn serving() -> Self {
+        Self {
+            sessions: SessionsView::live_only(),
+            relationships: RelationshipsView::index_only(),
             ..Self::default()
         }
     }

@@ -1,11 +1,21 @@
 //! Care relationships: established by a completed handshake, reused by later `existing`
 //! handshakes, and ended for good by a termination. A terminated relationship never becomes active
 //! again; the patient's next handshake establishes a new one.
+//!
+//! The view is compact: of each relationship it keeps what a handshake and the indexes need (id,
+//! patient, provider, key, status, the seqs of the records that established and ended it, and the
+//! use counters), about 250 bytes. The rest (endpoint, consented actions, termination reason, …)
+//! is in those two records: a full view ([`RelationshipsView::default`], for investigators) keeps
+//! them, a serving view ([`RelationshipsView::index_only`]) leaves them in the log, and
+//! [`RelationshipsView::details`] reads them through a lookup the caller supplies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, RandomState};
 
-use neuron_events::event::{EventData, RelationshipStatus};
-use neuron_events::{Record, Timestamp};
+use hashbrown::HashTable;
+use neuron_events::event::{EventData, RelationshipEstablished, RelationshipStatus};
+use neuron_events::{b64, Record, Timestamp};
 use serde::Serialize;
 
 /// Whether a relationship is in force.
@@ -31,7 +41,7 @@ pub struct Termination {
     pub by: String,
 }
 
-/// One care relationship.
+/// One care relationship in full.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Relationship {
     /// Its id (UUID v4).
@@ -62,202 +72,673 @@ pub struct Relationship {
     pub termination: Option<Termination>,
 }
 
-/// Every relationship, with indexes by patient, provider and status.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RelationshipsView {
-    by_id: BTreeMap<String, Relationship>,
-    /// Ids in establishment order, per patient and per provider.
-    by_patient: HashMap<String, Vec<String>>,
-    by_provider: HashMap<String, Vec<String>>,
-    /// The active relationship of each (patient, provider) pair.
-    active: HashMap<(String, String), String>,
+/// What the view keeps of one relationship: enough to serve a handshake, and the seqs of the
+/// records that tell the rest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Summary<'a> {
+    /// Its id.
+    pub id: Cow<'a, str>,
+    /// The patient's agent.
+    pub patient_agent_id: Cow<'a, str>,
+    /// The provider.
+    pub provider_npi: Cow<'a, str>,
+    /// Active or terminated.
+    pub status: Status,
+    /// The record that established it.
+    pub established_seq: u64,
+    /// The record that ended it, once terminated.
+    pub termination_seq: Option<u64>,
+    /// Later handshakes that reused it.
+    pub existing_handshakes: u64,
+    /// The last handshake that completed with it.
+    pub last_handshake_at: Timestamp,
+    #[serde(skip)]
+    key: Option<[u8; 32]>,
 }
 
+impl Summary<'_> {
+    /// Whether the relationship was established with this key (its record names the key in
+    /// canonical base64url).
+    pub fn has_key(&self, key: &[u8; 32]) -> bool {
+        self.key.as_ref() == Some(key)
+    }
+
+    /// The same, owning its text: it outlives the view it came from.
+    pub fn into_owned(self) -> Summary<'static> {
+        Summary {
+            id: Cow::Owned(self.id.into_owned()),
+            patient_agent_id: Cow::Owned(self.patient_agent_id.into_owned()),
+            provider_npi: Cow::Owned(self.provider_npi.into_owned()),
+            status: self.status,
+            established_seq: self.established_seq,
+            termination_seq: self.termination_seq,
+            existing_handshakes: self.existing_handshakes,
+            last_handshake_at: self.last_handshake_at,
+            key: self.key,
+        }
+    }
+}
+
+/// A relationship id, held in 16 bytes when it is a canonical (lowercase, hyphenated) UUID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Id {
+    /// A canonical UUID's bytes.
+    Uuid([u8; 16]),
+    /// Any other text, in the view's text arena.
+    Text(TextRef),
+}
+
+const UUID_LEN: usize = 36;
+const HYPHENS: [usize; 4] = [8, 13, 18, 23];
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != UUID_LEN {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut digits = [0u8; 32];
+    let mut count = 0;
+    for (at, &c) in bytes.iter().enumerate() {
+        if HYPHENS.contains(&at) {
+            if c != b'-' {
+                return None;
+            }
+        } else {
+            digits[count] = nibble(c)?;
+            count += 1;
+        }
+    }
+    let mut uuid = [0u8; 16];
+    for (byte, pair) in uuid.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (pair[0] << 4) | pair[1];
+    }
+    Some(uuid)
+}
+
+fn format_uuid(uuid: &[u8; 16]) -> String {
+    let mut text = String::with_capacity(UUID_LEN);
+    for (at, byte) in uuid.iter().enumerate() {
+        if matches!(at, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    text
+}
+
+/// The first 16 bytes of an id, zero-padded: ids order as their prefixes do, ties aside (a
+/// strictly smaller prefix means a strictly smaller id).
+fn prefix_of(id: &str) -> [u8; 16] {
+    let mut prefix = [0u8; 16];
+    let take = id.len().min(16);
+    prefix[..take].copy_from_slice(&id.as_bytes()[..take]);
+    prefix
+}
+
+/// Where a text lies in a [`Texts`] arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TextRef {
+    chunk: u32,
+    start: u32,
+    len: u32,
+}
+
+/// Texts kept for good (patient ids, ids that are not UUIDs), packed end to end in large chunks:
+/// as many small strings they would each cost an allocation and pin the allocator's pages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Texts {
+    chunks: Vec<String>,
+}
+
+const TEXT_CHUNK: usize = 64 * 1024;
+
+impl Texts {
+    /// Keeps `text`; `None` past four billion chunks.
+    fn push(&mut self, text: &str) -> Option<TextRef> {
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|chunk| chunk.capacity() - chunk.len() >= text.len());
+        if !fits {
+            self.chunks
+                .push(String::with_capacity(TEXT_CHUNK.max(text.len())));
+        }
+        let index = self.chunks.len() - 1;
+        let chunk = self.chunks.last_mut()?;
+        let start = chunk.len();
+        chunk.push_str(text);
+        Some(TextRef {
+            chunk: u32::try_from(index).ok()?,
+            start: u32::try_from(start).ok()?,
+            len: u32::try_from(text.len()).ok()?,
+        })
+    }
+
+    fn get(&self, at: TextRef) -> &str {
+        let start = at.start as usize;
+        self.chunks
+            .get(at.chunk as usize)
+            .and_then(|chunk| chunk.get(start..start + at.len as usize))
+            .unwrap_or_default()
+    }
+}
+
+/// No entry: the end of a patient's chain.
+const NONE: u32 = u32::MAX;
+
+/// Entries are stored in chunks so that growing the view never copies it whole.
+const CHUNK: usize = 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    id: Id,
+    patient: TextRef,
+    /// The key, when its record gives it in canonical base64url; no key matches otherwise.
+    key: Option<[u8; 32]>,
+    established_seq: u64,
+    /// Meaningful once `terminated`.
+    termination_seq: u64,
+    last_handshake_at: Timestamp,
+    /// Saturating: four billion handshakes on one relationship are not expected.
+    existing_handshakes: u32,
+    terminated: bool,
+    /// Index into the view's providers.
+    provider: u32,
+    /// The same patient's previous relationship, or [`NONE`].
+    previous_of_patient: u32,
+}
+
+/// The entries in establishment order, and the texts they refer to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Entries {
+    chunks: Vec<Vec<Entry>>,
+    len: u32,
+    texts: Texts,
+}
+
+impl Entries {
+    fn get(&self, slot: u32) -> &Entry {
+        let slot = slot as usize;
+        &self.chunks[slot / CHUNK][slot % CHUNK]
+    }
+
+    fn get_mut(&mut self, slot: u32) -> &mut Entry {
+        let slot = slot as usize;
+        &mut self.chunks[slot / CHUNK][slot % CHUNK]
+    }
+
+    fn push(&mut self, entry: Entry) -> u32 {
+        if self.chunks.last().is_none_or(|chunk| chunk.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(entry);
+        }
+        self.len += 1;
+        self.len - 1
+    }
+
+    fn patient(&self, slot: u32) -> &str {
+        self.texts.get(self.get(slot).patient)
+    }
+
+    fn id(&self, slot: u32) -> Cow<'_, str> {
+        match &self.get(slot).id {
+            Id::Uuid(uuid) => Cow::Owned(format_uuid(uuid)),
+            Id::Text(text) => Cow::Borrowed(self.texts.get(*text)),
+        }
+    }
+
+    fn id_is(&self, slot: u32, id: &str) -> bool {
+        match &self.get(slot).id {
+            Id::Uuid(uuid) => parse_uuid(id).as_ref() == Some(uuid),
+            Id::Text(text) => self.texts.get(*text) == id,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProviderEntries {
+    npi: Box<str>,
+    entries: Vec<u32>,
+}
+
+/// Every relationship, with indexes by id, patient, provider and active pair.
+#[derive(Clone, Debug, Default)]
+pub struct RelationshipsView {
+    entries: Entries,
+    /// (id prefix, entry): ordered by id once ties on the prefix are sorted.
+    by_id: BTreeSet<([u8; 16], u32)>,
+    /// The entry in force for each (patient, provider).
+    active: HashTable<u32>,
+    /// Each patient's latest entry.
+    patients: HashTable<u32>,
+    providers: Vec<ProviderEntries>,
+    /// Index into `providers`, by NPI.
+    provider_index: HashTable<u32>,
+    hasher: RandomState,
+    active_count: usize,
+    /// The records that established or ended a relationship, by seq (none in an index-only view).
+    records: HashMap<u64, Record>,
+    index_only: bool,
+}
+
+impl PartialEq for RelationshipsView {
+    fn eq(&self, other: &Self) -> bool {
+        // The indexes follow from the entries.
+        self.entries == other.entries
+            && self.providers == other.providers
+            && self.records == other.records
+    }
+}
+
+impl Eq for RelationshipsView {}
+
 impl RelationshipsView {
+    /// A view that keeps only what serving handshakes needs; full relationships are read with
+    /// [`RelationshipsView::details`] from the log.
+    pub fn index_only() -> Self {
+        Self {
+            index_only: true,
+            ..Self::default()
+        }
+    }
+
+    fn provider_of(&self, npi: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(npi);
+        self.provider_index
+            .find(hash, |&index| {
+                self.providers[index as usize].npi.as_ref() == npi
+            })
+            .copied()
+    }
+
+    fn intern_provider(&mut self, npi: &str) -> Option<u32> {
+        if let Some(index) = self.provider_of(npi) {
+            return Some(index);
+        }
+        let index = u32::try_from(self.providers.len()).ok()?;
+        self.providers.push(ProviderEntries {
+            npi: npi.into(),
+            entries: Vec::new(),
+        });
+        let Self {
+            provider_index,
+            providers,
+            hasher,
+            ..
+        } = self;
+        provider_index.insert_unique(hasher.hash_one(npi), index, |&other| {
+            hasher.hash_one(providers[other as usize].npi.as_ref())
+        });
+        Some(index)
+    }
+
+    fn slot_of(&self, id: &str) -> Option<u32> {
+        let prefix = prefix_of(id);
+        self.by_id
+            .range((prefix, 0)..=(prefix, u32::MAX))
+            .map(|&(_, slot)| slot)
+            .find(|&slot| self.entries.id_is(slot, id))
+    }
+
+    fn latest_of_patient(&self, patient: &str) -> Option<u32> {
+        self.patients
+            .find(self.hasher.hash_one(patient), |&slot| {
+                self.entries.patient(slot) == patient
+            })
+            .copied()
+    }
+
+    fn summary(&self, slot: u32) -> Summary<'_> {
+        let entry = self.entries.get(slot);
+        Summary {
+            id: self.entries.id(slot),
+            patient_agent_id: Cow::Borrowed(self.entries.patient(slot)),
+            provider_npi: Cow::Borrowed(&self.providers[entry.provider as usize].npi),
+            status: if entry.terminated {
+                Status::Terminated
+            } else {
+                Status::Active
+            },
+            established_seq: entry.established_seq,
+            termination_seq: entry.terminated.then_some(entry.termination_seq),
+            existing_handshakes: u64::from(entry.existing_handshakes),
+            last_handshake_at: entry.last_handshake_at,
+            key: entry.key,
+        }
+    }
+
+    fn keep(&mut self, record: &Record) {
+        if !self.index_only {
+            self.records.insert(record.seq, record.clone());
+        }
+    }
+
     /// Folds one record in.
     pub fn apply(&mut self, record: &Record) {
         match &record.event {
             EventData::RelationshipEstablished(established) => {
-                if self.by_id.contains_key(&established.relationship_id) {
-                    return;
-                }
-                let id = established.relationship_id.clone();
-                self.by_patient
-                    .entry(established.patient_agent_id.clone())
-                    .or_default()
-                    .push(id.clone());
-                self.by_provider
-                    .entry(established.provider_npi.clone())
-                    .or_default()
-                    .push(id.clone());
-                self.active.insert(
-                    (
-                        established.patient_agent_id.clone(),
-                        established.provider_npi.clone(),
-                    ),
-                    id.clone(),
-                );
-                self.by_id.insert(
-                    id.clone(),
-                    Relationship {
-                        id,
-                        patient_agent_id: established.patient_agent_id.clone(),
-                        provider_npi: established.provider_npi.clone(),
-                        patient_public_key: established.patient_public_key.clone(),
-                        patient_endpoint: established.patient_endpoint.clone(),
-                        consented_actions: established.consented_actions.clone(),
-                        status: Status::Active,
-                        established_at: record.at,
-                        established_seq: record.seq,
-                        established_by_session: record.session.clone(),
-                        existing_handshakes: 0,
-                        last_handshake_at: record.at,
-                        termination: None,
-                    },
-                );
+                self.establish(record, established);
             }
             EventData::HandshakeCompleted(completed) => {
-                if let Some(relationship) = self.by_id.get_mut(&completed.relationship_id) {
+                if let Some(slot) = self.slot_of(&completed.relationship_id) {
+                    let entry = self.entries.get_mut(slot);
                     if completed.status == RelationshipStatus::Existing {
-                        relationship.existing_handshakes += 1;
+                        entry.existing_handshakes = entry.existing_handshakes.saturating_add(1);
                     }
-                    relationship.last_handshake_at = record.at;
+                    entry.last_handshake_at = record.at;
                 }
             }
             EventData::RelationshipTerminated(terminated) => {
-                let Some(relationship) = self.by_id.get_mut(&terminated.relationship_id) else {
+                let Some(slot) = self.slot_of(&terminated.relationship_id) else {
                     return;
                 };
-                if relationship.status == Status::Terminated {
+                let entry = self.entries.get_mut(slot);
+                if entry.terminated {
                     return;
                 }
-                relationship.status = Status::Terminated;
-                relationship.termination = Some(Termination {
-                    at: record.at,
-                    seq: record.seq,
-                    reason: terminated.reason.clone(),
-                    by: terminated.by.clone(),
-                });
-                let pair = (
-                    relationship.patient_agent_id.clone(),
-                    relationship.provider_npi.clone(),
-                );
-                if self.active.get(&pair) == Some(&relationship.id) {
-                    self.active.remove(&pair);
+                entry.terminated = true;
+                entry.termination_seq = record.seq;
+                self.active_count -= 1;
+                let hash = self.pair_hash(slot);
+                if let Ok(found) = self.active.find_entry(hash, |&other| other == slot) {
+                    found.remove();
                 }
+                self.keep(record);
             }
             _ => {}
         }
     }
 
+    fn establish(&mut self, record: &Record, established: &RelationshipEstablished) {
+        let id_text = established.relationship_id.as_str();
+        if self.slot_of(id_text).is_some() || self.entries.len == NONE {
+            return;
+        }
+        let Some(provider) = self.intern_provider(&established.provider_npi) else {
+            return;
+        };
+        let patient_text = established.patient_agent_id.as_str();
+        let previous_of_patient = self.latest_of_patient(patient_text).unwrap_or(NONE);
+        // A patient's relationships share the text of its id.
+        let patient = match previous_of_patient {
+            NONE => self.entries.texts.push(patient_text),
+            previous => Some(self.entries.get(previous).patient),
+        };
+        let id = match parse_uuid(id_text) {
+            Some(uuid) => Some(Id::Uuid(uuid)),
+            None => self.entries.texts.push(id_text).map(Id::Text),
+        };
+        let (Some(patient), Some(id)) = (patient, id) else {
+            return;
+        };
+        let key = b64::decode(&established.patient_public_key)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .filter(|key| b64::encode(key) == established.patient_public_key);
+        let slot = self.entries.push(Entry {
+            id,
+            patient,
+            key,
+            established_seq: record.seq,
+            termination_seq: 0,
+            last_handshake_at: record.at,
+            existing_handshakes: 0,
+            terminated: false,
+            provider,
+            previous_of_patient,
+        });
+        self.by_id.insert((prefix_of(id_text), slot));
+        self.providers[provider as usize].entries.push(slot);
+        let Self {
+            entries,
+            patients,
+            active,
+            hasher,
+            ..
+        } = self;
+        let patient_hash = hasher.hash_one(patient_text);
+        if previous_of_patient == NONE {
+            patients.insert_unique(patient_hash, slot, |&other| {
+                hasher.hash_one(entries.patient(other))
+            });
+        } else if let Some(latest) =
+            patients.find_mut(patient_hash, |&other| other == previous_of_patient)
+        {
+            *latest = slot;
+        }
+        // The new entry is in force for its pair, in place of any the log left in force.
+        let pair_of = |slot: u32| (entries.patient(slot), entries.get(slot).provider);
+        let pair_hash = hasher.hash_one((patient_text, provider));
+        match active.find_mut(pair_hash, |&other| {
+            pair_of(other) == (patient_text, provider)
+        }) {
+            Some(current) => *current = slot,
+            None => {
+                active.insert_unique(pair_hash, slot, |&other| hasher.hash_one(pair_of(other)));
+            }
+        }
+        self.active_count += 1;
+        self.keep(record);
+    }
+
+    fn pair_hash(&self, slot: u32) -> u64 {
+        let entry = self.entries.get(slot);
+        self.hasher
+            .hash_one((self.entries.patient(slot), entry.provider))
+    }
+
     /// A relationship by id.
-    pub fn get(&self, id: &str) -> Option<&Relationship> {
-        self.by_id.get(id)
+    pub fn get(&self, id: &str) -> Option<Summary<'_>> {
+        self.slot_of(id).map(|slot| self.summary(slot))
     }
 
     /// The active relationship between a patient and a provider, if any.
-    pub fn active_for(&self, patient_agent_id: &str, provider_npi: &str) -> Option<&Relationship> {
-        let id = self
-            .active
-            .get(&(patient_agent_id.to_string(), provider_npi.to_string()))?;
-        self.by_id.get(id)
+    pub fn active_for(&self, patient_agent_id: &str, provider_npi: &str) -> Option<Summary<'_>> {
+        let provider = self.provider_of(provider_npi)?;
+        let hash = self.hasher.hash_one((patient_agent_id, provider));
+        self.active
+            .find(hash, |&slot| {
+                self.entries.get(slot).provider == provider
+                    && self.entries.patient(slot) == patient_agent_id
+            })
+            .map(|&slot| self.summary(slot))
     }
 
     /// Every relationship, ordered by id (a stable order for paging).
-    pub fn all(&self) -> impl Iterator<Item = &Relationship> {
-        self.by_id.values()
+    pub fn all(&self) -> impl Iterator<Item = Summary<'_>> {
+        self.ordered(None).map(|slot| self.summary(slot))
     }
 
     /// The relationships with ids after `after`, ordered by id.
-    pub fn after<'a>(&'a self, after: &str) -> impl Iterator<Item = &'a Relationship> + 'a {
-        use std::ops::Bound;
-        self.by_id
-            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
-            .map(|(_, relationship)| relationship)
+    pub fn after<'a>(&'a self, after: &'a str) -> impl Iterator<Item = Summary<'a>> + 'a {
+        self.ordered(Some(after)).map(|slot| self.summary(slot))
+    }
+
+    /// Entries in id order, after `after` when given.
+    fn ordered<'a>(&'a self, after: Option<&'a str>) -> impl Iterator<Item = u32> + 'a {
+        let start = after.map_or([0u8; 16], prefix_of);
+        let mut run: Vec<(String, u32)> = Vec::new();
+        let mut set = self.by_id.range((start, 0)..).peekable();
+        std::iter::from_fn(move || loop {
+            if let Some((_, slot)) = run.pop() {
+                return Some(slot);
+            }
+            // Entries sharing a prefix are few: sort them by their whole id.
+            let &(prefix, slot) = set.next()?;
+            run.push((self.entries.id(slot).into_owned(), slot));
+            while let Some(&&(next, slot)) = set.peek() {
+                if next != prefix {
+                    break;
+                }
+                run.push((self.entries.id(slot).into_owned(), slot));
+                set.next();
+            }
+            if let Some(after) = after {
+                run.retain(|(id, _)| id.as_str() > after);
+            }
+            run.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        })
     }
 
     /// A patient's relationships, in the order they were established.
-    pub fn by_patient<'a>(
-        &'a self,
-        patient_agent_id: &str,
-    ) -> impl Iterator<Item = &'a Relationship> + 'a {
-        self.indexed(self.by_patient.get(patient_agent_id))
+    pub fn by_patient(&self, patient_agent_id: &str) -> impl Iterator<Item = Summary<'_>> {
+        let mut slot = self.latest_of_patient(patient_agent_id).unwrap_or(NONE);
+        let mut chain = Vec::new();
+        while slot != NONE {
+            chain.push(slot);
+            slot = self.entries.get(slot).previous_of_patient;
+        }
+        chain.into_iter().rev().map(|slot| self.summary(slot))
     }
 
     /// A provider's relationships, in the order they were established.
-    pub fn by_provider<'a>(
-        &'a self,
-        provider_npi: &str,
-    ) -> impl Iterator<Item = &'a Relationship> + 'a {
-        self.indexed(self.by_provider.get(provider_npi))
+    pub fn by_provider(&self, provider_npi: &str) -> impl Iterator<Item = Summary<'_>> {
+        self.provider_of(provider_npi)
+            .map(|index| self.providers[index as usize].entries.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|&slot| self.summary(slot))
     }
 
     /// The relationships with a status, ordered by id.
-    pub fn by_status(&self, status: Status) -> impl Iterator<Item = &Relationship> {
-        self.by_id
-            .values()
-            .filter(move |relationship| relationship.status == status)
+    pub fn by_status(&self, status: Status) -> impl Iterator<Item = Summary<'_>> {
+        self.all().filter(move |summary| summary.status == status)
     }
 
     /// How many relationships have each status: (active, terminated).
     pub fn counts(&self) -> (usize, usize) {
-        let active = self.active.len();
-        (active, self.by_id.len() - active)
+        (self.active_count, self.len() - self.active_count)
+    }
+
+    /// How many relationships there are.
+    pub fn len(&self) -> usize {
+        self.entries.len as usize
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.len == 0
     }
 
     /// One page of relationships in id order, filtered, starting after the id `query.after`
     /// (which need not exist). `next_after` is the cursor for the following page, `None` on the
     /// last one.
     pub fn page(&self, query: &PageQuery<'_>) -> Page<'_> {
-        let keep = |relationship: &&Relationship| {
+        let keep = |summary: &Summary<'_>| {
             query
                 .patient_agent_id
-                .is_none_or(|patient| relationship.patient_agent_id == patient)
+                .is_none_or(|patient| summary.patient_agent_id == patient)
                 && query
                     .provider_npi
-                    .is_none_or(|provider| relationship.provider_npi == provider)
-                && query
-                    .status
-                    .is_none_or(|status| relationship.status == status)
-                && query
-                    .after
-                    .is_none_or(|after| relationship.id.as_str() > after)
+                    .is_none_or(|provider| summary.provider_npi == provider)
+                && query.status.is_none_or(|status| summary.status == status)
         };
         let limit = query.limit.max(1);
-        let mut items: Vec<&Relationship> = match query.patient_agent_id {
+        let mut items: Vec<Summary<'_>> = match query.patient_agent_id {
             // A patient has few relationships: use the index and sort them.
             Some(patient) => {
-                let mut items: Vec<&Relationship> = self.by_patient(patient).filter(keep).collect();
-                items.sort_by(|a, b| a.id.cmp(&b.id));
+                let mut items: Vec<(String, Summary<'_>)> = self
+                    .by_patient(patient)
+                    .filter(keep)
+                    .map(|summary| (summary.id.to_string(), summary))
+                    .filter(|(id, _)| query.after.is_none_or(|after| id.as_str() > after))
+                    .collect();
+                items.sort_by(|a, b| a.0.cmp(&b.0));
                 items.truncate(limit + 1);
-                items
+                items.into_iter().map(|(_, summary)| summary).collect()
             }
-            None => {
-                let start = query.after.unwrap_or_default();
-                let candidates: Box<dyn Iterator<Item = &Relationship>> = if start.is_empty() {
-                    Box::new(self.by_id.values())
-                } else {
-                    Box::new(self.after(start))
-                };
-                candidates.filter(keep).take(limit + 1).collect()
-            }
+            None => self
+                .ordered(query.after)
+                .map(|slot| self.summary(slot))
+                .filter(keep)
+                .take(limit + 1)
+                .collect(),
         };
         let next_after = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|last| last.id.clone())
+            items.last().map(|last| last.id.to_string())
         } else {
             None
         };
         Page { items, next_after }
     }
 
-    fn indexed<'a>(
-        &'a self,
-        ids: Option<&'a Vec<String>>,
-    ) -> impl Iterator<Item = &'a Relationship> + 'a {
-        ids.into_iter()
-            .flatten()
-            .filter_map(|id| self.by_id.get(id))
+    /// The whole relationship: the summary completed from the records that established and ended
+    /// it, taken from this view when it keeps them and from `lookup` (by seq) otherwise. `None`
+    /// when a record is missing or is not about this relationship.
+    pub fn details(
+        &self,
+        summary: &Summary<'_>,
+        lookup: &mut dyn FnMut(u64) -> Option<Record>,
+    ) -> Option<Relationship> {
+        Relationship::assemble(summary, &mut |seq| match self.records.get(&seq) {
+            Some(record) => Some(Cow::Borrowed(record)),
+            None => lookup(seq).map(Cow::Owned),
+        })
+    }
+
+    /// The whole relationship, from the records this view keeps (`None` in an index-only view).
+    pub fn full(&self, summary: &Summary<'_>) -> Option<Relationship> {
+        self.details(summary, &mut |_| None)
+    }
+}
+
+impl Relationship {
+    /// A summary completed from the records that established and ended the relationship, as
+    /// `lookup` gives them by seq. `None` when a record is missing or is not about it.
+    pub fn assemble<'r>(
+        summary: &Summary<'_>,
+        lookup: &mut dyn FnMut(u64) -> Option<Cow<'r, Record>>,
+    ) -> Option<Self> {
+        let established = lookup(summary.established_seq)?;
+        let EventData::RelationshipEstablished(data) = &established.event else {
+            return None;
+        };
+        if data.relationship_id != summary.id {
+            return None;
+        }
+        let termination = match summary.termination_seq {
+            None => None,
+            Some(seq) => {
+                let record = lookup(seq)?;
+                let EventData::RelationshipTerminated(ended) = &record.event else {
+                    return None;
+                };
+                if ended.relationship_id != summary.id {
+                    return None;
+                }
+                Some(Termination {
+                    at: record.at,
+                    seq: record.seq,
+                    reason: ended.reason.clone(),
+                    by: ended.by.clone(),
+                })
+            }
+        };
+        Some(Self {
+            id: summary.id.to_string(),
+            patient_agent_id: data.patient_agent_id.clone(),
+            provider_npi: data.provider_npi.clone(),
+            patient_public_key: data.patient_public_key.clone(),
+            patient_endpoint: data.patient_endpoint.clone(),
+            consented_actions: data.consented_actions.clone(),
+            status: summary.status,
+            established_at: established.at,
+            established_seq: established.seq,
+            established_by_session: established.session.clone(),
+            existing_handshakes: summary.existing_handshakes,
+            last_handshake_at: summary.last_handshake_at,
+            termination,
+        })
     }
 }
 
@@ -277,17 +758,22 @@ pub struct PageQuery<'a> {
 }
 
 /// One page of relationships.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<'a> {
     /// The relationships, in id order.
-    #[serde(rename = "relationships")]
-    pub items: Vec<&'a Relationship>,
+    pub items: Vec<Summary<'a>>,
     /// The cursor for the next page (`after=`), absent on the last page.
     pub next_after: Option<String>,
 }
 
 impl Serialize for RelationshipsView {
+    /// Every relationship in id order: in full when the view keeps their records, as summaries
+    /// otherwise.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.by_id.values())
+        if self.index_only {
+            serializer.collect_seq(self.all())
+        } else {
+            serializer.collect_seq(self.all().filter_map(|summary| self.full(&summary)))
+        }
     }
 }

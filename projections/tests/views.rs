@@ -28,7 +28,8 @@ fn stage(views: &Views, session: &str) -> SessionStage {
 #[test]
 fn the_fixed_story_folds_into_the_expected_views() {
     let views = replay(fixed_records(), Until::End);
-    let relationship = views.relationships.get(RELATIONSHIP_ID).unwrap();
+    let summary = views.relationships.get(RELATIONSHIP_ID).unwrap();
+    let relationship = views.relationships.full(&summary).unwrap();
     assert_eq!(relationship.status, Status::Terminated);
     assert_eq!(relationship.existing_handshakes, 1);
     assert_eq!(relationship.established_by_session.as_deref(), Some("s1"));
@@ -213,7 +214,8 @@ fn termination_is_permanent_and_a_new_handshake_makes_a_new_relationship() {
         ]),
         Until::End,
     );
-    let first = views.relationships.get("r1").unwrap();
+    let summary = views.relationships.get("r1").unwrap();
+    let first = views.relationships.full(&summary).unwrap();
     assert_eq!(first.status, Status::Terminated);
     assert_eq!(
         first.termination.as_ref().unwrap().seq,
@@ -228,14 +230,14 @@ fn termination_is_permanent_and_a_new_handshake_makes_a_new_relationship() {
         views
             .relationships
             .active_for(PATIENT, PROVIDER)
-            .map(|r| r.id.as_str()),
-        Some("r2")
+            .map(|r| r.id.to_string()),
+        Some("r2".to_string())
     );
     assert_eq!(
         views
             .relationships
             .by_patient(PATIENT)
-            .map(|r| r.id.as_str())
+            .map(|r| r.id.to_string())
             .collect::<Vec<_>>(),
         vec!["r1", "r2"]
     );
@@ -244,7 +246,7 @@ fn termination_is_permanent_and_a_new_handshake_makes_a_new_relationship() {
         views
             .relationships
             .after("r1")
-            .map(|r| r.id.as_str())
+            .map(|r| r.id.to_string())
             .collect::<Vec<_>>(),
         vec!["r2"]
     );
@@ -279,7 +281,7 @@ fn relationships_page_in_id_order_with_filters_and_a_cursor() {
     let views = replay(records(events), Until::End);
     let ids = |query: PageQuery<'_>| {
         let page = views.relationships.page(&query);
-        let ids: Vec<String> = page.items.iter().map(|r| r.id.clone()).collect();
+        let ids: Vec<String> = page.items.iter().map(|r| r.id.to_string()).collect();
         (ids, page.next_after)
     };
     let all = |after| PageQuery {
