@@ -4,13 +4,14 @@
 //!
 //! The view is compact: of each relationship it keeps what a handshake and the indexes need (id,
 //! patient, provider, key, status, the seqs of the records that established and ended it, and the
-//! use counters), about 250 bytes. The rest (endpoint, consented actions, termination reason, …)
+//! use counters), under 200 bytes with the hash indexes; id order (for paging) is sorted on
+//! demand rather than indexed. The rest (endpoint, consented actions, termination reason, …)
 //! is in those two records: a full view ([`RelationshipsView::default`], for investigators) keeps
 //! them, a serving view ([`RelationshipsView::index_only`]) leaves them in the log, and
 //! [`RelationshipsView::details`] reads them through a lookup the caller supplies.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
 use hashbrown::HashTable;
@@ -161,16 +162,25 @@ fn parse_uuid(text: &str) -> Option<[u8; 16]> {
     Some(uuid)
 }
 
-fn format_uuid(uuid: &[u8; 16]) -> String {
-    let mut text = String::with_capacity(UUID_LEN);
-    for (at, byte) in uuid.iter().enumerate() {
-        if matches!(at, 4 | 6 | 8 | 10) {
-            text.push('-');
+fn write_uuid(uuid: &[u8; 16]) -> [u8; UUID_LEN] {
+    let mut text = [b'-'; UUID_LEN];
+    let mut at = 0;
+    for (index, byte) in uuid.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            at += 1;
         }
-        text.push(char::from(HEX[usize::from(byte >> 4)]));
-        text.push(char::from(HEX[usize::from(byte & 0xf)]));
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
     }
     text
+}
+
+fn format_uuid(uuid: &[u8; 16]) -> String {
+    write_uuid(uuid)
+        .iter()
+        .map(|&byte| char::from(byte))
+        .collect()
 }
 
 /// The first 16 bytes of an id, zero-padded: ids order as their prefixes do, ties aside (a
@@ -180,6 +190,19 @@ fn prefix_of(id: &str) -> [u8; 16] {
     let take = id.len().min(16);
     prefix[..take].copy_from_slice(&id.as_bytes()[..take]);
     prefix
+}
+
+/// The hash an id is indexed by: of its bytes when a UUID (found without formatting it), of its
+/// text otherwise.
+fn id_hash(hasher: &RandomState, id: &str) -> u64 {
+    match parse_uuid(id) {
+        Some(uuid) => uuid_hash(hasher, &uuid),
+        None => hasher.hash_one((1u8, id)),
+    }
+}
+
+fn uuid_hash(hasher: &RandomState, uuid: &[u8; 16]) -> u64 {
+    hasher.hash_one((0u8, uuid))
 }
 
 /// Where a text lies in a [`Texts`] arena.
@@ -243,8 +266,6 @@ struct Entry {
     /// The key, when its record gives it in canonical base64url; no key matches otherwise.
     key: Option<[u8; 32]>,
     established_seq: u64,
-    /// Meaningful once `terminated`.
-    termination_seq: u64,
     last_handshake_at: Timestamp,
     /// Saturating: four billion handshakes on one relationship are not expected.
     existing_handshakes: u32,
@@ -296,6 +317,25 @@ impl Entries {
         }
     }
 
+    fn id_hash(&self, hasher: &RandomState, slot: u32) -> u64 {
+        match &self.get(slot).id {
+            Id::Uuid(uuid) => uuid_hash(hasher, uuid),
+            Id::Text(text) => hasher.hash_one((1u8, self.texts.get(*text))),
+        }
+    }
+
+    /// The first 16 bytes of the id, as [`prefix_of`] gives them.
+    fn prefix(&self, slot: u32) -> [u8; 16] {
+        match &self.get(slot).id {
+            Id::Uuid(uuid) => {
+                let mut prefix = [0u8; 16];
+                prefix.copy_from_slice(&write_uuid(uuid)[..16]);
+                prefix
+            }
+            Id::Text(text) => prefix_of(self.texts.get(*text)),
+        }
+    }
+
     fn id_is(&self, slot: u32, id: &str) -> bool {
         match &self.get(slot).id {
             Id::Uuid(uuid) => parse_uuid(id).as_ref() == Some(uuid),
@@ -314,8 +354,10 @@ struct ProviderEntries {
 #[derive(Clone, Debug, Default)]
 pub struct RelationshipsView {
     entries: Entries,
-    /// (id prefix, entry): ordered by id once ties on the prefix are sorted.
-    by_id: BTreeSet<([u8; 16], u32)>,
+    /// Every entry, by id.
+    ids: HashTable<u32>,
+    /// The seq of the record that ended each terminated entry (few are).
+    terminations: HashMap<u32, u64>,
     /// The entry in force for each (patient, provider).
     active: HashTable<u32>,
     /// Each patient's latest entry.
@@ -334,6 +376,7 @@ impl PartialEq for RelationshipsView {
     fn eq(&self, other: &Self) -> bool {
         // The indexes follow from the entries.
         self.entries == other.entries
+            && self.terminations == other.terminations
             && self.providers == other.providers
             && self.records == other.records
     }
@@ -382,11 +425,10 @@ impl RelationshipsView {
     }
 
     fn slot_of(&self, id: &str) -> Option<u32> {
-        let prefix = prefix_of(id);
-        self.by_id
-            .range((prefix, 0)..=(prefix, u32::MAX))
-            .map(|&(_, slot)| slot)
-            .find(|&slot| self.entries.id_is(slot, id))
+        let hash = id_hash(&self.hasher, id);
+        self.ids
+            .find(hash, |&slot| self.entries.id_is(slot, id))
+            .copied()
     }
 
     fn latest_of_patient(&self, patient: &str) -> Option<u32> {
@@ -409,7 +451,7 @@ impl RelationshipsView {
                 Status::Active
             },
             established_seq: entry.established_seq,
-            termination_seq: entry.terminated.then_some(entry.termination_seq),
+            termination_seq: self.terminations.get(&slot).copied(),
             existing_handshakes: u64::from(entry.existing_handshakes),
             last_handshake_at: entry.last_handshake_at,
             key: entry.key,
@@ -446,7 +488,7 @@ impl RelationshipsView {
                     return;
                 }
                 entry.terminated = true;
-                entry.termination_seq = record.seq;
+                self.terminations.insert(slot, record.seq);
                 self.active_count -= 1;
                 let hash = self.pair_hash(slot);
                 if let Ok(found) = self.active.find_entry(hash, |&other| other == slot) {
@@ -489,14 +531,21 @@ impl RelationshipsView {
             patient,
             key,
             established_seq: record.seq,
-            termination_seq: 0,
             last_handshake_at: record.at,
             existing_handshakes: 0,
             terminated: false,
             provider,
             previous_of_patient,
         });
-        self.by_id.insert((prefix_of(id_text), slot));
+        let Self {
+            entries,
+            ids,
+            hasher,
+            ..
+        } = self;
+        ids.insert_unique(id_hash(hasher, id_text), slot, |&other| {
+            entries.id_hash(hasher, other)
+        });
         self.providers[provider as usize].entries.push(slot);
         let Self {
             entries,
@@ -555,38 +604,53 @@ impl RelationshipsView {
 
     /// Every relationship, ordered by id (a stable order for paging).
     pub fn all(&self) -> impl Iterator<Item = Summary<'_>> {
-        self.ordered(None).map(|slot| self.summary(slot))
+        self.ordered(None, |_| true, None)
+            .into_iter()
+            .map(|slot| self.summary(slot))
     }
 
     /// The relationships with ids after `after`, ordered by id.
     pub fn after<'a>(&'a self, after: &'a str) -> impl Iterator<Item = Summary<'a>> + 'a {
-        self.ordered(Some(after)).map(|slot| self.summary(slot))
+        self.ordered(Some(after), |_| true, None)
+            .into_iter()
+            .map(|slot| self.summary(slot))
     }
 
-    /// Entries in id order, after `after` when given.
-    fn ordered<'a>(&'a self, after: Option<&'a str>) -> impl Iterator<Item = u32> + 'a {
-        let start = after.map_or([0u8; 16], prefix_of);
-        let mut run: Vec<(String, u32)> = Vec::new();
-        let mut set = self.by_id.range((start, 0)..).peekable();
-        std::iter::from_fn(move || loop {
-            if let Some((_, slot)) = run.pop() {
-                return Some(slot);
+    /// Entries in id order, after `after` when given, that `keep` accepts; the first `limit` of
+    /// them when given. Sorted on demand: ids are random, and an ordered index would cost the
+    /// server memory for every relationship to speed up operators' paging.
+    fn ordered(
+        &self,
+        after: Option<&str>,
+        keep: impl Fn(u32) -> bool,
+        limit: Option<usize>,
+    ) -> Vec<u32> {
+        let floor = after.map(prefix_of);
+        let mut keyed: Vec<([u8; 16], u32)> = (0..self.entries.len)
+            .filter_map(|slot| {
+                let prefix = self.entries.prefix(slot);
+                // A smaller prefix means a smaller id: only equal prefixes need the whole id.
+                let later = match floor {
+                    None => true,
+                    Some(floor) if prefix > floor => true,
+                    Some(floor) if prefix < floor => false,
+                    Some(_) => after.is_none_or(|after| *self.entries.id(slot) > *after),
+                };
+                (later && keep(slot)).then_some((prefix, slot))
+            })
+            .collect();
+        let by_id = |a: &([u8; 16], u32), b: &([u8; 16], u32)| {
+            a.0.cmp(&b.0)
+                .then_with(|| self.entries.id(a.1).cmp(&self.entries.id(b.1)))
+        };
+        if let Some(limit) = limit {
+            if limit < keyed.len() {
+                keyed.select_nth_unstable_by(limit, by_id);
+                keyed.truncate(limit);
             }
-            // Entries sharing a prefix are few: sort them by their whole id.
-            let &(prefix, slot) = set.next()?;
-            run.push((self.entries.id(slot).into_owned(), slot));
-            while let Some(&&(next, slot)) = set.peek() {
-                if next != prefix {
-                    break;
-                }
-                run.push((self.entries.id(slot).into_owned(), slot));
-                set.next();
-            }
-            if let Some(after) = after {
-                run.retain(|(id, _)| id.as_str() > after);
-            }
-            run.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-        })
+        }
+        keyed.sort_unstable_by(by_id);
+        keyed.into_iter().map(|(_, slot)| slot).collect()
     }
 
     /// A patient's relationships, in the order they were established.
@@ -656,12 +720,20 @@ impl RelationshipsView {
                 items.truncate(limit + 1);
                 items.into_iter().map(|(_, summary)| summary).collect()
             }
-            None => self
-                .ordered(query.after)
-                .map(|slot| self.summary(slot))
-                .filter(keep)
-                .take(limit + 1)
-                .collect(),
+            None => {
+                let provider = query.provider_npi.map(|npi| self.provider_of(npi));
+                let in_page = |slot: u32| {
+                    let entry = self.entries.get(slot);
+                    provider.is_none_or(|provider| provider == Some(entry.provider))
+                        && query
+                            .status
+                            .is_none_or(|status| (status == Status::Terminated) == entry.terminated)
+                };
+                self.ordered(query.after, in_page, Some(limit + 1))
+                    .into_iter()
+                    .map(|slot| self.summary(slot))
+                    .collect()
+            }
         };
         let next_after = if items.len() > limit {
             items.truncate(limit);

@@ -236,17 +236,37 @@ proptest! {
             prop_assert_eq!(ids(compact.by_provider(provider)), established);
         }
 
-        // Paging two at a time visits every relationship once, in order.
-        let mut paged = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = compact.page(&PageQuery { after: after.as_deref(), limit: 2, ..PageQuery::default() });
-            paged.extend(page.items.iter().map(|s| s.id.to_string()));
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
+        // Paging two at a time visits every relationship the filters select once, in order.
+        let providers = [None, Some(PROVIDERS[0]), Some(PROVIDERS[1]), Some("1003000126")];
+        let statuses = [None, Some(Status::Active), Some(Status::Terminated)];
+        for provider_npi in providers {
+            for status in statuses {
+                let mut paged = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let page = compact.page(&PageQuery {
+                        provider_npi,
+                        status,
+                        after: after.as_deref(),
+                        limit: 2,
+                        ..PageQuery::default()
+                    });
+                    prop_assert!(page.items.len() <= 2);
+                    paged.extend(page.items.iter().map(|s| s.id.to_string()));
+                    match page.next_after {
+                        Some(next) => after = Some(next),
+                        None => break,
+                    }
+                }
+                let selected: Vec<String> = model
+                    .by_id
+                    .values()
+                    .filter(|r| provider_npi.is_none_or(|npi| r.provider_npi == npi))
+                    .filter(|r| status.is_none_or(|status| r.status == status))
+                    .map(|r| r.id.clone())
+                    .collect();
+                prop_assert_eq!(paged, selected);
             }
         }
-        prop_assert_eq!(paged, model.by_id.keys().cloned().collect::<Vec<_>>());
     }
 }
