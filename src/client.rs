@@ -236,14 +236,22 @@ pub async fn handshake(
     provider_npi: &str,
     now_seconds: i64,
 ) -> Result<Transcript, ClientError> {
-    let mut connection = connect(url, from).await?;
     let payload = patient.claims(provider_npi, now_seconds - 60, now_seconds + 3600);
-    Ok(converse(
-        &mut connection,
-        vec![Message::text(patient.auth_frame(&payload))],
-        Some(patient),
-    )
-    .await)
+    handshake_with(url, from, patient, patient.auth_frame(&payload)).await
+}
+
+/// One full handshake for `patient` opening with an `auth` frame already built and signed.
+///
+/// # Errors
+/// [`ClientError`] when the connection or the upgrade fails.
+pub async fn handshake_with(
+    url: &str,
+    from: Option<SocketAddr>,
+    patient: &Patient,
+    auth: String,
+) -> Result<Transcript, ClientError> {
+    let mut connection = connect(url, from).await?;
+    Ok(converse(&mut connection, vec![Message::text(auth)], Some(patient)).await)
 }
 
 /// The close code a client uses to leave.

@@ -57,11 +57,20 @@ fn refuse(code: ErrorCode, reason: impl Into<String>, provider_npi: Option<&str>
     }
 }
 
+/// A consent that passed every check, with the patient's key, decompressed once for the challenge.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// The token's claims.
+    pub claims: Claims,
+    /// The key that signed it, which must also sign the nonce.
+    pub key: VerifyingKey,
+}
+
 /// Verifies the consent of an auth message at `now` against the registered `providers`.
 ///
 /// # Errors
 /// The [`Refusal`] of SPEC §2.2 for the first check that fails.
-pub fn verify(auth: &Auth, now: Timestamp, providers: &ProvidersView) -> Result<Claims, Refusal> {
+pub fn verify(auth: &Auth, now: Timestamp, providers: &ProvidersView) -> Result<Verified, Refusal> {
     let key = VerifyingKey::from_bytes(&auth.patient_public_key).map_err(|_| {
         refuse(
             ErrorCode::ConsentFailed,
@@ -134,7 +143,7 @@ pub fn verify(auth: &Auth, now: Timestamp, providers: &ProvidersView) -> Result<
             provider,
         ));
     }
-    Ok(claims)
+    Ok(Verified { claims, key })
 }
 
 fn seconds_text(seconds: i64) -> String {

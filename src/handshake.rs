@@ -31,8 +31,8 @@ pub struct Challenge {
     pub nonce: [u8; 32],
     /// The verified claims.
     pub claims: Claims,
-    /// The key the patient must prove.
-    pub patient_public_key: [u8; 32],
+    /// The key the patient must prove (decompressed once, when the consent was verified).
+    pub patient_public_key: VerifyingKey,
     /// The patient's endpoint.
     pub patient_endpoint: String,
 }
@@ -285,8 +285,8 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
         patient_agent_id: auth.patient_agent_id.clone(),
         patient_endpoint: auth.patient_endpoint.clone(),
     });
-    let claims = match consent::verify(&auth, context.now, context.providers) {
-        Ok(claims) => claims,
+    let (claims, key) = match consent::verify(&auth, context.now, context.providers) {
+        Ok(verified) => (verified.claims, verified.key),
         Err(refusal) => {
             return failed(
                 Stage::Consent,
@@ -344,7 +344,7 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
         next: Phase::Challenged(Box::new(Challenge {
             nonce: context.nonce,
             claims,
-            patient_public_key: auth.patient_public_key,
+            patient_public_key: key,
             patient_endpoint: auth.patient_endpoint,
         })),
         events,
@@ -359,8 +359,9 @@ fn on_response(
 ) -> Transition {
     let claims = &challenge.claims;
     let provider = Some(claims.provider_npi.as_str());
-    let verified = VerifyingKey::from_bytes(&challenge.patient_public_key)
-        .and_then(|key| key.verify_strict(&challenge.nonce, &Signature::from_bytes(signed_nonce)));
+    let verified = challenge
+        .patient_public_key
+        .verify_strict(&challenge.nonce, &Signature::from_bytes(signed_nonce));
     if verified.is_err() {
         return failed(
             Stage::Challenge,
@@ -381,7 +382,7 @@ fn on_response(
             Vec::new(),
         );
     }
-    let key = b64::encode(challenge.patient_public_key);
+    let key = b64::encode(challenge.patient_public_key.as_bytes());
     let endpoint = provider_endpoint(context.public_url, &claims.provider_npi);
     let mut events = vec![EventData::ChallengeVerified(ChallengeVerified {})];
     // Look again: a relationship may have been established or terminated meanwhile.
@@ -389,7 +390,7 @@ fn on_response(
         .relationships
         .active_for(&claims.patient_agent_id, &claims.provider_npi)
     {
-        Some(existing) if existing.has_key(&challenge.patient_public_key) => {
+        Some(existing) if existing.has_key(challenge.patient_public_key.as_bytes()) => {
             (existing.id.to_string(), RelationshipStatus::Existing)
         }
         Some(_) => {

@@ -1,5 +1,7 @@
 //! `neuron loadgen`: real WebSocket patient agents against a running server, each with its own key.
-//! A handshake counts only when `handshake.complete` arrives and the socket closes with 1000.
+//! Keys are made and consent tokens signed before the measured phase (on every core), so that the
+//! numbers are the server's; the challenge is answered live. A handshake counts only when
+//! `handshake.complete` arrives and the socket closes with 1000.
 //! Reports handshakes/s and latency percentiles; `idle` mode instead holds upgrade requests open
 //! (for measuring what a full queue costs the server).
 
@@ -80,63 +82,115 @@ fn random_seed() -> [u8; 32] {
     seed
 }
 
+/// A patient ready to go: its key made and its consent token signed before the measured phase,
+/// so that the numbers are the server's, not the load tool's key generation.
+struct Ready {
+    patient: Patient,
+    auth: String,
+}
+
+impl Ready {
+    fn new(agent_id: String, provider: &str) -> Self {
+        let patient = Patient::from_seed(&agent_id, random_seed());
+        let now = now_seconds();
+        let auth = patient.auth_frame(&patient.claims(provider, now - 60, now + 3600));
+        Self { patient, auth }
+    }
+}
+
+/// `count` patients made on every core.
+fn prepare(count: u64, name: impl Fn(u64) -> String + Sync, provider: &str) -> Vec<Ready> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+    let share = count.div_ceil(threads.max(1));
+    std::thread::scope(|scope| {
+        let makers: Vec<_> = (0..threads)
+            .map(|thread| {
+                let name = &name;
+                scope.spawn(move || {
+                    (thread * share..((thread + 1) * share).min(count))
+                        .map(|index| Ready::new(name(index), provider))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        makers
+            .into_iter()
+            .flat_map(|maker| maker.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 /// Applies the load and returns what it achieved.
 pub async fn run(load: Load) -> Summary {
     let run_id = crate::ids::IdSource::session_id(&crate::ids::RandomIds);
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let concurrency = load.concurrency.clamp(1, load.total.max(1));
-    // Existing mode: establish each worker's relationship first, outside the measurement.
-    let mut patients = Vec::new();
-    for worker in 0..concurrency {
-        let patient = Patient::from_seed(&format!("loadgen-{run_id}-{worker}"), random_seed());
-        if load.mode == Mode::Existing {
-            let _ =
-                client::handshake(&load.url, None, &patient, &load.provider, now_seconds()).await;
-        }
-        patients.push(patient);
+    // New mode: a patient per handshake; existing mode: one per worker, established first, its
+    // consent token shown again each time. All made outside the measurement.
+    let (per_worker, fresh) = match load.mode {
+        Mode::New => (0, load.total),
+        Mode::Existing => (concurrency, 0),
+        Mode::Idle => (0, 0),
+    };
+    let provider = load.provider.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        let workers = prepare(
+            per_worker,
+            |worker| format!("loadgen-{run_id}-{worker}"),
+            &provider,
+        );
+        let fresh = prepare(
+            fresh,
+            |index| format!("loadgen-{run_id}-n{index}"),
+            &provider,
+        );
+        (workers, fresh)
+    })
+    .await;
+    let (workers_ready, fresh) = made.unwrap_or_default();
+    let fresh = Arc::new(fresh);
+    for ready in &workers_ready {
+        let _ = client::handshake_with(&load.url, None, &ready.patient, ready.auth.clone()).await;
     }
+    let mut workers_ready = workers_ready.into_iter();
     let started = Instant::now();
-    let workers: Vec<_> = patients
-        .into_iter()
-        .enumerate()
-        .map(|(worker, patient)| {
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
             let (load, next, failed) = (load.clone(), next.clone(), failed.clone());
-            let run_id = run_id.clone();
+            let fresh = Arc::clone(&fresh);
+            let own = workers_ready.next();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
-                while next.fetch_add(1, Ordering::Relaxed) < load.total {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= load.total {
+                        break;
+                    }
                     let begun = Instant::now();
-                    let ok = match load.mode {
-                        Mode::Existing => client::handshake(
+                    let ready = match load.mode {
+                        Mode::New => usize::try_from(index)
+                            .ok()
+                            .and_then(|index| fresh.get(index)),
+                        Mode::Existing => own.as_ref(),
+                        Mode::Idle => None,
+                    };
+                    let ok = match ready {
+                        Some(ready) => client::handshake_with(
                             &load.url,
                             None,
-                            &patient,
-                            &load.provider,
-                            now_seconds(),
+                            &ready.patient,
+                            ready.auth.clone(),
                         )
                         .await
                         .is_ok_and(|transcript| transcript.completed()),
-                        Mode::New => {
-                            let index = latencies.len();
-                            let fresh = Patient::from_seed(
-                                &format!("loadgen-{run_id}-{worker}-{index}"),
-                                random_seed(),
-                            );
-                            client::handshake(
-                                &load.url,
-                                None,
-                                &fresh,
-                                &load.provider,
-                                now_seconds(),
-                            )
-                            .await
-                            .is_ok_and(|transcript| transcript.completed())
-                        }
-                        Mode::Idle => {
-                            // Held until the server answers (503 or an eventual 101 and timeout).
-                            if let Ok(mut connection) = client::connect(&load.url, None).await {
-                                let _ = client::converse(&mut connection, Vec::new(), None).await;
+                        None => {
+                            if load.mode == Mode::Idle {
+                                // Held until the server answers (503, or a 101 and a timeout).
+                                if let Ok(mut connection) = client::connect(&load.url, None).await {
+                                    let _ =
+                                        client::converse(&mut connection, Vec::new(), None).await;
+                                }
                             }
                             false
                         }
