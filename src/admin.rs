@@ -1281,26 +1281,7 @@ mod failing_log {
 
     #[tokio::test]
     async fn a_log_that_cannot_be_written_makes_the_server_unready_and_changes_fail() {
-        let memory = MemoryLog::new();
-        let journal = neuron_events::Journal::start(
-            Box::new(FullDisk(memory.clone())),
-            Arc::new(neuron_key()),
-            Arc::new(fixed_clock()),
-            JournalOptions::default(),
-            Box::new(|_: &[Record], _: &BatchReport| {}),
-        )
-        .unwrap();
-        let (_drain, draining) = watch::channel(false);
-        let state = AdminState {
-            journal,
-            views: Arc::default(),
-            metrics: Arc::default(),
-            reader: Arc::new(memory),
-            tokens: Vec::new(),
-            changes: Arc::default(),
-            draining,
-            openapi: openapi_document(),
-        };
+        let state = state_over(Views::default(), MemoryLog::new());
         let (status, _) = call(&state, Method::GET, "/ready", "").await;
         assert_eq!(status, StatusCode::OK);
 

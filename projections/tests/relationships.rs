@@ -109,6 +109,15 @@ struct Model {
 }
 
 impl Model {
+    /// The ids of the relationships `select` accepts, in establishment order.
+    fn established_where(&self, select: impl Fn(&Relationship) -> bool) -> Vec<String> {
+        self.order
+            .iter()
+            .filter(|id| select(&self.by_id[*id]))
+            .cloned()
+            .collect()
+    }
+
     fn apply(&mut self, record: &Record) {
         match &record.event {
             EventData::RelationshipEstablished(e)
@@ -202,18 +211,15 @@ proptest! {
         let active = model.by_id.values().filter(|r| r.status == Status::Active).count();
         prop_assert_eq!(compact.counts(), (active, model.by_id.len() - active));
         for id in IDS.iter().chain(["aaaaaaaaaaaaaaa", "b", ""].iter()) {
-            prop_assert_eq!(compact.get(id).map(|s| s.id.to_string()), model.by_id.get(*id).map(|r| r.id.clone()));
-            let after: Vec<String> = model.by_id.keys().filter(|k| k.as_str() > *id).cloned().collect();
+            let found = compact.get(id).map(|s| s.id.to_string());
+            prop_assert_eq!(found, model.by_id.get(*id).map(|r| r.id.clone()));
+            let after: Vec<String> =
+                model.by_id.keys().filter(|k| k.as_str() > *id).cloned().collect();
             prop_assert_eq!(ids(compact.after(id)), after);
         }
         let keys = keys();
         for patient in PATIENTS {
-            let established: Vec<String> = model
-                .order
-                .iter()
-                .filter(|id| model.by_id[*id].patient_agent_id == patient)
-                .cloned()
-                .collect();
+            let established = model.established_where(|r| r.patient_agent_id == patient);
             prop_assert_eq!(ids(compact.by_patient(patient)), established);
             for provider in PROVIDERS {
                 let expected = model.active.get(&(patient.to_string(), provider.to_string()));
@@ -227,12 +233,7 @@ proptest! {
             }
         }
         for provider in PROVIDERS {
-            let established: Vec<String> = model
-                .order
-                .iter()
-                .filter(|id| model.by_id[*id].provider_npi == provider)
-                .cloned()
-                .collect();
+            let established = model.established_where(|r| r.provider_npi == provider);
             prop_assert_eq!(ids(compact.by_provider(provider)), established);
         }
 
