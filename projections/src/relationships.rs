@@ -4,7 +4,7 @@
 //!
 //! The view is compact: of each relationship it keeps what a handshake and the indexes need (id,
 //! patient, provider, key, status, the seqs of the records that established and ended it, and the
-//! use counters), under 200 bytes with the hash indexes; id order (for paging) is sorted on
+//! use counters), ~170 bytes with the hash indexes; id order (for paging) is sorted on
 //! demand rather than indexed. The rest (endpoint, consented actions, termination reason, …)
 //! is in those two records: a full view ([`RelationshipsView::default`], for investigators) keeps
 //! them, a serving view ([`RelationshipsView::index_only`]) leaves them in the log, and
