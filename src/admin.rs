@@ -838,7 +838,7 @@ async fn terminate(call: &Call<'_>, id: &str) -> Answer {
     let provider_npi = text_field(&object, "provider_npi")?;
     let reason = text_field(&object, "reason")?;
     let state = call.state;
-    let _one_change_at_a_time = state.changes.write().await;
+    let one_change_at_a_time = state.changes.write().await;
     {
         let views = state.views();
         let relationship = views
@@ -875,7 +875,9 @@ async fn terminate(call: &Call<'_>, id: &str) -> Answer {
         }),
     )
     .await?;
-    // The observer applied the record before the append returned.
+    // The observer applied the record before the append returned. Handshakes may go on while the
+    // answer's details are read from the log.
+    drop(one_change_at_a_time);
     relationship(state, id).await
 }
 
