@@ -462,11 +462,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] for `server.host` (validated before, so only on misuse).
     pub fn server_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let ip: IpAddr = self.server.host.parse().map_err(|_| ConfigError::Invalid {
-            key: "server.host".into(),
-            reason: format!("{:?} is not an IP address", self.server.host),
-        })?;
-        Ok(SocketAddr::new(ip, self.server.port))
+        socket_addr("server.host", &self.server.host, self.server.port)
     }
 
     /// The operator listener's address.
@@ -474,11 +470,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] for `admin.host` (validated before, so only on misuse).
     pub fn admin_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let ip: IpAddr = self.admin.host.parse().map_err(|_| ConfigError::Invalid {
-            key: "admin.host".into(),
-            reason: format!("{:?} is not an IP address", self.admin.host),
-        })?;
-        Ok(SocketAddr::new(ip, self.admin.port))
+        socket_addr("admin.host", &self.admin.host, self.admin.port)
     }
 
     /// The accepted bearer tokens' hashes.
@@ -564,6 +556,15 @@ checkpoint_every = 1000         # a signed log.checkpoint whenever the next seq 
 npi = "1234567893"
 name = "Demo Provider"
 "#;
+
+/// `host:port` as a socket address, `key` named when the host is not an IP address.
+fn socket_addr(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    let ip: IpAddr = host.parse().map_err(|_| ConfigError::Invalid {
+        key: key.into(),
+        reason: format!("{host:?} is not an IP address"),
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
 
 #[cfg(test)]
 mod tests {

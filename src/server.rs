@@ -209,26 +209,20 @@ impl Server {
         ));
         journal.append_all(startup).await?;
 
-        let listener = tokio::net::TcpListener::bind(config.server_addr()?)
-            .await
-            .map_err(io_error(format!(
-                "bind {}:{}",
-                config.server.host, config.server.port
-            )))?;
-        let addr = listener
-            .local_addr()
-            .map_err(io_error("read the bound address"))?;
-        write_address(&data_dir, "serve.addr", addr)?;
-        let admin_listener = tokio::net::TcpListener::bind(config.admin_addr()?)
-            .await
-            .map_err(io_error(format!(
-                "bind the admin listener {}:{}",
-                config.admin.host, config.admin.port
-            )))?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(io_error("read the admin listener's address"))?;
-        write_address(&data_dir, "admin.addr", admin_addr)?;
+        let (listener, addr) = bind(
+            config.server_addr()?,
+            "the handshake listener",
+            &data_dir,
+            "serve.addr",
+        )
+        .await?;
+        let (admin_listener, admin_addr) = bind(
+            config.admin_addr()?,
+            "the operator listener",
+            &data_dir,
+            "admin.addr",
+        )
+        .await?;
 
         let (stop, stopping) = watch::channel(false);
         let (drain, draining) = watch::channel(false);
@@ -386,6 +380,24 @@ pub(crate) fn active_sessions(views: &Views) -> Vec<ActiveSession> {
             started: session.started,
         })
         .collect()
+}
+
+/// Binds `addr` and writes the bound address (a chosen port when `addr` asked for 0) to
+/// `{data_dir}/{file}`.
+async fn bind(
+    addr: SocketAddr,
+    what: &str,
+    data_dir: &Path,
+    file: &str,
+) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(io_error(format!("bind {what} {addr}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(io_error(format!("read the address of {what}")))?;
+    write_address(data_dir, file, bound)?;
+    Ok((listener, bound))
 }
 
 fn rebuild(log: &SledLog, metrics: &mut Metrics) -> Result<Views, ServerError> {

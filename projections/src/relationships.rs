@@ -197,12 +197,16 @@ fn prefix_of(id: &str) -> [u8; 16] {
 fn id_hash(hasher: &RandomState, id: &str) -> u64 {
     match parse_uuid(id) {
         Some(uuid) => uuid_hash(hasher, &uuid),
-        None => hasher.hash_one((1u8, id)),
+        None => text_id_hash(hasher, id),
     }
 }
 
 fn uuid_hash(hasher: &RandomState, uuid: &[u8; 16]) -> u64 {
     hasher.hash_one((0u8, uuid))
+}
+
+fn text_id_hash(hasher: &RandomState, id: &str) -> u64 {
+    hasher.hash_one((1u8, id))
 }
 
 /// Where a text lies in a [`Texts`] arena.
@@ -269,7 +273,6 @@ struct Entry {
     last_handshake_at: Timestamp,
     /// Saturating: four billion handshakes on one relationship are not expected.
     existing_handshakes: u32,
-    terminated: bool,
     /// Index into the view's providers.
     provider: u32,
     /// The same patient's previous relationship, or [`NONE`].
@@ -320,7 +323,7 @@ impl Entries {
     fn id_hash(&self, hasher: &RandomState, slot: u32) -> u64 {
         match &self.get(slot).id {
             Id::Uuid(uuid) => uuid_hash(hasher, uuid),
-            Id::Text(text) => hasher.hash_one((1u8, self.texts.get(*text))),
+            Id::Text(text) => text_id_hash(hasher, self.texts.get(*text)),
         }
     }
 
@@ -356,7 +359,7 @@ pub struct RelationshipsView {
     entries: Entries,
     /// Every entry, by id.
     ids: HashTable<u32>,
-    /// The seq of the record that ended each terminated entry (few are).
+    /// The seq of the record that ended each terminated entry (few are); the others are active.
     terminations: HashMap<u32, u64>,
     /// The entry in force for each (patient, provider).
     active: HashTable<u32>,
@@ -366,7 +369,6 @@ pub struct RelationshipsView {
     /// Index into `providers`, by NPI.
     provider_index: HashTable<u32>,
     hasher: RandomState,
-    active_count: usize,
     /// The records that established or ended a relationship, by seq (none in an index-only view).
     records: HashMap<u64, Record>,
     index_only: bool,
@@ -445,16 +447,20 @@ impl RelationshipsView {
             id: self.entries.id(slot),
             patient_agent_id: Cow::Borrowed(self.entries.patient(slot)),
             provider_npi: Cow::Borrowed(&self.providers[entry.provider as usize].npi),
-            status: if entry.terminated {
-                Status::Terminated
-            } else {
-                Status::Active
-            },
+            status: self.status(slot),
             established_seq: entry.established_seq,
             termination_seq: self.terminations.get(&slot).copied(),
             existing_handshakes: u64::from(entry.existing_handshakes),
             last_handshake_at: entry.last_handshake_at,
             key: entry.key,
+        }
+    }
+
+    fn status(&self, slot: u32) -> Status {
+        if self.terminations.contains_key(&slot) {
+            Status::Terminated
+        } else {
+            Status::Active
         }
     }
 
@@ -483,13 +489,10 @@ impl RelationshipsView {
                 let Some(slot) = self.slot_of(&terminated.relationship_id) else {
                     return;
                 };
-                let entry = self.entries.get_mut(slot);
-                if entry.terminated {
+                if self.terminations.contains_key(&slot) {
                     return;
                 }
-                entry.terminated = true;
                 self.terminations.insert(slot, record.seq);
-                self.active_count -= 1;
                 let hash = self.pair_hash(slot);
                 if let Ok(found) = self.active.find_entry(hash, |&other| other == slot) {
                     found.remove();
@@ -533,7 +536,6 @@ impl RelationshipsView {
             established_seq: record.seq,
             last_handshake_at: record.at,
             existing_handshakes: 0,
-            terminated: false,
             provider,
             previous_of_patient,
         });
@@ -575,7 +577,6 @@ impl RelationshipsView {
                 active.insert_unique(pair_hash, slot, |&other| hasher.hash_one(pair_of(other)));
             }
         }
-        self.active_count += 1;
         self.keep(record);
     }
 
@@ -680,7 +681,8 @@ impl RelationshipsView {
 
     /// How many relationships have each status: (active, terminated).
     pub fn counts(&self) -> (usize, usize) {
-        (self.active_count, self.len() - self.active_count)
+        let terminated = self.terminations.len();
+        (self.len() - terminated, terminated)
     }
 
     /// How many relationships there are.
@@ -727,7 +729,7 @@ impl RelationshipsView {
                     provider.is_none_or(|provider| provider == Some(entry.provider))
                         && query
                             .status
-                            .is_none_or(|status| (status == Status::Terminated) == entry.terminated)
+                            .is_none_or(|status| status == self.status(slot))
                 };
                 self.ordered(query.after, in_page, Some(limit + 1))
                     .into_iter()
