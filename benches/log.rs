@@ -119,7 +119,7 @@ fn main() -> BenchResult<()> {
 
     let trusted = VerifyOptions {
         trusted_key: Some(neuron_key().verifying_key()),
-        expected_head: None,
+        ..VerifyOptions::default()
     };
     let rate = |count: u64, elapsed: Duration| count as f64 / elapsed.as_secs_f64();
 
@@ -223,7 +223,7 @@ async fn appends(
         total += task.await??;
     }
     let elapsed = started.elapsed();
-    journal.close().await;
+    journal.close().await?;
     let batches = batches.load(Ordering::Relaxed).max(1);
     Ok((
         total as f64 / elapsed.as_secs_f64(),
@@ -232,7 +232,8 @@ async fn appends(
 }
 
 /// The fixed story over and over, each round with its own sessions and relationship, appended
-/// through a real journal (checkpoint every 1000 records) into memory.
+/// through a real journal (checkpoint every 1000 records) into memory, ending with a checkpoint
+/// (as a stopped server's log does) so that every record is covered by a signature.
 async fn build_log(records: u64) -> BenchResult<MemoryLog> {
     let log = MemoryLog::new();
     let journal = Journal::start(
@@ -244,8 +245,8 @@ async fn build_log(records: u64) -> BenchResult<MemoryLog> {
     )?;
     let story = story();
     let mut round = 0u64;
-    while (log.len() as u64) < records {
-        let remaining = (records - log.len() as u64) as usize;
+    while (log.len() as u64) + 1 < records {
+        let remaining = (records - 1 - log.len() as u64) as usize;
         let events: Vec<Event> = story
             .iter()
             .take(remaining)
@@ -254,7 +255,8 @@ async fn build_log(records: u64) -> BenchResult<MemoryLog> {
         journal.append_all(events).await?;
         round += 1;
     }
-    journal.close().await;
+    journal.checkpoint().await?;
+    journal.close().await?;
     Ok(log)
 }
 

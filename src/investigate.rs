@@ -1,9 +1,13 @@
-//! The investigator's commands that read a log offline: `neuron verify` and `neuron export`. A log
-//! is named by a path: a server's data directory (its `log/` inside), a sled log directory, or a
-//! JSONL export file.
+//! The investigator's commands that read a log offline: `neuron verify`, `replay`, `timeline` and
+//! `export`. A log is named by a path: a server's data directory (its `log/` inside), a sled log
+//! directory, or a JSONL export file.
+//!
+//! Investigators never write to what they read. sled writes when it opens a store (it recovers
+//! and snapshots), so a store is read from a private copy in the system's temporary directory
+//! (`TMPDIR`), removed afterwards; a store a running server holds is refused, not copied.
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
@@ -69,11 +73,31 @@ pub enum InvestigateError {
         /// The path.
         path: PathBuf,
     },
+    /// A running server holds the store.
+    #[error("{path}: a running server holds this log; read its export (GET /v1/audit/export) or stop the server")]
+    Locked {
+        /// The store.
+        path: PathBuf,
+    },
     /// The store could not be opened or read.
-    #[error("{path}: cannot read the log ({reason}); a running server holds its log locked: verify a copy or an export")]
+    #[error("{path}: cannot read the log ({reason})")]
     Unreadable {
         /// The path.
         path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// A line of an export, or a record of a store, that is not a record.
+    #[error("{path}: {undecodable}; run neuron verify to see what else is wrong")]
+    Undecodable {
+        /// The log.
+        path: PathBuf,
+        /// Where, and why.
+        undecodable: neuron_events::export::Undecodable,
+    },
+    /// The output could not be written (a closed pipe, a full disk).
+    #[error("writing the output: {reason}")]
+    Output {
         /// What failed.
         reason: String,
     },
@@ -85,6 +109,74 @@ pub enum InvestigateError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// A sled store opened from a private copy, which is removed when this is dropped.
+pub struct StoreCopy {
+    log: SledLog,
+    _copy: tempfile::TempDir,
+}
+
+impl std::ops::Deref for StoreCopy {
+    type Target = SledLog;
+
+    fn deref(&self) -> &SledLog {
+        &self.log
+    }
+}
+
+/// Copies the files and folders of `from` into the existing folder `to`.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the store at `path` from a private copy: the original is only read. A store that a running
+/// server holds is refused (its files change as they are copied); the copy is made under a shared
+/// lock, so that no server starts writing it meanwhile.
+///
+/// # Errors
+/// [`InvestigateError::Locked`] when a server holds it; [`InvestigateError::Unreadable`] when it
+/// cannot be copied or opened.
+pub fn open_store_copy(path: &Path) -> Result<StoreCopy, InvestigateError> {
+    let unreadable = |reason: String| InvestigateError::Unreadable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let data = File::open(path.join("db")).map_err(|error| unreadable(error.to_string()))?;
+    match data.try_lock_shared() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(InvestigateError::Locked {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(error)) => return Err(unreadable(error.to_string())),
+    }
+    let copy = tempfile::Builder::new()
+        .prefix("neuron-investigate-")
+        .tempdir()
+        .map_err(|error| unreadable(format!("creating a private copy in TMPDIR: {error}")))?;
+    copy_tree(path, copy.path()).map_err(|error| {
+        unreadable(format!(
+            "copying the store to {}: {error}",
+            copy.path().display()
+        ))
+    })?;
+    drop(data);
+    let log = SledLog::open(copy.path())
+        .map_err(|error| unreadable(neuron_events::full_message(&error)))?;
+    Ok(StoreCopy { log, _copy: copy })
 }
 
 /// A log to investigate.
@@ -126,11 +218,8 @@ impl Source {
         }
     }
 
-    fn open_sled(path: &Path) -> Result<SledLog, InvestigateError> {
-        SledLog::open(path).map_err(|error| InvestigateError::Unreadable {
-            path: path.to_path_buf(),
-            reason: error.to_string(),
-        })
+    fn open_sled(path: &Path) -> Result<StoreCopy, InvestigateError> {
+        open_store_copy(path)
     }
 
     /// Verifies the log.
@@ -143,7 +232,7 @@ impl Source {
             reason,
         };
         match self {
-            Self::Sled(path) => verify_log(&Self::open_sled(path)?, options)
+            Self::Sled(path) => verify_log(&*Self::open_sled(path)?, options)
                 .map_err(|error| unreadable(path, error.to_string())),
             Self::Jsonl(path) => {
                 let file = File::open(path).map_err(|error| unreadable(path, error.to_string()))?;
@@ -153,57 +242,91 @@ impl Source {
     }
 
     /// Writes the records with `from <= seq <= to` as JSONL, byte for byte, and returns how many.
+    /// Every line read must be a record (of any seq): the first that is not ends the export,
+    /// named, rather than being copied or skipped.
     ///
     /// # Errors
-    /// [`InvestigateError::Unreadable`] when the log cannot be read or the output written.
+    /// [`InvestigateError::Undecodable`] at the first line or stored record that is not a
+    /// record; [`InvestigateError::Unreadable`] when the log cannot be read;
+    /// [`InvestigateError::Output`] when the output cannot be written.
     pub fn export(&self, from: u64, to: u64, out: &mut dyn Write) -> Result<u64, InvestigateError> {
+        let path = self.path();
+        let unreadable = |reason: String| InvestigateError::Unreadable {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let undecodable =
+            |place: String, error: neuron_events::Error| InvestigateError::Undecodable {
+                path: path.to_path_buf(),
+                undecodable: neuron_events::export::Undecodable {
+                    place,
+                    reason: match error {
+                        neuron_events::Error::Unparseable { reason } => reason,
+                        other => other.to_string(),
+                    },
+                },
+            };
+        let mut written = 0;
+        let mut write = |seq: u64, bytes: &[u8]| -> Result<(), InvestigateError> {
+            if (from..=to).contains(&seq) {
+                out.write_all(bytes)
+                    .and_then(|()| out.write_all(b"\n"))
+                    .map_err(|error| InvestigateError::Output {
+                        reason: error.to_string(),
+                    })?;
+                written += 1;
+            }
+            Ok(())
+        };
         match self {
             Self::Sled(path) => {
-                neuron_events::export::export(&Self::open_sled(path)?, from, to, out).map_err(
-                    |error| InvestigateError::Unreadable {
-                        path: path.clone(),
-                        reason: error.to_string(),
-                    },
-                )
+                let log = Self::open_sled(path)?;
+                let mut outcome = Ok(());
+                neuron_events::Log::scan(&*log, from.max(1), to, &mut |seq, bytes| {
+                    if outcome.is_ok() {
+                        outcome = neuron_events::record::check(bytes)
+                            .map_err(|error| undecodable(format!("record {seq}"), error))
+                            .and_then(|()| write(seq, bytes));
+                    }
+                })
+                .map_err(|error| unreadable(error.to_string()))?;
+                outcome?;
             }
             Self::Jsonl(path) => {
-                let file = File::open(path).map_err(|error| InvestigateError::Unreadable {
-                    path: path.clone(),
-                    reason: error.to_string(),
-                })?;
-                // The whole log is copied as it is, damaged lines included, so that a re-export
-                // hides nothing from verify; a part of it can only be cut where lines are records.
-                let whole_log = from <= 1 && to == u64::MAX;
-                let mut written = 0;
-                for (index, entry) in
-                    neuron_events::export::read_jsonl(BufReader::new(file)).enumerate()
-                {
-                    let unreadable = |reason: String| InvestigateError::Unreadable {
-                        path: path.clone(),
-                        reason,
-                    };
-                    let entry = entry.map_err(|error| unreadable(error.to_string()))?;
-                    let keep = match neuron_events::record::Envelope::parse(&entry.bytes) {
-                        Ok(envelope) => (from..=to).contains(&envelope.seq),
-                        Err(_) if whole_log => true,
-                        Err(_) => {
-                            return Err(unreadable(format!(
-                                "line {} is not a record, so a part of the log cannot be cut around it (run neuron verify)",
-                                index + 1
-                            )))
+                let file = File::open(path).map_err(|error| unreadable(error.to_string()))?;
+                for entry in neuron_events::export::read_jsonl(file) {
+                    let entry = entry.map_err(|error| match error {
+                        neuron_events::Error::LineTooLong { line, length } => {
+                            InvestigateError::Undecodable {
+                                path: path.to_path_buf(),
+                                undecodable: neuron_events::export::Undecodable {
+                                    place: format!("line {line}"),
+                                    reason: neuron_events::jsonl::oversized_reason(length),
+                                },
+                            }
                         }
-                    };
-                    if keep {
-                        // A last line without its newline (a torn tail) stays without it.
-                        let newline: &[u8] = if entry.complete { b"\n" } else { b"" };
-                        out.write_all(&entry.bytes)
-                            .and_then(|()| out.write_all(newline))
-                            .map_err(|error| unreadable(error.to_string()))?;
-                        written += 1;
-                    }
+                        other => unreadable(other.to_string()),
+                    })?;
+                    let line = || format!("line {}", entry.line.unwrap_or_default());
+                    let seq = neuron_events::record::parts(&entry.bytes)
+                        .map_err(|error| undecodable(line(), error))?
+                        .seq;
+                    neuron_events::record::check(&entry.bytes)
+                        .map_err(|error| undecodable(line(), error))?;
+                    write(seq, &entry.bytes)?;
                 }
-                Ok(written)
             }
+        }
+        out.flush().map_err(|error| InvestigateError::Output {
+            reason: error.to_string(),
+        })?;
+        Ok(written)
+    }
+
+    /// The path of the log.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Sled(path) | Self::Jsonl(path) => path,
         }
     }
 }
@@ -261,6 +384,18 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
         "head:            {} (seq {}, at {})\n",
         report.head, report.last_seq, at
     ));
+    if let Some(acknowledged) = &report.acknowledged {
+        text.push_str(&format!(
+            "acknowledged:    seq {} ({})\n",
+            acknowledged.seq,
+            match acknowledged.anchor {
+                neuron_events::verify::Anchor::StoreRecord => {
+                    "recorded inside the store, which predates head files"
+                }
+                _ => "the store's head file",
+            }
+        ));
+    }
     match &report.last_checkpoint {
         Some(checkpoint) => text.push_str(&format!(
             "last checkpoint: seq {} covering up to seq {}, signed by {}{}\n",
@@ -275,15 +410,24 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
         )),
         None => text.push_str("last checkpoint: none\n"),
     }
+    if let Some(tail) = &report.unsigned_tail {
+        text.push_str(&format!(
+            "unsigned tail:   {tail} signed by no trusted checkpoint (accepted: --allow-unsigned-tail)\n"
+        ));
+    }
     match &report.problem {
         None => text.push_str("result:          INTACT\n"),
         Some(problem) => text.push_str(&format!(
-            "result:          NOT INTACT at seq {}{}: {}\n",
+            "result:          NOT INTACT at seq {}{}{}: {}\n",
             problem.seq,
             problem
                 .kind
                 .as_ref()
                 .map(|kind| format!(" ({kind})"))
+                .unwrap_or_default(),
+            problem
+                .line
+                .map(|line| format!(", line {line}"))
                 .unwrap_or_default(),
             problem.fault.describe()
         )),
@@ -331,18 +475,16 @@ impl Source {
         visit: &mut dyn FnMut(Record),
     ) -> Result<(), InvestigateError> {
         let mut failure = None;
-        let mut take = |decoded: Result<Record, neuron_events::Error>| {
+        let mut take = |decoded: Result<Record, neuron_events::export::Undecodable>| {
             if failure.is_some() {
                 return;
             }
             match decoded {
                 Ok(record) => visit(record),
-                Err(error) => failure = Some(error.to_string()),
+                Err(undecodable) => failure = Some(undecodable),
             }
         };
-        let path = match self {
-            Self::Sled(path) | Self::Jsonl(path) => path.clone(),
-        };
+        let path = self.path().to_path_buf();
         let unreadable = |reason: String| InvestigateError::Unreadable {
             path: path.clone(),
             reason,
@@ -350,7 +492,7 @@ impl Source {
         match self {
             Self::Sled(path) => {
                 let log = Self::open_sled(path)?;
-                neuron_events::export::decode_log(&log, wanted, &mut take)
+                neuron_events::export::decode_log(&*log, wanted, &mut take)
                     .map_err(|error| unreadable(error.to_string()))?;
             }
             Self::Jsonl(path) => {
@@ -360,9 +502,7 @@ impl Source {
             }
         }
         match failure {
-            Some(reason) => Err(unreadable(format!(
-                "a record does not decode ({reason}); run neuron verify"
-            ))),
+            Some(undecodable) => Err(InvestigateError::Undecodable { path, undecodable }),
             None => Ok(()),
         }
     }
@@ -623,7 +763,7 @@ fn timeline_from_store(
     let mut others: Vec<(u64, u64)> = Vec::new();
     let mut failure = None;
     neuron_events::export::scan_parallel(
-        &log,
+        &*log,
         |seq, bytes, items| {
             let session = envelope_session(bytes);
             if finder.find(bytes).is_some()
@@ -707,7 +847,7 @@ fn timeline_from_store(
     // Many records: reading their range again on worker threads beats fetching each by seq.
     let mut outcome = Ok(());
     neuron_events::export::scan_parallel_range(
-        &log,
+        &*log,
         first,
         last,
         |seq, bytes, decoded| {

@@ -14,6 +14,7 @@
 //! - [`ids`]: session ids, relationship ids and nonces (random, or seeded for tests).
 //! - [`server`]: the warp server: WebSocket route, ceiling and queue, sessions, graceful stop.
 //! - [`selfcheck`]: a durable-log self-check for a fresh machine.
+//! - [`restore`]: a data directory rebuilt from a verified export.
 
 pub mod admin;
 pub mod client;
@@ -26,6 +27,7 @@ pub mod investigate;
 pub mod loadgen;
 pub mod metrics;
 pub mod npi;
+pub mod restore;
 pub mod selfcheck;
 pub mod server;
 pub mod wire;

@@ -93,6 +93,10 @@ enum Command {
         /// The log must hold this record, as SEQ:HEX (for example from the admin API's audit head).
         #[arg(long)]
         expect_head: Option<String>,
+        /// With --trusted-key: accept records after the last trusted checkpoint (a copy of a
+        /// running or crashed server's log); the report names them.
+        #[arg(long, requires = "trusted_key")]
+        allow_unsigned_tail: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
@@ -149,6 +153,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
     },
+    /// Rebuild a data directory from an export (the backup): the export is verified, written as a
+    /// store, verified again, and moved into place. Exit 0 restored, 1 the export does not verify,
+    /// 2 anything else.
+    Restore {
+        /// The JSONL export (`neuron export`, or the operator API's GET /v1/audit/export).
+        export: PathBuf,
+        /// The data directory to create; it must not exist or be empty.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The Neuron's key file to restore with it (it must have signed the export's
+        /// checkpoints); without it the server makes a new key at its first start.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The export's checkpoints must be signed by this key (base64url, or a file holding it).
+        #[arg(long)]
+        trusted_key: Option<String>,
+        /// With --trusted-key: accept records after the last trusted checkpoint.
+        #[arg(long, requires = "trusted_key")]
+        allow_unsigned_tail: bool,
+    },
     /// Write a commented neuron.toml with every key at its default.
     Init {
         /// Where to write it.
@@ -200,7 +224,17 @@ enum LogFormat {
     Json,
 }
 
+/// A write past the file size limit fails with `EFBIG` instead of killing the process, so that the
+/// log's writer sees the cause and stops cleanly (fail-stop) with it.
+fn report_oversized_writes_as_errors() {
+    // SAFETY: ignoring SIGXFSZ before any thread is started has no memory-safety implications.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 fn main() -> ExitCode {
+    report_oversized_writes_as_errors();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
@@ -270,11 +304,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tracing::info!(file = %path.display(), organization = %config.organization.npi, "configuration loaded")
                 }
             }
-            runtime.block_on(neuron::server::run(
+            let outcome = runtime.block_on(neuron::server::run(
                 config,
                 neuron::server::Options::default(),
                 shutdown_signal(),
-            ))?;
+            ));
+            // After a failed write the process exits at once: tasks still blocked on a client are
+            // not waited for.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            outcome?;
             Ok(ExitCode::SUCCESS)
         }
         Command::DemoClient {
@@ -319,6 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             path,
             trusted_key,
             expect_head,
+            allow_unsigned_tail,
             format,
         } => {
             use neuron::investigate::{self, Source};
@@ -332,6 +371,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .as_deref()
                         .map(investigate::expected_head)
                         .transpose()?,
+                    allow_unsigned_tail,
                 };
                 let source = Source::locate(&path)?;
                 let progress = investigate::Progress::start("verifying", false);
@@ -553,6 +593,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!();
             println!("Then call the operator API with: Authorization: Bearer {token}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore {
+            export,
+            data_dir,
+            key,
+            trusted_key,
+            allow_unsigned_tail,
+        } => {
+            let trusted_key = match trusted_key
+                .as_deref()
+                .map(neuron::investigate::trusted_key)
+                .transpose()
+            {
+                Ok(key) => key,
+                Err(error) => {
+                    eprintln!("neuron: {error}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let options = neuron_events::VerifyOptions {
+                trusted_key,
+                expected_head: None,
+                allow_unsigned_tail,
+            };
+            match neuron::restore::restore(&export, &data_dir, &options, key.as_deref()) {
+                Ok(restored) => {
+                    let report = &restored.report;
+                    println!(
+                        "restored {} records into {} (head {} at seq {})",
+                        report.records,
+                        data_dir.display(),
+                        report.head,
+                        report.last_seq
+                    );
+                    if let Some(tail) = &report.unsigned_tail {
+                        println!("{tail} signed by no trusted checkpoint (accepted: --allow-unsigned-tail)");
+                    }
+                    if restored.key_restored {
+                        println!("the Neuron's key was restored with it");
+                    } else {
+                        println!("no key restored: `neuron serve` will create a new one and record it in server.started");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("neuron: {error}");
+                    Ok(ExitCode::from(match error {
+                        neuron::restore::RestoreError::NotIntact { .. } => 1,
+                        _ => 2,
+                    }))
+                }
+            }
         }
         Command::Init { path, force } => {
             if path.exists() && !force {

@@ -84,7 +84,7 @@ pub async fn run(data_dir: &Path) -> Result<Outcome, SelfCheckError> {
     }
     journal.checkpoint().await?;
     let append_time = started.elapsed();
-    journal.close().await;
+    journal.close().await?;
 
     let log = SledLog::open(&data_dir.join("log"))?;
     let report = verify_log(&log, &VerifyOptions::default())?;

@@ -56,6 +56,23 @@ pub enum ServerError {
     /// The configuration cannot be served.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The stored log does not form a chain the server may continue.
+    #[error("the log is damaged at seq {seq}: {reason}; run `neuron verify` on the data directory and rebuild it from an export with `neuron restore`")]
+    Damaged {
+        /// The first seq at fault.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A write to the log failed: the server stopped at once without recording anything more
+    /// (fail-stop, SPEC §3.4).
+    #[error(
+        "the event log could not be written ({reason}); stopped at once, recording nothing more"
+    )]
+    LogFailed {
+        /// The cause, as the operating system gave it.
+        reason: String,
+    },
 }
 
 fn io_error(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
@@ -156,11 +173,15 @@ impl Server {
             "create data directory {}",
             data_dir.display()
         )))?;
+        // The log is opened first: its lock is the data directory's, held before the key file is
+        // read or created, so two servers starting on one directory never race for either.
+        let log = SledLog::open(&data_dir.join("log"))?;
+        // A store that lost records it acknowledged is refused before anything is read from it.
+        neuron_events::evidence::check(&log)?;
         let key = match options.key {
             Some(key) => key,
             None => NeuronKey::load_or_create(&data_dir)?.0,
         };
-        let log = SledLog::open(&data_dir.join("log"))?;
         let reader = log.reader();
         let mut recalled = Metrics::default();
         let views = Arc::new(RwLock::new(rebuild(&log, &mut recalled)?));
@@ -286,6 +307,23 @@ impl Server {
         })
     }
 
+    /// Resolves with the cause once a write to the log has failed: the server must then stop at
+    /// once ([`Server::fail_stop`]).
+    pub async fn failed(&self) -> String {
+        self.shared.journal.failed().await
+    }
+
+    /// Stops at once after a failed write: both listeners close, nothing more is recorded (the
+    /// journal refuses every append), and sessions still running end with `SERVER_ERROR` when
+    /// they next try to record. Returns the error to exit with.
+    pub fn fail_stop(self, reason: String) -> ServerError {
+        tracing::error!(%reason, "the event log could not be written: stopping at once, recording nothing more (fail-stop)");
+        self.serving.abort();
+        self.admin_serving.abort();
+        let _ = self.stop.send(true);
+        ServerError::LogFailed { reason }
+    }
+
     /// The address the public listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -332,10 +370,12 @@ impl Server {
         let closed = async {
             stopping?;
             self.shared.journal.checkpoint().await?;
+            self.shared.journal.close().await?;
             Ok::<_, ServerError>(())
         }
         .await;
-        self.shared.journal.close().await;
+        // Closed above unless a write failed; then only the writer's end is waited for.
+        let _ = self.shared.journal.close().await;
         // The operator listener answers (not ready) until the log is closed.
         let _ = self.admin_stop.send(true);
         // An operator still pulling an export must not hold the stop up for ever.
@@ -353,18 +393,23 @@ impl Server {
     }
 }
 
-/// Runs a server until `shutdown` resolves with the reason, then stops it gracefully.
+/// Runs a server until `shutdown` resolves with the reason, then stops it gracefully. If a write to
+/// the log fails first, it stops at once instead (fail-stop): nothing more is recorded, and the
+/// error names the cause.
 ///
 /// # Errors
-/// As [`Server::start`] and [`Server::stop`].
+/// As [`Server::start`] and [`Server::stop`]; [`ServerError::LogFailed`] after a failed write.
 pub async fn run(
     config: Config,
     options: Options,
     shutdown: impl Future<Output = String>,
 ) -> Result<(), ServerError> {
     let server = Server::start(config, options).await?;
-    let reason = shutdown.await;
-    server.stop(&reason).await
+    let journal = server.shared.journal.clone();
+    tokio::select! {
+        reason = shutdown => server.stop(&reason).await,
+        reason = journal.failed() => Err(server.fail_stop(reason)),
+    }
 }
 
 /// The live sessions of `views`.
@@ -400,23 +445,36 @@ async fn bind(
     Ok((listener, bound))
 }
 
+/// Folds the stored log into the views, record by record (start-up memory does not grow with the
+/// length of the log), checking on the way that it is one unbroken chain: the server never appends
+/// onto a log that does not verify.
 fn rebuild(log: &SledLog, metrics: &mut Metrics) -> Result<Views, ServerError> {
-    // Folded record by record: start-up memory does not grow with the length of the log.
     let mut views = Views::serving();
+    let mut expected = 1;
+    let mut head = neuron_events::Digest::GENESIS;
     let mut failure = None;
-    log.scan(1, u64::MAX, &mut |_, bytes| match Record::decode(bytes) {
-        Ok(record) => {
-            views.apply(&record);
-            metrics.recall(&record);
+    log.scan(1, u64::MAX, &mut |seq, bytes| {
+        if failure.is_some() {
+            return;
         }
-        Err(error) => {
-            if failure.is_none() {
-                failure = Some(error);
+        match Record::decode(bytes) {
+            Ok(record) if record.seq == seq && seq == expected && record.prev == head => {
+                views.apply(&record);
+                metrics.recall(&record);
+                head = record.hash;
+                expected += 1;
             }
+            Ok(_) if seq != expected => {
+                failure = Some((expected, format!("record {expected} is missing")));
+            }
+            Ok(_) => {
+                failure = Some((seq, "it does not continue the chain".to_string()));
+            }
+            Err(error) => failure = Some((seq, error.to_string())),
         }
     })?;
     match failure {
-        Some(error) => Err(ServerError::Log(error)),
+        Some((seq, reason)) => Err(ServerError::Damaged { seq, reason }),
         None => Ok(views),
     }
 }

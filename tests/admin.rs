@@ -794,7 +794,7 @@ async fn the_export_stream_is_the_log_byte_for_byte_and_verifies() {
         &export.bytes[..],
         &VerifyOptions {
             trusted_key: Some(neuron_key().verifying_key()),
-            expected_head: None,
+            ..VerifyOptions::default()
         },
     )
     .unwrap();

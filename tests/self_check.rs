@@ -40,7 +40,7 @@ fn self_check_writes_a_log_that_verifies_under_the_neurons_key_and_a_rerun_conti
     let log = SledLog::open(&dir.path().join("log")).unwrap();
     let options = VerifyOptions {
         trusted_key: Some(key.verifying_key()),
-        expected_head: None,
+        ..VerifyOptions::default()
     };
     let report = verify_log(&log, &options).unwrap();
     assert!(report.is_intact(), "{report:?}");

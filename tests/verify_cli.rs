@@ -250,25 +250,49 @@ fn a_forged_checkpoint_exits_1_at_its_seq() {
 }
 
 #[test]
-fn re_exporting_a_damaged_export_keeps_every_byte_and_a_part_of_it_is_refused() {
+fn exporting_a_damaged_export_stops_at_the_first_line_that_is_no_record() {
     let dir = data_dir();
-    let mut bytes = export(dir.path());
-    bytes.truncate(bytes.len() - 20);
-    let mut damaged = bytes.clone();
-    let garbled_at = damaged.iter().position(|byte| *byte == b'\n').unwrap() + 1;
-    damaged.insert(garbled_at, b'#');
-    let path = dir.path().join("damaged.jsonl");
-    std::fs::write(&path, &damaged).unwrap();
+    let bytes = export(dir.path());
     assert_eq!(
-        export(&path),
-        damaged,
-        "the whole log is copied byte for byte, damage and torn tail included"
+        export(&write_to(&dir, "copy.jsonl", &bytes)),
+        bytes,
+        "an intact export is copied byte for byte"
     );
-    let partial = neuron(&["export", path.to_str().unwrap(), "--from-seq", "5"]);
-    assert_eq!(partial.status.code(), Some(2));
-    assert!(
-        text(&partial).contains("line 2 is not a record"),
-        "{}",
-        text(&partial)
-    );
+
+    let mut garbled = bytes.clone();
+    let second_line = garbled.iter().position(|byte| *byte == b'\n').unwrap() + 1;
+    garbled.insert(second_line, b'#');
+    let mut torn = bytes.clone();
+    torn.truncate(bytes.len() - 20);
+    let last_line = bytes.iter().filter(|byte| **byte == b'\n').count();
+    for (name, damaged, line) in [("garbled", garbled, 2), ("torn", torn, last_line)] {
+        let path = write_to(&dir, &format!("{name}.jsonl"), &damaged);
+        for args in [
+            &["export"][..],
+            &["replay"],
+            &["timeline", "--provider", "1234567893"],
+        ] {
+            let mut args = args.to_vec();
+            args.insert(1, path.to_str().unwrap());
+            let output = neuron(&args);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{name} {args:?}: {}",
+                text(&output)
+            );
+            assert!(
+                String::from_utf8_lossy(&output.stderr)
+                    .contains(&format!("line {line} is not a record")),
+                "{name} {args:?}: {}",
+                text(&output)
+            );
+        }
+    }
+}
+
+fn write_to(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -49,59 +49,116 @@ impl NeuronKey {
         Ok(Self::from_seed(seed))
     }
 
-    /// Loads `{dir}/neuron.key`, or creates it (mode 0600, written atomically) when absent.
-    /// Returns the key and whether it was created now.
+    /// Loads `{dir}/neuron.key`, or creates it when absent (mode 0600). Creation is exclusive:
+    /// the key is written to a temporary file and linked into place only if no key is there yet,
+    /// so two first starts never overwrite each other's key (the one that loses loads the
+    /// winner's). Returns the key and whether it was created now.
     ///
     /// # Errors
-    /// [`Error::KeyFile`] when the file is unreadable, malformed, or readable by others;
-    /// [`Error::Io`] when it cannot be created.
+    /// As [`NeuronKey::load`]; [`Error::Io`] when it cannot be created.
     pub fn load_or_create(dir: &Path) -> Result<(Self, bool), Error> {
         let path = dir.join(KEY_FILE);
-        match fs::metadata(&path) {
-            Ok(metadata) => {
-                let mode = metadata.permissions().mode();
-                if mode & 0o077 != 0 {
-                    return Err(key_error(
-                        &path,
-                        format!("mode {:o} lets others read it; chmod 600 it", mode & 0o777),
-                    ));
-                }
-                let text = fs::read_to_string(&path)
-                    .map_err(|error| key_error(&path, error.to_string()))?;
-                let mut seed = [0u8; 32];
-                hex::decode_to_slice(text.trim(), &mut seed)
-                    .map_err(|_| key_error(&path, "not 64 hex characters".into()))?;
-                Ok((Self::from_seed(seed), false))
-            }
+        match fs::symlink_metadata(&path) {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate()?;
-                key.write_new(dir, &path)?;
-                Ok((key, true))
+                if key.write_new(dir)? {
+                    Ok((key, true))
+                } else {
+                    Ok((Self::load(&path)?, false))
+                }
             }
-            Err(error) => Err(key_error(&path, error.to_string())),
+            _ => Ok((Self::load(&path)?, false)),
         }
     }
 
-    fn write_new(&self, dir: &Path, path: &Path) -> Result<(), Error> {
+    /// Loads a key file, refusing one that is not a regular file of the running user's that only
+    /// that user can read: a symbolic link (it could point anywhere), another user's file, or a
+    /// file others can read.
+    ///
+    /// # Errors
+    /// [`Error::KeyFile`] naming what is wrong (never the key).
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let refused = |reason: String| key_error(path, reason);
+        let before = fs::symlink_metadata(path).map_err(|error| refused(error.to_string()))?;
+        if before.file_type().is_symlink() {
+            return Err(refused(
+                "is a symbolic link; the key must be a regular file in the data directory".into(),
+            ));
+        }
+        let mut file = fs::File::open(path).map_err(|error| refused(error.to_string()))?;
+        // The file opened must be the one examined (not swapped for another in between).
+        let metadata = file
+            .metadata()
+            .map_err(|error| refused(error.to_string()))?;
+        if (metadata.dev(), metadata.ino()) != (before.dev(), before.ino()) {
+            return Err(refused("changed while it was being opened".into()));
+        }
+        if !metadata.is_file() {
+            return Err(refused("is not a regular file".into()));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let user = unsafe { libc::geteuid() };
+        if metadata.uid() != user {
+            return Err(refused(format!(
+                "is owned by uid {}, not by the user running the Neuron (uid {user})",
+                metadata.uid()
+            )));
+        }
+        let mode = metadata.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(refused(format!(
+                "mode {:o} lets others read it; chmod 600 it",
+                mode & 0o777
+            )));
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text)
+            .map_err(|error| refused(error.to_string()))?;
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut seed)
+            .map_err(|_| refused("not 64 hex characters".into()))?;
+        Ok(Self::from_seed(seed))
+    }
+
+    /// Writes this key as `{dir}/neuron.key` (mode 0600, synced, directory entry synced) unless a
+    /// key file is already there: returns whether it was written.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be written.
+    pub fn write_new(&self, dir: &Path) -> Result<bool, Error> {
+        let path = dir.join(KEY_FILE);
         let io = |action, source| Error::Io {
             action,
-            path: path.to_path_buf(),
+            path: path.clone(),
             source,
         };
         fs::create_dir_all(dir).map_err(|e| io("create directory for", e))?;
-        let temporary = dir.join(format!("{KEY_FILE}.tmp"));
+        let mut suffix = [0u8; 8];
+        getrandom::getrandom(&mut suffix).map_err(|error| Error::Random {
+            reason: error.to_string(),
+        })?;
+        let temporary = dir.join(format!("{KEY_FILE}.{}.tmp", hex::encode(suffix)));
+        let written = (|| {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temporary)
+                .map_err(|e| io("create", e))?;
+            file.write_all(format!("{}\n", hex::encode(self.signing.to_bytes())).as_bytes())
+                .map_err(|e| io("write", e))?;
+            file.sync_all().map_err(|e| io("sync", e))?;
+            // A link, unlike a rename, never replaces a file that is already there.
+            match fs::hard_link(&temporary, &path) {
+                Ok(()) => Ok(true),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(error) => Err(io("link into place", error)),
+            }
+        })();
         let _ = fs::remove_file(&temporary);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(|e| io("create", e))?;
-        file.write_all(format!("{}\n", hex::encode(self.signing.to_bytes())).as_bytes())
-            .map_err(|e| io("write", e))?;
-        file.sync_all().map_err(|e| io("sync", e))?;
-        fs::rename(&temporary, path).map_err(|e| io("rename into place", e))?;
-        sync_directory(dir)
+        let written = written?;
+        sync_directory(dir)?;
+        Ok(written)
     }
 
     /// The public key, base64url.
@@ -188,6 +245,7 @@ pub fn verify_checkpoint(checkpoint: &LogCheckpoint) -> Result<VerifyingKey, Che
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 mod tests {
     use super::*;
 
@@ -255,5 +313,55 @@ mod tests {
             Err(Error::KeyFile { .. })
         ));
         Ok(())
+    }
+
+    #[test]
+    fn a_symlinked_or_foreign_key_file_is_refused_and_two_first_starts_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+
+        // Two first starts at once: one creates, the other loads what the first created.
+        let keys: Vec<(String, bool)> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let (key, created) = NeuronKey::load_or_create(dir.path()).unwrap();
+                        (key.public_b64(), created)
+                    })
+                })
+                .collect();
+            starts
+                .into_iter()
+                .map(|start| start.join().unwrap())
+                .collect()
+        });
+        assert_eq!(keys.iter().filter(|(_, created)| *created).count(), 1);
+        assert!(keys.iter().all(|(key, _)| *key == keys[0].0));
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from(KEY_FILE)]);
+
+        let elsewhere = tempfile::tempdir().unwrap();
+        let real = elsewhere.path().join("real.key");
+        fs::rename(&path, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        let refused = NeuronKey::load_or_create(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("symbolic link"), "{refused}");
+        fs::remove_file(&path).unwrap();
+        fs::rename(&real, &path).unwrap();
+
+        // Only a privileged test run can give the file to another user.
+        let foreign = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: chown on a path this test owns.
+        if unsafe { libc::chown(foreign.as_ptr(), 54_321, 54_321) } == 0 {
+            let refused = NeuronKey::load_or_create(dir.path())
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains("owned by uid 54321"), "{refused}");
+        }
     }
 }

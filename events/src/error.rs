@@ -41,9 +41,38 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
-    /// The sled store failed.
-    #[error("event store failed (another process may hold it open)")]
+    /// A line of an export longer than the largest record: not a record, and never held whole.
+    #[error("line {line}: {}", crate::jsonl::oversized_reason(*length))]
+    LineTooLong {
+        /// The line's number.
+        line: u64,
+        /// Its length in bytes.
+        length: u64,
+    },
+    /// The sled store failed; its message carries the operating system's cause.
+    #[error("event store failed: {0}")]
     Store(#[from] sled::Error),
+    /// Another process holds the store open (a running server holds its log locked).
+    #[error("{path} is in use by another process (a running server holds its log locked)")]
+    Locked {
+        /// The store's directory.
+        path: PathBuf,
+    },
+    /// The store lacks records its head file says were acknowledged: it was truncated or damaged.
+    #[error("records {first}..{last} acknowledged but absent: the store lost them")]
+    AcknowledgedButAbsent {
+        /// The first missing seq.
+        first: u64,
+        /// The last acknowledged seq.
+        last: u64,
+    },
+    /// The evidence of the acknowledged head is missing or unreadable, so a lost tail could not be
+    /// told from a shorter log.
+    #[error("head evidence: {reason}")]
+    HeadEvidence {
+        /// What is wrong.
+        reason: String,
+    },
     /// A file operation failed.
     #[error("{action} {path}")]
     Io {
@@ -83,4 +112,20 @@ pub enum Error {
         /// What getrandom said.
         reason: String,
     },
+}
+
+/// An error's message followed by those of its sources (`write /data/log/db: File too large (os
+/// error 27)`): the whole cause, for a log line or a failure reason.
+pub fn full_message(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }

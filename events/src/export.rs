@@ -1,9 +1,13 @@
 //! JSONL export and import: one record's bytes per line, unchanged, so an export verifies on its
-//! own and an import holds exactly the bytes that were exported.
+//! own and an import holds exactly the bytes that were exported. Also the passes investigators
+//! make over a log, on worker threads and in order ([`crate::parallel`]): [`decode_jsonl`] over an
+//! export, [`scan_parallel`] and [`decode_log`] over a store. A pass never skips a line that is not
+//! a record: it names the first one.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 
-use crate::record::Envelope;
+use crate::jsonl::{oversized_reason, Blocks, Piece};
+use crate::record::{Envelope, Record};
 use crate::store::{Log, StoredRecord};
 use crate::verify::Entry;
 use crate::Error;
@@ -33,40 +37,38 @@ fn output_error(source: std::io::Error) -> Error {
     }
 }
 
-/// Reads a JSONL export line by line as verification entries. A last line without its newline is
-/// marked incomplete, so verification can tell a torn tail from tampering.
-pub fn read_jsonl<R: BufRead>(mut input: R) -> impl Iterator<Item = Result<Entry, Error>> {
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        let mut line = Vec::with_capacity(512);
-        match input.read_until(b'\n', &mut line) {
-            Ok(0) => {
-                done = true;
-                None
-            }
-            Ok(_) => {
-                let complete = line.last() == Some(&b'\n');
-                if complete {
-                    line.pop();
-                }
-                Some(Ok(Entry {
-                    key: None,
-                    bytes: line,
-                    complete,
-                }))
-            }
-            Err(source) => {
-                done = true;
-                Some(Err(Error::Io {
-                    action: "read",
-                    path: "export input".into(),
-                    source,
-                }))
-            }
-        }
+fn input_error(source: std::io::Error) -> Error {
+    Error::Io {
+        action: "read",
+        path: "export input".into(),
+        source,
+    }
+}
+
+/// Reads a JSONL export line by line as verification entries, in bounded memory. A last line
+/// without its newline is marked incomplete, so verification can tell a torn tail from tampering;
+/// a line longer than any record is an error naming it, and is never held whole.
+pub fn read_jsonl<R: Read>(input: R) -> impl Iterator<Item = Result<Entry, Error>> {
+    Blocks::new(input).flat_map(|piece| {
+        let entries: Vec<Result<Entry, Error>> = match piece {
+            Ok(piece) => piece
+                .lines()
+                .map(|line| match line.bytes {
+                    Ok(bytes) => Ok(Entry {
+                        key: None,
+                        line: Some(line.number),
+                        bytes: bytes.to_vec(),
+                        complete: line.complete,
+                    }),
+                    Err(length) => Err(Error::LineTooLong {
+                        line: line.number,
+                        length,
+                    }),
+                })
+                .collect(),
+            Err(source) => vec![Err(input_error(source))],
+        };
+        entries
     })
 }
 
@@ -75,6 +77,7 @@ pub fn read_log(log: &dyn Log) -> impl Iterator<Item = Result<Entry, Error>> + '
     log.read(1, u64::MAX).map(|record| {
         record.map(|(seq, bytes)| Entry {
             key: Some(seq),
+            line: None,
             bytes,
             complete: true,
         })
@@ -86,17 +89,23 @@ pub fn read_log(log: &dyn Log) -> impl Iterator<Item = Result<Entry, Error>> + '
 ///
 /// # Errors
 /// [`Error::Unparseable`] for a line that is not a record; the store's or the input's error.
-pub fn import<R: BufRead>(input: R, log: &mut dyn Log) -> Result<u64, Error> {
+pub fn import<R: Read>(input: R, log: &mut dyn Log) -> Result<u64, Error> {
     const BATCH: usize = 10_000;
     let mut batch: Vec<StoredRecord> = Vec::with_capacity(BATCH);
     let mut imported = 0;
-    for (index, entry) in read_jsonl(input).enumerate() {
+    for entry in read_jsonl(input) {
         let entry = entry?;
+        let line = entry.line.unwrap_or_default();
         let seq = Envelope::parse(&entry.bytes)
             .map_err(|error| Error::Unparseable {
-                reason: format!("line {}: {error}", index + 1),
+                reason: format!("line {line}: {error}"),
             })?
             .seq;
+        if !entry.complete {
+            return Err(Error::Unparseable {
+                reason: format!("line {line}: cut short (no newline at the end of the input)"),
+            });
+        }
         batch.push((seq, entry.bytes));
         if batch.len() == BATCH {
             log.append(&batch)?;
@@ -109,104 +118,77 @@ pub fn import<R: BufRead>(input: R, log: &mut dyn Log) -> Result<u64, Error> {
     Ok(imported)
 }
 
-/// Decodes a JSONL export on worker threads (one per core, up to four) and hands each line to
-/// `visit` in file order: the record, or why the line is not one. `wanted` picks, by a cheap look
-/// at the bytes, which lines are worth decoding; the others are skipped.
+/// A line or stored record that is not a record, found by a pass over a log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{place} is not a record ({reason})")]
+pub struct Undecodable {
+    /// Where it stands: `line N` in an export, `record N` in a store.
+    pub place: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// What a pass makes of one record: decoded when `wanted` picked it, else checked to be a record
+/// of a known kind without decoding its data ([`crate::record::check`]), so that a line which is
+/// no record at all is never passed over.
+fn judge<W>(
+    bytes: &[u8],
+    wanted: &W,
+    place: impl Fn() -> String,
+) -> Option<Result<Record, Undecodable>>
+where
+    W: Fn(&[u8]) -> bool,
+{
+    let undecodable = |reason: String| Undecodable {
+        place: place(),
+        reason,
+    };
+    let reason = |error: Error| match error {
+        Error::Unparseable { reason } => reason,
+        other => other.to_string(),
+    };
+    if wanted(bytes) {
+        return Some(Record::decode(bytes).map_err(|error| undecodable(reason(error))));
+    }
+    crate::record::check(bytes)
+        .err()
+        .map(|error| Err(undecodable(reason(error))))
+}
+
+/// Decodes a JSONL export on worker threads and hands `visit`, in file order, each line that
+/// `wanted` picks (by a cheap look at the bytes) as a record, and any line that is not a record as
+/// [`Undecodable`]. The lines not picked are checked, not decoded.
 ///
 /// # Errors
 /// The input's read errors.
-pub fn decode_jsonl<R, W, V>(mut input: R, wanted: W, mut visit: V) -> Result<(), Error>
+pub fn decode_jsonl<R, W, V>(input: R, wanted: W, mut visit: V) -> Result<(), Error>
 where
-    R: std::io::Read,
+    R: Read,
     W: Fn(&[u8]) -> bool + Sync,
-    V: FnMut(Result<crate::Record, Error>),
+    V: FnMut(Result<Record, Undecodable>),
 {
-    use std::sync::mpsc;
-    const BLOCK: usize = 1 << 20;
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 4);
-    std::thread::scope(|scope| {
-        let wanted = &wanted;
-        let channels: Vec<_> = (0..workers)
-            .map(|_| {
-                let (to_worker, blocks) = mpsc::sync_channel::<Vec<u8>>(2);
-                let (to_caller, decoded) =
-                    mpsc::sync_channel::<Vec<Result<crate::Record, Error>>>(2);
-                scope.spawn(move || {
-                    for block in blocks {
-                        let records = block
-                            .split(|byte| *byte == b'\n')
-                            .filter(|line| !line.is_empty() && wanted(line))
-                            .map(crate::Record::decode)
-                            .collect();
-                        if to_caller.send(records).is_err() {
-                            break;
-                        }
-                    }
-                });
-                (to_worker, decoded)
+    let work = |piece: std::io::Result<Piece>| -> Result<Vec<Result<Record, Undecodable>>, Error> {
+        let piece = piece.map_err(input_error)?;
+        Ok(piece
+            .lines()
+            .filter_map(|line| {
+                let place = || format!("line {}", line.number);
+                match line.bytes {
+                    // A torn last line is as undecodable as any other.
+                    Ok(bytes) => judge(bytes, &wanted, place),
+                    Err(length) => Some(Err(Undecodable {
+                        place: place(),
+                        reason: oversized_reason(length),
+                    })),
+                }
             })
-            .collect();
-        let mut carry = Vec::new();
-        let mut in_flight = std::collections::VecDeque::new();
-        let mut next_worker = 0;
-        let mut at_end = false;
-        loop {
-            while !at_end && in_flight.len() < workers * 2 {
-                let mut block = std::mem::take(&mut carry);
-                let start = block.len();
-                block.resize(start + BLOCK, 0);
-                let mut filled = start;
-                loop {
-                    match input.read(&mut block[filled..]) {
-                        Ok(0) => {
-                            at_end = true;
-                            break;
-                        }
-                        Ok(read) => {
-                            filled += read;
-                            if filled == block.len() {
-                                break;
-                            }
-                        }
-                        Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(source) => {
-                            return Err(Error::Io {
-                                action: "read",
-                                path: "export input".into(),
-                                source,
-                            });
-                        }
-                    }
-                }
-                block.truncate(filled);
-                if !at_end {
-                    match block.iter().rposition(|byte| *byte == b'\n') {
-                        Some(newline) => carry = block.split_off(newline + 1),
-                        None => {
-                            carry = block;
-                            continue;
-                        }
-                    }
-                }
-                if block.is_empty() {
-                    continue;
-                }
-                if channels[next_worker].0.send(block).is_err() {
-                    break;
-                }
-                in_flight.push_back(next_worker);
-                next_worker = (next_worker + 1) % workers;
-            }
-            let Some(worker) = in_flight.pop_front() else {
-                return Ok(());
-            };
-            match channels[worker].1.recv() {
-                Ok(records) => records.into_iter().for_each(&mut visit),
-                Err(_) => return Ok(()),
-            }
+            .collect())
+    };
+    std::thread::scope(|scope| {
+        for decoded in crate::parallel::ordered(scope, Blocks::new(input), &work) {
+            decoded?.into_iter().for_each(&mut visit);
         }
+        Ok(())
     })
 }
 
@@ -246,73 +228,39 @@ where
     P: Fn(u64, &[u8], &mut Vec<T>) + Sync,
     V: FnMut(T),
 {
-    use std::sync::mpsc;
     if from == 0 || from > to {
         return Ok(());
     }
-    let start = from;
-    let chunks = (to - from + 1).div_ceil(PARALLEL_CHUNK_SEQS);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 4) as u64;
+    let ranges = (from..=to)
+        .step_by(PARALLEL_CHUNK_SEQS as usize)
+        .map(|start| (start, start.saturating_add(PARALLEL_CHUNK_SEQS - 1).min(to)));
+    let work = |(start, end): (u64, u64)| -> Result<Vec<T>, Error> {
+        let mut items = Vec::new();
+        log.scan(start, end, &mut |seq, bytes| pick(seq, bytes, &mut items))?;
+        Ok(items)
+    };
     std::thread::scope(|scope| {
-        let pick = &pick;
-        let receivers: Vec<_> = (0..workers)
-            .map(|worker| {
-                let (to_caller, picked) = mpsc::sync_channel::<Result<Vec<T>, Error>>(2);
-                scope.spawn(move || {
-                    let mut chunk = worker;
-                    while chunk < chunks {
-                        let from = start + chunk * PARALLEL_CHUNK_SEQS;
-                        let to = (from + PARALLEL_CHUNK_SEQS - 1).min(to);
-                        let mut items = Vec::new();
-                        let scanned =
-                            log.scan(from, to, &mut |seq, bytes| pick(seq, bytes, &mut items));
-                        let failed = scanned.is_err();
-                        if to_caller.send(scanned.map(|()| items)).is_err() || failed {
-                            break;
-                        }
-                        chunk += workers;
-                    }
-                });
-                picked
-            })
-            .collect();
-        for chunk in 0..chunks {
-            // Chunk i was read by worker i % workers; its channel yields its chunks in order.
-            let Some(receiver) = usize::try_from(chunk % workers)
-                .ok()
-                .and_then(|worker| receivers.get(worker))
-            else {
-                break;
-            };
-            match receiver.recv() {
-                Ok(Ok(items)) => items.into_iter().for_each(&mut visit),
-                Ok(Err(error)) => return Err(error),
-                Err(_) => break,
-            }
+        for items in crate::parallel::ordered(scope, ranges, &work) {
+            items?.into_iter().for_each(&mut visit);
         }
         Ok(())
     })
 }
 
 /// Decodes every record of a store that `wanted` picks (by a cheap look at its bytes), in seq
-/// order, reading and decoding on worker threads ([`scan_parallel`]).
+/// order, reading and decoding on worker threads ([`scan_parallel`]); the others are checked to
+/// be records, not decoded.
 ///
 /// # Errors
 /// The store's read errors.
 pub fn decode_log<W, V>(log: &dyn Log, wanted: W, visit: V) -> Result<(), Error>
 where
     W: Fn(&[u8]) -> bool + Sync,
-    V: FnMut(Result<crate::Record, Error>),
+    V: FnMut(Result<Record, Undecodable>),
 {
     scan_parallel(
         log,
-        |_, bytes, decoded| {
-            if wanted(bytes) {
-                decoded.push(crate::Record::decode(bytes));
-            }
-        },
+        |seq, bytes, decoded| decoded.extend(judge(bytes, &wanted, || format!("record {seq}"))),
         visit,
     )
 }

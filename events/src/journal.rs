@@ -96,7 +96,7 @@ enum Request {
         reply: oneshot::Sender<Result<Vec<Committed>, Error>>,
     },
     Close {
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<(), Error>>,
     },
 }
 
@@ -111,9 +111,9 @@ impl Journal {
     /// Starts the writer on `log`, continuing its chain.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] when the store's recorded head disagrees with its last record (the log
-    /// was altered or truncated: nothing is written on top of it); the store's error when it cannot
-    /// be read; [`Error::Io`] if the writer thread cannot be started.
+    /// As [`crate::evidence::check`] when the store lacks a record it acknowledged or its evidence
+    /// is gone (nothing is written on top of such a store); the store's error when it cannot be
+    /// read; [`Error::Io`] if the writer thread cannot be started.
     pub fn start(
         log: Box<dyn Log>,
         key: Arc<NeuronKey>,
@@ -121,17 +121,7 @@ impl Journal {
         options: JournalOptions,
         observer: Box<dyn CommitObserver>,
     ) -> Result<Self, Error> {
-        let head = log.head()?;
-        if let Some(recorded) = log.recorded_head()? {
-            if recorded != head {
-                return Err(Error::Corrupt {
-                    reason: format!(
-                        "last record is seq {} with hash {}, but the store recorded seq {} with hash {}",
-                        head.seq, head.hash, recorded.seq, recorded.hash
-                    ),
-                });
-            }
-        }
+        let head = crate::evidence::check(log.as_ref())?;
         // Records never go back in time: continue from the last record's time, whatever the clock
         // says now (a restarted server, a clock set back).
         let last_at = match log.read(head.seq, head.seq).next() {
@@ -217,12 +207,34 @@ impl Journal {
         self.status.borrow().clone()
     }
 
-    /// Writes what was handed over before this call, then stops the writer and releases the store.
-    /// Later appends, from any clone, get [`Error::WriterClosed`].
-    pub async fn close(&self) {
+    /// Writes what was handed over before this call, makes the evidence of the head durable, then
+    /// stops the writer and releases the store. Later appends, from any clone, get
+    /// [`Error::WriterClosed`].
+    ///
+    /// # Errors
+    /// [`Error::WriterFailed`] when the writer had stopped after a failed write, or the evidence
+    /// could not be made durable; [`Error::WriterClosed`] when it was already closed.
+    pub async fn close(&self) -> Result<(), Error> {
         let (reply, done) = oneshot::channel();
-        if self.sender.send(Request::Close { reply }).await.is_ok() {
-            let _ = done.await;
+        self.sender
+            .send(Request::Close { reply })
+            .await
+            .map_err(|_| Error::WriterClosed)?;
+        done.await.map_err(|_| Error::WriterClosed)?
+    }
+
+    /// Resolves with the reason once a write has failed and the writer has stopped for good
+    /// (fail-stop): the caller must record nothing more and stop.
+    pub async fn failed(&self) -> String {
+        let mut status = self.status.clone();
+        let failed = status
+            .wait_for(|status| status.failed.is_some())
+            .await
+            .map(|status| status.failed.clone().unwrap_or_default());
+        match failed {
+            Ok(reason) => reason,
+            // The writer is gone without failing: it was closed, and nothing can fail any more.
+            Err(_) => std::future::pending().await,
         }
     }
 }
@@ -248,7 +260,7 @@ enum Share {
 
 impl Writer {
     fn run(mut self, mut receiver: mpsc::Receiver<Request>) {
-        let mut closing: Option<oneshot::Sender<()>> = None;
+        let mut closing: Option<oneshot::Sender<Result<(), Error>>> = None;
         while closing.is_none() {
             let Some(first) = receiver.blocking_recv() else {
                 break;
@@ -281,13 +293,21 @@ impl Writer {
                     let _ = reply.send(Err(Error::WriterClosed));
                 }
                 Request::Close { reply } => {
-                    let _ = reply.send(());
+                    let _ = reply.send(Err(Error::WriterClosed));
                 }
             }
         }
+        let closed = match &self.failed {
+            Some(reason) => Err(Error::WriterFailed {
+                reason: reason.clone(),
+            }),
+            None => self.log.close().map_err(|error| Error::WriterFailed {
+                reason: crate::error::full_message(&error),
+            }),
+        };
         drop(self.log);
         if let Some(reply) = closing {
-            let _ = reply.send(());
+            let _ = reply.send(closed);
         }
     }
 
@@ -341,7 +361,7 @@ impl Writer {
                 if outcome.is_err() {
                     break;
                 }
-                if head.seq > 0 && (head.seq + 1) % self.checkpoint_every == 0 {
+                if head.seq > 0 && (head.seq + 1).is_multiple_of(self.checkpoint_every) {
                     if let Err(error) = self.push_checkpoint(&mut head, &mut stored, &mut records) {
                         outcome = Err(error);
                         break;
@@ -368,8 +388,19 @@ impl Writer {
             replies.push(reply);
         }
 
-        if let Err(error) = self.log.append(&stored) {
-            let reason = error.to_string();
+        let checkpointed = last_checkpoint.is_some();
+        let written = self.log.append(&stored).and_then(|()| {
+            if checkpointed {
+                self.log.sync_evidence()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(error) = written {
+            // Fail-stop: the store may hold part of this batch in memory; nothing of it, and
+            // nothing after it, may reach the disk from this process.
+            self.log.abandon();
+            let reason = crate::error::full_message(&error);
             self.failed = Some(reason.clone());
             self.status
                 .send_modify(|status| status.failed = Some(reason.clone()));

@@ -6,9 +6,13 @@
 //! - [`checkpoint`]: the Neuron's Ed25519 key and signed checkpoints (SPEC §3.2).
 //! - [`store`]: the [`Log`] storage trait, its sled implementation (power-loss durable) and an
 //!   in-memory one.
+//! - [`evidence`]: the head file that proves which records the log acknowledged, outside the
+//!   store's own recovery.
 //! - [`journal`]: the group-commit writer every append goes through.
 //! - [`verify`]: chain, numbering and checkpoint verification naming the first bad seq.
 //! - [`export`]: JSONL export and import that keep every record's bytes.
+//! - [`jsonl`]: an export split into blocks of whole lines, linear and bounded whatever it holds.
+//! - [`parallel`]: the one parallel reader: work on worker threads, results in order.
 //! - [`b64`]: base64url as the Neuron writes and reads it.
 //!
 //! This crate knows nothing of networking or of the handshake: it stores facts and proves they
@@ -18,8 +22,11 @@ pub mod b64;
 pub mod checkpoint;
 mod error;
 pub mod event;
+pub mod evidence;
 pub mod export;
 pub mod journal;
+pub mod jsonl;
+pub mod parallel;
 pub mod record;
 pub mod store;
 #[cfg(feature = "test-support")]
@@ -28,10 +35,11 @@ pub mod time;
 pub mod verify;
 
 pub use checkpoint::NeuronKey;
-pub use error::Error;
+pub use error::{full_message, Error};
 pub use event::{Event, EventData};
+pub use evidence::Acknowledged;
 pub use journal::{BatchReport, CommitObserver, Committed, Journal, JournalOptions, JournalStatus};
 pub use record::{Digest, Record};
-pub use store::{Durability, Log, LogHead, MemoryLog, SledLog, SledReader};
+pub use store::{AppendStep, Durability, Log, LogHead, MemoryLog, SledLog, SledReader};
 pub use time::{Clock, SteppingClock, SystemClock, Timestamp};
 pub use verify::{verify, verify_jsonl, verify_log, Report, VerifyOptions};

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::sync_directory;
+use crate::evidence::{Acknowledged, HeadFile};
 use crate::record::Digest;
 use crate::Error;
 
@@ -78,15 +79,32 @@ pub trait Log: Send + Sync + 'static {
         Ok(self.head()?.seq)
     }
 
-    /// The head the store recorded with its last batch, independently of the records themselves,
-    /// when it keeps one. Verification compares it with the chain to catch an altered last record
-    /// or a removed tail.
+    /// What the log knows, from outside its store, about the last record it acknowledged
+    /// ([`crate::evidence`]). Opening and verification check the store against it.
+    fn acknowledged(&self) -> Acknowledged {
+        Acknowledged::NotKept
+    }
+
+    /// Makes the evidence of the acknowledged head durable. The journal calls it after a batch
+    /// that holds a checkpoint.
     ///
     /// # Errors
     /// The store's error.
-    fn recorded_head(&self) -> Result<Option<LogHead>, Error> {
-        Ok(None)
+    fn sync_evidence(&mut self) -> Result<(), Error> {
+        Ok(())
     }
+
+    /// Makes everything durable before the log is let go: the journal calls it when it closes.
+    ///
+    /// # Errors
+    /// The store's error.
+    fn close(&mut self) -> Result<(), Error> {
+        self.sync_evidence()
+    }
+
+    /// Gives the store up after a failed append: nothing more may reach the disk from this
+    /// process, not even what the store would write when it is dropped (fail-stop, SPEC §3.4).
+    fn abandon(&mut self) {}
 }
 
 /// How hard [`SledLog::append`] works to make a batch durable.
@@ -100,10 +118,11 @@ pub enum Durability {
     ProcessCrash,
 }
 
-/// The key under which a sled log keeps the head of its last batch. Record keys are exactly 8 bytes
-/// (the seq, big-endian), so this 5-byte key never collides with one and sorts after every record
-/// whose seq is below 2^56.
-const HEAD_KEY: &[u8] = b"\xffhead";
+/// The key under which stores written before head files kept the head of their last batch,
+/// inside the same atomic batch. Record keys are exactly 8 bytes (the seq, big-endian), so this
+/// 5-byte key never collides with one and sorts after every record whose seq is below 2^56. It is
+/// read only to adopt such a store ([`Acknowledged::Legacy`]) and no longer written.
+const LEGACY_HEAD_KEY: &[u8] = b"\xffhead";
 
 /// How long opening a log waits for a lock that a just-dropped handle still holds.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -113,23 +132,46 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// it is resident in the server.
 const SLED_CACHE_BYTES: u64 = 4 << 20;
 
-/// The highest seq a sled log files: keys above it would sort past [`HEAD_KEY`].
+/// The highest seq a sled log files: keys above it would sort past [`LEGACY_HEAD_KEY`].
 pub const MAX_SEQ: u64 = (1 << 56) - 1;
 
-/// The sled 0.34 store: one tree, record keys the seq in big-endian.
+/// A step of [`SledLog::append`] that a test can make fail (`SledLog::fail_at`, feature
+/// `test-support`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendStep {
+    /// sled took the batch into memory, then reported an error.
+    Apply,
+    /// sled's flush failed after writing the batch.
+    Flush,
+    /// `fdatasync` failed after sled's flush.
+    Sync,
+    /// The head file could not be written after the batch was durable.
+    Evidence,
+}
+
+/// The sled 0.34 store: one tree, record keys the seq in big-endian, and the head file beside it.
 pub struct SledLog {
     db: sled::Db,
     path: PathBuf,
     data_file: File,
     durability: Durability,
     synced_blobs: HashSet<std::ffi::OsString>,
+    acknowledged: Acknowledged,
+    head_file: Option<HeadFile>,
+    /// A failure a test injected: the step, and how many appends succeed before it strikes.
+    fault: Option<(AppendStep, u64)>,
+}
+
+fn is_lock_error(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(error) if error.to_string().contains("could not acquire lock"))
 }
 
 impl SledLog {
     /// Opens (or creates) the log in directory `path`, with power-loss durability.
     ///
     /// # Errors
-    /// [`Error::Store`] when sled cannot open it; [`Error::Io`] when its files cannot be synced.
+    /// [`Error::Locked`] when another process holds it; [`Error::Store`] when sled cannot open
+    /// it; [`Error::Io`] when its files cannot be synced or its head file read or created.
     pub fn open(path: &Path) -> Result<Self, Error> {
         Self::open_with(path, Durability::PowerLoss)
     }
@@ -140,10 +182,13 @@ impl SledLog {
     /// As [`SledLog::open`].
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, Error> {
         // The log is append-only and read back only at start-up and by investigators: a small
-        // page cache keeps the server's memory bounded without slowing appends.
+        // page cache keeps the server's memory bounded without slowing appends. No background
+        // flusher: every batch is flushed when it is appended, and after a failed append nothing
+        // may be flushed behind the journal's back (fail-stop).
         let config = sled::Config::new()
             .path(path)
-            .cache_capacity(SLED_CACHE_BYTES);
+            .cache_capacity(SLED_CACHE_BYTES)
+            .flush_every_ms(None);
         // sled releases its file lock only when its background threads let go of the store, a
         // moment after the last handle is dropped: a log reopened at once (a restart in the same
         // process) waits for that rather than failing.
@@ -151,11 +196,13 @@ impl SledLog {
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(error))
-                    if error.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
+                Err(error) if is_lock_error(&error) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(error) if is_lock_error(&error) => {
+                    return Err(Error::Locked {
+                        path: path.to_path_buf(),
+                    })
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -168,12 +215,31 @@ impl SledLog {
         })?;
         // The store's files may have just been created: make their directory entries durable.
         sync_directory(path)?;
+        let (acknowledged, head_file) = match HeadFile::read(path)? {
+            Some(found) => {
+                let file = matches!(found, Acknowledged::Head(_))
+                    .then(|| HeadFile::open(path))
+                    .transpose()?;
+                (found, file)
+            }
+            None => match (db.get_lt(LEGACY_HEAD_KEY)?, db.get(LEGACY_HEAD_KEY)?) {
+                (None, _) => {
+                    let file = HeadFile::create(path, LogHead::EMPTY)?;
+                    (Acknowledged::Head(LogHead::EMPTY), Some(file))
+                }
+                (Some(_), Some(value)) => (Acknowledged::Legacy(legacy_head(&value)?), None),
+                (Some(_), None) => (Acknowledged::Missing, None),
+            },
+        };
         Ok(Self {
             db,
             path: path.to_path_buf(),
             data_file,
             durability,
             synced_blobs: HashSet::new(),
+            acknowledged,
+            head_file,
+            fault: None,
         })
     }
 
@@ -212,6 +278,37 @@ impl SledLog {
         self.synced_blobs = present;
         Ok(())
     }
+
+    /// Records `head` as acknowledged in the head file (creating it for a store adopted from
+    /// before head files).
+    fn write_evidence(&mut self, head: LogHead) -> Result<(), Error> {
+        let file = match &mut self.head_file {
+            Some(file) => file,
+            None => self.head_file.insert(HeadFile::create(&self.path, head)?),
+        };
+        file.write(head)?;
+        self.acknowledged = Acknowledged::Head(head);
+        Ok(())
+    }
+
+    /// Makes the `nth` append from now (0: the next) fail at `step`, as a failing disk would:
+    /// only for tests of fail-stop.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn fail_at(&mut self, step: AppendStep, nth: u64) {
+        self.fault = Some((step, nth));
+    }
+
+    /// Whether the injected fault, if any, strikes at `step` of this append.
+    fn injected(&self, step: AppendStep) -> Result<(), Error> {
+        match self.fault {
+            Some((at, 0)) if at == step => Err(Error::Io {
+                action: "write (injected failure)",
+                path: self.path.join("db"),
+                source: std::io::Error::from_raw_os_error(5),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn seq_key(seq: u64) -> [u8; 8] {
@@ -225,11 +322,22 @@ fn key_seq(key: &[u8]) -> Result<u64, Error> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-fn head_value(head: &LogHead) -> Vec<u8> {
-    let mut value = Vec::with_capacity(40);
-    value.extend_from_slice(&head.seq.to_be_bytes());
-    value.extend_from_slice(&head.hash.0);
-    value
+fn legacy_head(value: &[u8]) -> Result<LogHead, Error> {
+    let corrupt = || Error::Corrupt {
+        reason: format!("recorded head of {} bytes, not 40", value.len()),
+    };
+    let seq: [u8; 8] = value
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
+    let hash: [u8; 32] = value
+        .get(8..)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
+    Ok(LogHead {
+        seq: u64::from_be_bytes(seq),
+        hash: Digest(hash),
+    })
 }
 
 impl Log for SledLog {
@@ -241,15 +349,22 @@ impl Log for SledLog {
         for (seq, bytes) in records {
             batch.insert(&seq_key(*seq), bytes.as_slice());
         }
+        self.db.apply_batch(batch)?;
+        self.injected(AppendStep::Apply)?;
+        self.db.flush()?;
+        self.injected(AppendStep::Flush)?;
+        if self.durability == Durability::PowerLoss {
+            self.sync_files()?;
+        }
+        self.injected(AppendStep::Sync)?;
         let head = LogHead {
             seq: *last_seq,
             hash: Digest::of(last_bytes),
         };
-        batch.insert(HEAD_KEY, head_value(&head));
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
-        if self.durability == Durability::PowerLoss {
-            self.sync_files()?;
+        self.injected(AppendStep::Evidence)?;
+        self.write_evidence(head)?;
+        if let Some((_, countdown)) = &mut self.fault {
+            *countdown = countdown.wrapping_sub(1);
         }
         Ok(())
     }
@@ -282,7 +397,7 @@ impl Log for SledLog {
     }
 
     fn head(&self) -> Result<LogHead, Error> {
-        match self.db.get_lt(HEAD_KEY)? {
+        match self.db.get_lt(LEGACY_HEAD_KEY)? {
             None => Ok(LogHead::EMPTY),
             Some((key, value)) => Ok(LogHead {
                 seq: key_seq(&key)?,
@@ -292,31 +407,27 @@ impl Log for SledLog {
     }
 
     fn last_key(&self) -> Result<u64, Error> {
-        match self.db.get_lt(HEAD_KEY)? {
+        match self.db.get_lt(LEGACY_HEAD_KEY)? {
             None => Ok(0),
             Some((key, _)) => key_seq(&key),
         }
     }
 
-    fn recorded_head(&self) -> Result<Option<LogHead>, Error> {
-        let Some(value) = self.db.get(HEAD_KEY)? else {
-            return Ok(None);
-        };
-        let corrupt = || Error::Corrupt {
-            reason: format!("recorded head of {} bytes, not 40", value.len()),
-        };
-        let seq: [u8; 8] = value
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(corrupt)?;
-        let hash: [u8; 32] = value
-            .get(8..)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(corrupt)?;
-        Ok(Some(LogHead {
-            seq: u64::from_be_bytes(seq),
-            hash: Digest(hash),
-        }))
+    fn acknowledged(&self) -> Acknowledged {
+        self.acknowledged.clone()
+    }
+
+    fn sync_evidence(&mut self) -> Result<(), Error> {
+        match &self.head_file {
+            Some(file) => file.sync(),
+            None => Ok(()),
+        }
+    }
+
+    fn abandon(&mut self) {
+        // sled flushes whatever it still holds in memory when its last handle is dropped: a
+        // handle that is never dropped keeps that from happening. The process exits soon after.
+        std::mem::forget(self.db.clone());
     }
 }
 

@@ -321,7 +321,7 @@ pub fn fixed_log() -> Result<Vec<Vec<u8>>, Error> {
             journal.append(event).await?;
         }
         journal.checkpoint().await?;
-        journal.close().await;
+        journal.close().await?;
         Ok::<_, Error>(())
     })?;
     Ok(log.all_bytes())
@@ -338,6 +338,7 @@ pub fn verified_records(log_dir: &std::path::Path) -> String {
     let options = crate::VerifyOptions {
         trusted_key: Some(neuron_key().verifying_key()),
         expected_head: None,
+        allow_unsigned_tail: false,
     };
     match crate::verify_log(&log, &options) {
         Ok(report) if report.is_intact() => {}

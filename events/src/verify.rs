@@ -1,26 +1,28 @@
 //! Chain verification over any sequence of stored records: a sled log or a JSONL export. It hashes
 //! the stored bytes (never a re-serialisation), follows every `prev` link, checks numbering, checks
-//! each checkpoint's head and signature, and names the first problem with its seq.
+//! each checkpoint's head and signature, and names the first problem with its seq (and, in an
+//! export, its line).
 //!
 //! What it can prove: the hash chain shows that nothing was altered, inserted, removed or reordered
-//! before the last record; a checkpoint signed by a trusted key shows who wrote the log up to it. A
-//! change to the very last record or a removed tail shows only against an anchor: the head a sled
-//! store records with each batch, or a head the investigator trusts (for example from the admin
-//! API).
+//! before the last record; a checkpoint signed by a trusted key shows who wrote the log up to it.
+//! A change to the very last record or a removed tail shows only against an anchor: the head a
+//! sled store acknowledged in its head file ([`crate::evidence`]), or a head the investigator
+//! trusts (for example from the admin API). With a trusted key, every record must be covered by a
+//! trusted checkpoint; an uncovered tail is named, and accepted only when asked.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::io::Read;
-use std::sync::mpsc;
-use std::thread;
+use std::iter::Peekable;
 
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
 use crate::b64;
 use crate::checkpoint::{verify_checkpoint, CheckpointFault};
-use crate::event::{EventData, LogCheckpoint};
-use crate::record::{Digest, Envelope};
+use crate::event::LogCheckpoint;
+use crate::evidence::Acknowledged;
+use crate::jsonl::{oversized_reason, Blocks, Piece};
+use crate::record::Digest;
 use crate::store::{Log, LogHead};
 use crate::time::Timestamp;
 use crate::Error;
@@ -30,6 +32,8 @@ use crate::Error;
 pub struct Entry {
     /// The seq the store files it under (the sled key), when the source has one.
     pub key: Option<u64>,
+    /// The line it stands on, when the source is an export.
+    pub line: Option<u64>,
     /// The stored bytes.
     pub bytes: Vec<u8>,
     /// False when the source's framing shows the record was cut short (a JSONL line without its
@@ -40,10 +44,13 @@ pub struct Entry {
 /// What the investigator trusts beyond the log itself.
 #[derive(Clone, Debug, Default)]
 pub struct VerifyOptions {
-    /// Checkpoints must be signed by this key.
+    /// Checkpoints must be signed by this key, and every record covered by one.
     pub trusted_key: Option<VerifyingKey>,
     /// The log must contain this record (seq and hash), as learned from a trusted source.
     pub expected_head: Option<LogHead>,
+    /// With a trusted key: accept records after the last trusted checkpoint (a copy of a running
+    /// or crashed server's log), naming them in the report.
+    pub allow_unsigned_tail: bool,
 }
 
 /// The last checkpoint whose signature and head held.
@@ -55,6 +62,47 @@ pub struct CheckpointSummary {
     pub upto: u64,
     /// The signer's public key, base64url.
     pub signer: String,
+}
+
+/// Where a head that the log must hold comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    /// The store's head file: the last record the log acknowledged.
+    Acknowledged,
+    /// The head a store written before head files recorded inside itself.
+    StoreRecord,
+    /// The head the investigator trusts (`--expect-head`).
+    Trusted,
+}
+
+impl Anchor {
+    fn says(self) -> &'static str {
+        match self {
+            Self::Acknowledged => "acknowledged",
+            Self::StoreRecord => "recorded by the store",
+            Self::Trusted => "named by the trusted head",
+        }
+    }
+}
+
+/// A range of seqs, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SeqRange {
+    /// The first seq.
+    pub first: u64,
+    /// The last seq.
+    pub last: u64,
+}
+
+impl std::fmt::Display for SeqRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "record {}", self.first)
+        } else {
+            write!(f, "records {}..{}", self.first, self.last)
+        }
+    }
 }
 
 /// What is wrong with a log.
@@ -105,18 +153,34 @@ pub enum Fault {
         /// The key that signed it, base64url.
         signer: String,
     },
-    /// The hash at this seq differs from the anchor's (the store's recorded head or the trusted
-    /// head): the record was altered, or records after it were removed or added.
+    /// The hash at this seq differs from the anchor's: the record was altered, or records were
+    /// removed and others written in their place.
     HeadMismatch {
         /// The anchor's hash.
         expected: Digest,
         /// The chain's hash at this seq.
         found: Digest,
+        /// Where the anchor comes from.
+        anchor: Anchor,
     },
-    /// The log ends before this seq, which the anchor says exists: its tail was removed.
-    Truncated {
-        /// The last seq present.
-        last_present: u64,
+    /// Records the anchor says exist are absent: the log was truncated or the store lost them.
+    Absent {
+        /// The records missing.
+        range: SeqRange,
+        /// Where the anchor comes from.
+        anchor: Anchor,
+    },
+    /// The store holds records but no head file: a lost tail could not be detected.
+    NoHeadEvidence,
+    /// The store's head file cannot be read as one.
+    HeadEvidenceDamaged {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Records that no checkpoint signed by the trusted key covers.
+    UnsignedTail {
+        /// The records.
+        range: SeqRange,
     },
 }
 
@@ -150,11 +214,30 @@ impl Fault {
             Self::UntrustedSigner { signer } => {
                 format!("checkpoint signed by {signer}, not by the trusted key")
             }
-            Self::HeadMismatch { expected, found } => {
-                format!("hash here is {found}, the anchor says {expected}")
+            Self::HeadMismatch {
+                expected,
+                found,
+                anchor,
+            } => format!(
+                "hash here is {found}, but the record {} under this seq hashes to {expected}",
+                anchor.says()
+            ),
+            Self::Absent { range, anchor } => match anchor {
+                Anchor::Trusted => format!(
+                    "{range} absent, but the trusted head names seq {}: its tail was removed",
+                    range.last
+                ),
+                Anchor::Acknowledged | Anchor::StoreRecord => {
+                    format!("{range} {} but absent: the store lost them", anchor.says())
+                }
+            },
+            Self::NoHeadEvidence => {
+                "the store holds records but its head file is missing: a lost tail could not be detected"
+                    .into()
             }
-            Self::Truncated { last_present } => {
-                format!("log ends at seq {last_present}: its tail was removed")
+            Self::HeadEvidenceDamaged { reason } => format!("the store's head file is damaged ({reason})"),
+            Self::UnsignedTail { range } => {
+                format!("{range} signed by no trusted checkpoint")
             }
         }
     }
@@ -165,11 +248,23 @@ impl Fault {
 pub struct Problem {
     /// The seq at which the log stops being trustworthy.
     pub seq: u64,
+    /// The line it stands on, in an export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
     /// The kind of the record at fault, when it could be read.
     pub kind: Option<String>,
     /// What is wrong.
     #[serde(flatten)]
     pub fault: Fault,
+}
+
+/// The head a store acknowledged, as verification found it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AcknowledgedHead {
+    /// The seq the evidence names.
+    pub seq: u64,
+    /// Where the evidence comes from.
+    pub anchor: Anchor,
 }
 
 /// The outcome of a verification.
@@ -185,6 +280,13 @@ pub struct Report {
     pub last_at: Option<Timestamp>,
     /// The last checkpoint that verified.
     pub last_checkpoint: Option<CheckpointSummary>,
+    /// The head the store acknowledged, for a store that keeps that evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<AcknowledgedHead>,
+    /// Records after the last trusted checkpoint, accepted because the investigator allowed an
+    /// unsigned tail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsigned_tail: Option<SeqRange>,
     /// The first problem, if any.
     pub problem: Option<Problem>,
 }
@@ -194,14 +296,6 @@ impl Report {
     pub fn is_intact(&self) -> bool {
         self.problem.is_none()
     }
-}
-
-fn problem(seq: u64, kind: Option<Cow<'static, str>>, fault: Fault) -> Option<Problem> {
-    Some(Problem {
-        seq,
-        kind: kind.map(Cow::into_owned),
-        fault,
-    })
 }
 
 struct Parsed {
@@ -216,28 +310,15 @@ struct Parsed {
 /// A checkpoint's data and whether its signature verified (checked on the worker thread).
 type SignedCheckpoint = (LogCheckpoint, Result<VerifyingKey, CheckpointFault>);
 
-/// The parts of a record verification needs, read from its bytes: first by the fast path for the
-/// canonical layout the writer produces, else by the general parser (which also explains what is
-/// wrong).
+/// The parts of a record verification needs, read from its bytes ([`crate::record::parts`]), and
+/// its hash; a checkpoint's signature is checked here too, on the worker thread.
 fn parse(bytes: &[u8]) -> Result<Parsed, String> {
-    let (seq, at, kind, prev, data) = match canonical_parts(bytes) {
-        Some((seq, at, kind, prev, data)) => (seq, at, Cow::Borrowed(kind), Some(prev), data),
-        None => {
-            let envelope = Envelope::parse(bytes).map_err(|error| error.to_string())?;
-            let at = Timestamp::parse_rfc3339(&envelope.at).map_err(|error| error.to_string())?;
-            let kind = match EventData::KINDS
-                .iter()
-                .find(|known| **known == envelope.kind)
-            {
-                Some(known) => Cow::Borrowed(*known),
-                None => Cow::Owned(envelope.kind.clone().into_owned()),
-            };
-            let prev = Digest::from_hex(&envelope.prev).ok();
-            (envelope.seq, at, kind, prev, envelope.data.get().as_bytes())
-        }
-    };
-    let checkpoint = (kind == "log.checkpoint").then(|| {
-        serde_json::from_slice::<LogCheckpoint>(data)
+    let parts = crate::record::parts(bytes).map_err(|error| match error {
+        Error::Unparseable { reason } => reason,
+        other => other.to_string(),
+    })?;
+    let checkpoint = (parts.kind == "log.checkpoint").then(|| {
+        serde_json::from_slice::<LogCheckpoint>(parts.data)
             .map(|checkpoint| {
                 let signer = verify_checkpoint(&checkpoint);
                 (checkpoint, signer)
@@ -245,603 +326,511 @@ fn parse(bytes: &[u8]) -> Result<Parsed, String> {
             .map_err(|error| format!("bad data for log.checkpoint: {error}"))
     });
     Ok(Parsed {
-        seq,
-        at,
-        kind,
-        prev,
+        seq: parts.seq,
+        at: parts.at,
+        kind: parts.kind,
+        prev: parts.prev,
         hash: Digest::of(bytes),
         checkpoint,
     })
-}
-
-/// Reads a record laid out exactly as the writer lays it out:
-/// `{"seq":N,"at":"<24>","kind":"<known>"[,"session":"…"],"data":<one JSON value>,"prev":"<64 hex>"}`.
-/// Anything else returns `None` and goes to the general parser. Inside valid JSON, the byte
-/// sequences searched for here cannot occur within a string (a raw `"` there is always escaped),
-/// so the positions found are the top-level ones.
-fn canonical_parts(bytes: &[u8]) -> Option<(u64, Timestamp, &'static str, Digest, &[u8])> {
-    const PREV: &[u8] = b",\"prev\":\"";
-    let rest = bytes.strip_prefix(b"{\"seq\":")?;
-    let digits = rest.iter().position(|byte| !byte.is_ascii_digit())?;
-    if digits == 0 || digits > 19 || (digits > 1 && rest[0] == b'0') {
-        return None;
-    }
-    let seq = std::str::from_utf8(&rest[..digits])
-        .ok()?
-        .parse::<u64>()
-        .ok()?;
-    let rest = rest[digits..].strip_prefix(b",\"at\":\"")?;
-    let at = Timestamp::parse_rfc3339_bytes(rest.get(..24)?).ok()?;
-    let rest = rest[24..].strip_prefix(b"\",\"kind\":\"")?;
-    let kind_end = rest.iter().position(|byte| *byte == b'"')?;
-    let kind = *EventData::KINDS
-        .iter()
-        .find(|known| known.as_bytes() == &rest[..kind_end])?;
-    let mut rest = &rest[kind_end + 1..];
-    if let Some(after) = rest.strip_prefix(b",\"session\":") {
-        let end = find(after, b",\"data\":")?;
-        serde_json::from_slice::<&serde_json::value::RawValue>(&after[..end]).ok()?;
-        if after.first() != Some(&b'"') {
-            return None;
-        }
-        rest = &after[end..];
-    }
-    let rest = rest.strip_prefix(b",\"data\":")?;
-    let suffix_start = rest.len().checked_sub(PREV.len() + 66)?;
-    let (data, suffix) = rest.split_at(suffix_start);
-    let hex = suffix.strip_prefix(PREV)?.strip_suffix(b"\"}")?;
-    let prev = Digest::from_hex_bytes(hex).ok()?;
-    serde_json::from_slice::<serde::de::IgnoredAny>(data).ok()?;
-    if !data.starts_with(b"{") {
-        return None;
-    }
-    Some((seq, at, kind, prev, data))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 /// Where a parsed record stood in its source; its bytes stay with the worker that parsed them.
 #[derive(Clone, Copy, Debug)]
 struct Position {
     key: Option<u64>,
+    line: Option<u64>,
     complete: bool,
+    /// A line longer than any record: never a torn tail, whatever its end.
+    oversized: bool,
 }
 
 type ParsedEntry = (Position, Result<Parsed, String>);
 
-/// Records in a batch handed to a parsing worker.
+/// Records (or seqs of a store) handed to a parsing worker at once.
 const BATCH: usize = 4096;
-
-/// Bytes of JSONL handed to a parsing worker at once.
-const BLOCK: usize = 1 << 20;
 
 /// What a parsing worker is handed.
 enum Work {
     /// Entries already read: parse and hash them.
     Entries(Vec<Entry>),
-    /// Whole JSONL lines; the last one lacks its newline when `complete` is false.
-    Lines { block: Vec<u8>, complete: bool },
+    /// A piece of an export: split it into lines, parse and hash them.
+    Piece(Piece),
     /// Read the records with seq in this range from the store, then parse and hash them.
     Range(u64, u64),
+    /// The source failed to read: the pass ends with this error.
+    Failed(Error),
 }
 
-/// Where the entries come from.
-enum Feeder<I, R> {
-    /// An iterator read on the calling thread.
-    Iter(I),
-    /// A JSONL stream read in large blocks on the calling thread and split into lines by the
-    /// workers, so that no line is copied or allocated on its own.
-    Reader { input: R, carry: Vec<u8> },
-    /// A store that the workers read in seq ranges, so that reading is spread over cores too.
-    Ranges { next: u64, last: u64 },
-}
-
-/// Entries parsed and hashed on worker threads, handed back in their original order.
-struct ParsedStream<I, R> {
-    feeder: Feeder<I, R>,
-    #[allow(clippy::type_complexity)]
-    workers: Vec<(
-        mpsc::SyncSender<Work>,
-        mpsc::Receiver<Result<Vec<ParsedEntry>, Error>>,
-    )>,
-    in_flight: VecDeque<usize>,
-    next_worker: usize,
-    current: std::vec::IntoIter<ParsedEntry>,
-    exhausted: bool,
-    read_error: Option<Error>,
-}
-
-fn parse_one(key: Option<u64>, bytes: &[u8], complete: bool) -> ParsedEntry {
-    (Position { key, complete }, parse(bytes))
+fn parse_one(key: Option<u64>, line: Option<u64>, bytes: &[u8], complete: bool) -> ParsedEntry {
+    let position = Position {
+        key,
+        line,
+        complete,
+        oversized: false,
+    };
+    (position, parse(bytes))
 }
 
 fn perform(work: Work, log: Option<&dyn Log>) -> Result<Vec<ParsedEntry>, Error> {
     match work {
         Work::Entries(entries) => Ok(entries
             .into_iter()
-            .map(|entry| parse_one(entry.key, &entry.bytes, entry.complete))
+            .map(|entry| parse_one(entry.key, entry.line, &entry.bytes, entry.complete))
             .collect()),
-        Work::Lines { block, complete } => {
-            let body = block.strip_suffix(b"\n").unwrap_or(&block);
-            let mut parsed = Vec::with_capacity(BATCH);
-            let mut start = 0;
-            for newline in memchr::memchr_iter(b'\n', body) {
-                parsed.push(parse_one(None, &body[start..newline], true));
-                start = newline + 1;
-            }
-            parsed.push(parse_one(None, &body[start..], complete));
-            Ok(parsed)
-        }
+        Work::Piece(piece) => Ok(piece
+            .lines()
+            .map(|line| match line.bytes {
+                Ok(bytes) => parse_one(None, Some(line.number), bytes, line.complete),
+                Err(length) => (
+                    Position {
+                        key: None,
+                        line: Some(line.number),
+                        complete: line.complete,
+                        oversized: true,
+                    },
+                    Err(oversized_reason(length)),
+                ),
+            })
+            .collect()),
         Work::Range(from, to) => {
             let mut parsed = Vec::with_capacity(BATCH);
             if let Some(log) = log {
                 log.scan(from, to, &mut |seq, bytes| {
-                    parsed.push(parse_one(Some(seq), bytes, true))
+                    parsed.push(parse_one(Some(seq), None, bytes, true))
                 })?;
             }
             Ok(parsed)
         }
+        Work::Failed(error) => Err(error),
     }
 }
 
-impl<I, R> ParsedStream<I, R>
+/// Runs the parsing work on worker threads and checks the chain, in order, on this one.
+fn run(
+    work: impl Iterator<Item = Work>,
+    log: Option<&dyn Log>,
+    acknowledged: &Acknowledged,
+    options: &VerifyOptions,
+) -> Result<Report, Error> {
+    let perform = |work| perform(work, log);
+    std::thread::scope(|scope| {
+        let parsed = crate::parallel::ordered(scope, work, &perform).flat_map(|batch| {
+            let (entries, failure) = match batch {
+                Ok(entries) => (entries, None),
+                Err(error) => (Vec::new(), Some(error)),
+            };
+            entries.into_iter().map(Ok).chain(failure.map(Err))
+        });
+        check(parsed, acknowledged, options)
+    })
+}
+
+/// Entries in batches; a read error ends them, after the entries read before it.
+fn batches<I>(mut entries: I) -> impl Iterator<Item = Work>
 where
     I: Iterator<Item = Result<Entry, Error>>,
-    R: Read,
 {
-    fn start<'scope>(
-        feeder: Feeder<I, R>,
-        log: Option<&'scope dyn Log>,
-        scope: &'scope thread::Scope<'scope, '_>,
-    ) -> Self {
-        let count = thread::available_parallelism()
-            .map_or(1, usize::from)
-            .clamp(1, 4);
-        let workers = (0..count)
-            .map(|_| {
-                let (to_worker, work) = mpsc::sync_channel::<Work>(2);
-                let (to_caller, results) = mpsc::sync_channel(2);
-                scope.spawn(move || {
-                    for work in work {
-                        if to_caller.send(perform(work, log)).is_err() {
-                            break;
-                        }
-                    }
-                });
-                (to_worker, results)
-            })
-            .collect();
-        Self {
-            feeder,
-            workers,
-            in_flight: VecDeque::new(),
-            next_worker: 0,
-            current: Vec::new().into_iter(),
-            exhausted: false,
-            read_error: None,
+    let mut failure: Option<Error> = None;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if let Some(error) = failure.take() {
+            done = true;
+            return Some(Work::Failed(error));
         }
-    }
-
-    fn next_work(&mut self) -> Option<Work> {
-        match &mut self.feeder {
-            Feeder::Ranges { next, last } => {
-                if *next > *last {
-                    self.exhausted = true;
-                    return None;
+        if done {
+            return None;
+        }
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            match entries.next() {
+                Some(Ok(entry)) => batch.push(entry),
+                Some(Err(error)) => {
+                    failure = Some(error);
+                    break;
                 }
-                let from = *next;
-                let to = from.saturating_add(BATCH as u64 - 1).min(*last);
-                *next = to.saturating_add(1);
-                if to == u64::MAX {
-                    self.exhausted = true;
+                None => {
+                    done = true;
+                    break;
                 }
-                Some(Work::Range(from, to))
-            }
-            Feeder::Reader { input, carry } => {
-                let mut block = std::mem::take(carry);
-                let start = block.len();
-                block.resize(start + BLOCK, 0);
-                let mut filled = start;
-                // Fill the block, or reach the end of the input.
-                let at_end = loop {
-                    match input.read(&mut block[filled..]) {
-                        Ok(0) => break true,
-                        Ok(read) => {
-                            filled += read;
-                            if filled == block.len() {
-                                break false;
-                            }
-                        }
-                        Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(source) => {
-                            self.read_error = Some(Error::Io {
-                                action: "read",
-                                path: "export input".into(),
-                                source,
-                            });
-                            self.exhausted = true;
-                            return None;
-                        }
-                    }
-                };
-                block.truncate(filled);
-                if at_end {
-                    self.exhausted = true;
-                    let complete = block.last() == Some(&b'\n');
-                    return (!block.is_empty()).then_some(Work::Lines { block, complete });
-                }
-                match block.iter().rposition(|byte| *byte == b'\n') {
-                    Some(newline) => {
-                        *carry = block.split_off(newline + 1);
-                        Some(Work::Lines {
-                            block,
-                            complete: true,
-                        })
-                    }
-                    // A line longer than a block: keep reading until it ends.
-                    None => {
-                        *carry = block;
-                        self.next_work()
-                    }
-                }
-            }
-            Feeder::Iter(source) => {
-                let mut batch = Vec::with_capacity(BATCH);
-                while batch.len() < BATCH {
-                    match source.next() {
-                        Some(Ok(entry)) => batch.push(entry),
-                        Some(Err(error)) => {
-                            self.read_error = Some(error);
-                            self.exhausted = true;
-                            break;
-                        }
-                        None => {
-                            self.exhausted = true;
-                            break;
-                        }
-                    }
-                }
-                (!batch.is_empty()).then_some(Work::Entries(batch))
             }
         }
-    }
-
-    fn fill(&mut self) {
-        while !self.exhausted && self.in_flight.len() < self.workers.len() * 2 {
-            let Some(work) = self.next_work() else {
-                break;
-            };
-            let worker = self.next_worker;
-            self.next_worker = (worker + 1) % self.workers.len();
-            if self.workers[worker].0.send(work).is_err() {
-                self.exhausted = true;
-                break;
-            }
-            self.in_flight.push_back(worker);
+        if batch.is_empty() {
+            done = true;
+            return failure.take().map(Work::Failed);
         }
-    }
+        Some(Work::Entries(batch))
+    })
 }
 
-impl<I, R> Iterator for ParsedStream<I, R>
-where
-    I: Iterator<Item = Result<Entry, Error>>,
-    R: Read,
-{
-    type Item = Result<ParsedEntry, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(parsed) = self.current.next() {
-                return Some(Ok(parsed));
-            }
-            self.fill();
-            let Some(worker) = self.in_flight.pop_front() else {
-                return self.read_error.take().map(Err);
-            };
-            match self.workers[worker].1.recv() {
-                Ok(Ok(batch)) => self.current = batch.into_iter(),
-                Ok(Err(error)) => {
-                    self.exhausted = true;
-                    self.in_flight.clear();
-                    return Some(Err(error));
-                }
-                Err(_) => return self.read_error.take().map(Err),
-            }
-        }
-    }
-}
-
-type NoEntries = std::iter::Empty<Result<Entry, Error>>;
-
-/// Verifies a sequence of stored records from any source. Parsing and hashing run on as many
-/// threads as there are cores (up to four); the chain is checked in order on the calling thread.
-///
-/// `recorded_head` is the head the store itself recorded, checked exactly; the options'
-/// `expected_head` may be any seq the log must contain.
+/// Verifies a sequence of stored records from any source, against what the source acknowledged.
+/// Parsing and hashing run on as many threads as there are cores (up to four); the chain is
+/// checked in order on the calling thread.
 ///
 /// # Errors
 /// Only the source's own read errors: everything wrong with the records is in the [`Report`].
 pub fn verify<I>(
     entries: I,
-    recorded_head: Option<LogHead>,
+    acknowledged: &Acknowledged,
     options: &VerifyOptions,
 ) -> Result<Report, Error>
 where
     I: IntoIterator<Item = Result<Entry, Error>>,
 {
-    thread::scope(|scope| {
-        let feeder: Feeder<_, std::io::Empty> = Feeder::Iter(entries.into_iter());
-        check(
-            ParsedStream::start(feeder, None, scope),
-            recorded_head,
-            options,
-        )
-    })
+    run(batches(entries.into_iter()), None, acknowledged, options)
 }
 
 /// Verifies a JSONL export as it streams in: read in large blocks, split and parsed on worker
-/// threads. A last line without its newline is judged as possibly torn.
+/// threads, in time linear in its size and bounded memory. A last line without its newline is
+/// judged as possibly torn; a line longer than any record is reported by its number unread.
 ///
 /// # Errors
 /// The input's read errors.
 pub fn verify_jsonl<R: Read>(input: R, options: &VerifyOptions) -> Result<Report, Error> {
-    thread::scope(|scope| {
-        let feeder: Feeder<NoEntries, R> = Feeder::Reader {
-            input,
-            carry: Vec::new(),
-        };
-        check(ParsedStream::start(feeder, None, scope), None, options)
-    })
+    let work = Blocks::new(input).map(|piece| match piece {
+        Ok(piece) => Work::Piece(piece),
+        Err(source) => Work::Failed(Error::Io {
+            action: "read",
+            path: "export input".into(),
+            source,
+        }),
+    });
+    run(work, None, &Acknowledged::NotKept, options)
 }
 
-/// Verifies a store in place, against the head it recorded. Worker threads read it in seq ranges,
-/// so reading as well as hashing is spread over the cores.
+/// Verifies a store in place, against the head its head file acknowledged. Worker threads read it
+/// in seq ranges, so reading as well as hashing is spread over the cores.
 ///
 /// # Errors
 /// The store's read errors.
 pub fn verify_log(log: &dyn Log, options: &VerifyOptions) -> Result<Report, Error> {
-    let recorded_head = log.recorded_head()?;
     let last = log.last_key()?;
-    thread::scope(|scope| {
-        let feeder: Feeder<NoEntries, std::io::Empty> = Feeder::Ranges { next: 1, last };
-        check(
-            ParsedStream::start(feeder, Some(log), scope),
-            recorded_head,
-            options,
-        )
+    let step = BATCH as u64;
+    let ranges = (0..last.div_ceil(step)).map(move |chunk| {
+        let from = chunk * step + 1;
+        Work::Range(from, (from + step - 1).min(last))
+    });
+    run(ranges, Some(log), &log.acknowledged(), options)
+}
+
+/// What the report said before the last sound record, to take that record back when the next one
+/// shows it was altered. The checkpoint part is only kept when that record was itself a
+/// checkpoint.
+struct Undo {
+    head: Digest,
+    at: Option<Timestamp>,
+    checkpoint: Option<Option<CheckpointSummary>>,
+}
+
+/// The chain checked record by record: each step either accepts the record or names the problem.
+struct Checker<'a> {
+    options: &'a VerifyOptions,
+    /// Heads the log must hold, with the hash found at each one's seq once it is passed.
+    anchors: Vec<(LogHead, Anchor, Option<Digest>)>,
+    report: Report,
+    last_kind: Option<Cow<'static, str>>,
+    undo: Option<Undo>,
+}
+
+/// The entry after the one being checked: none at the end of the log.
+type Following<'a> = Option<&'a Result<ParsedEntry, Error>>;
+
+fn following_parsed<'a>(following: Following<'a>) -> Option<Option<&'a Parsed>> {
+    following.map(|entry| match entry {
+        Ok((_, Ok(parsed))) => Some(parsed),
+        _ => None,
     })
 }
 
+fn problem_at(seq: u64, kind: Option<Cow<'static, str>>, fault: Fault) -> Problem {
+    Problem {
+        seq,
+        line: None,
+        kind: kind.map(Cow::into_owned),
+        fault,
+    }
+}
+
+impl<'a> Checker<'a> {
+    fn new(acknowledged: &Acknowledged, options: &'a VerifyOptions) -> Self {
+        let mut anchors = Vec::new();
+        let acknowledged_head = match acknowledged {
+            Acknowledged::Head(head) => Some((*head, Anchor::Acknowledged)),
+            Acknowledged::Legacy(head) => Some((*head, Anchor::StoreRecord)),
+            _ => None,
+        };
+        anchors.extend(acknowledged_head.map(|(head, anchor)| (head, anchor, None)));
+        anchors.extend(
+            options
+                .expected_head
+                .map(|head| (head, Anchor::Trusted, None)),
+        );
+        Self {
+            options,
+            anchors,
+            report: Report {
+                records: 0,
+                last_seq: 0,
+                head: Digest::GENESIS,
+                last_at: None,
+                last_checkpoint: None,
+                acknowledged: acknowledged_head.map(|(head, anchor)| AcknowledgedHead {
+                    seq: head.seq,
+                    anchor,
+                }),
+                unsigned_tail: None,
+                problem: None,
+            },
+            last_kind: None,
+            undo: None,
+        }
+    }
+
+    /// Checks one entry; `following` is the next one, when there is one.
+    fn step(&mut self, entry: ParsedEntry, following: Following<'_>) -> Result<(), Problem> {
+        let (position, parsed) = entry;
+        let expected = self.report.last_seq + 1;
+        let at_line = |mut problem: Problem| {
+            problem.line = position.line;
+            problem
+        };
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                let fault = if following.is_none() && !position.complete && !position.oversized {
+                    Fault::TornTail
+                } else {
+                    Fault::Unparseable { reason }
+                };
+                return Err(at_line(problem_at(
+                    position.key.unwrap_or(expected),
+                    None,
+                    fault,
+                )));
+            }
+        };
+        let kind = Some(parsed.kind.clone());
+        if let Some(key) = position.key {
+            if key != parsed.seq {
+                let fault = Fault::KeyMismatch { found: parsed.seq };
+                return Err(problem_at(key, kind, fault));
+            }
+        }
+        if parsed.seq != expected {
+            return Err(at_line(self.misnumbered(&parsed, kind, following)));
+        }
+        if parsed.prev != Some(self.report.head) {
+            return Err(at_line(self.unlinked(&parsed, kind, following, position)));
+        }
+        let previous_checkpoint = parsed
+            .checkpoint
+            .is_some()
+            .then(|| self.report.last_checkpoint.clone());
+        if let Some(checkpoint) = &parsed.checkpoint {
+            self.checkpoint(&parsed, checkpoint)
+                .map_err(|fault| at_line(problem_at(parsed.seq, kind.clone(), fault)))?;
+        }
+        for (anchor, _, found) in &mut self.anchors {
+            if anchor.seq == parsed.seq {
+                *found = Some(parsed.hash);
+            }
+        }
+        self.undo = Some(Undo {
+            head: self.report.head,
+            at: self.report.last_at.take(),
+            checkpoint: previous_checkpoint,
+        });
+        self.report.records += 1;
+        self.report.last_seq = parsed.seq;
+        self.report.head = parsed.hash;
+        self.report.last_at = Some(parsed.at);
+        self.last_kind = kind;
+        Ok(())
+    }
+
+    /// A record whose seq is not the next one: which numbering fault it is.
+    fn misnumbered(
+        &self,
+        parsed: &Parsed,
+        kind: Option<Cow<'static, str>>,
+        following: Following<'_>,
+    ) -> Problem {
+        let expected = self.report.last_seq + 1;
+        if parsed.prev == Some(self.report.head) {
+            // It chains onto the record before it, so it stands where it belongs: only its seq
+            // field was changed.
+            return problem_at(expected, kind, Fault::WrongSeq { found: parsed.seq });
+        }
+        if parsed.seq + 1 == expected {
+            return problem_at(parsed.seq, kind, Fault::DuplicateSeq);
+        }
+        let expected_follows = matches!(
+            following_parsed(following),
+            Some(Some(next)) if next.seq == expected
+        );
+        let fault = if parsed.seq > expected && !expected_follows {
+            Fault::SeqGap { found: parsed.seq }
+        } else {
+            Fault::SeqOutOfOrder { found: parsed.seq }
+        };
+        problem_at(expected, kind, fault)
+    }
+
+    /// A record whose `prev` is not the head before it. Either its link was altered, or the record
+    /// before it was: the next record (or an anchor, at the end) tells which. If the next one still
+    /// links to this one, this one is intact and its predecessor changed.
+    fn unlinked(
+        &mut self,
+        parsed: &Parsed,
+        kind: Option<Cow<'static, str>>,
+        following: Following<'_>,
+        position: Position,
+    ) -> Problem {
+        let successor_links_here = match following_parsed(following) {
+            Some(Some(next)) => next.prev == Some(parsed.hash),
+            Some(None) => false,
+            None => self
+                .anchors
+                .iter()
+                .any(|(anchor, ..)| anchor.seq == parsed.seq && anchor.hash == parsed.hash),
+        };
+        match (successor_links_here, self.undo.take()) {
+            (true, Some(undo)) => {
+                let altered = self.report.last_seq;
+                self.report.records -= 1;
+                self.report.last_seq -= 1;
+                self.report.head = undo.head;
+                self.report.last_at = undo.at;
+                if let Some(checkpoint) = undo.checkpoint {
+                    self.report.last_checkpoint = checkpoint;
+                }
+                // The altered record stood one line above this one.
+                let mut problem = problem_at(altered, self.last_kind.take(), Fault::HashMismatch);
+                problem.line = position.line.map(|line| line.saturating_sub(1));
+                problem
+            }
+            _ => {
+                let mut problem = problem_at(parsed.seq, kind, Fault::BrokenLink);
+                problem.line = position.line;
+                problem
+            }
+        }
+    }
+
+    /// A checkpoint must sign the head just before it, with a valid signature by the trusted key.
+    fn checkpoint(
+        &mut self,
+        parsed: &Parsed,
+        checkpoint: &Result<SignedCheckpoint, String>,
+    ) -> Result<(), Fault> {
+        let (checkpoint, signer) = checkpoint.as_ref().map_err(|reason| Fault::Unparseable {
+            reason: reason.clone(),
+        })?;
+        if checkpoint.upto != self.report.last_seq || checkpoint.head != self.report.head.to_hex() {
+            return Err(Fault::CheckpointHeadMismatch);
+        }
+        let signer = signer.as_ref().map_err(|fault| match fault {
+            CheckpointFault::BadKey | CheckpointFault::BadSignature => {
+                Fault::BadCheckpointSignature
+            }
+        })?;
+        if let Some(trusted) = self.options.trusted_key {
+            if trusted != *signer {
+                let signer = b64::encode(signer.as_bytes());
+                return Err(Fault::UntrustedSigner { signer });
+            }
+        }
+        self.report.last_checkpoint = Some(CheckpointSummary {
+            seq: parsed.seq,
+            upto: checkpoint.upto,
+            signer: checkpoint.key.clone(),
+        });
+        Ok(())
+    }
+
+    /// After the last record: the anchors, the evidence itself, and trusted coverage.
+    fn finish(&mut self, acknowledged: &Acknowledged) -> Result<(), Problem> {
+        let last = self.report.last_seq;
+        for (anchor, source, found) in &self.anchors {
+            if anchor.seq == 0 {
+                continue;
+            }
+            match found {
+                None => {
+                    let range = SeqRange {
+                        first: last + 1,
+                        last: anchor.seq,
+                    };
+                    let fault = Fault::Absent {
+                        range,
+                        anchor: *source,
+                    };
+                    return Err(problem_at(last + 1, None, fault));
+                }
+                Some(found) if *found != anchor.hash => {
+                    let fault = Fault::HeadMismatch {
+                        expected: anchor.hash,
+                        found: *found,
+                        anchor: *source,
+                    };
+                    let kind = (anchor.seq == last)
+                        .then(|| self.last_kind.clone())
+                        .flatten();
+                    return Err(problem_at(anchor.seq, kind, fault));
+                }
+                Some(_) => {}
+            }
+        }
+        match acknowledged {
+            Acknowledged::Missing => {
+                return Err(problem_at(last + 1, None, Fault::NoHeadEvidence));
+            }
+            Acknowledged::Damaged { reason } => {
+                let fault = Fault::HeadEvidenceDamaged {
+                    reason: reason.clone(),
+                };
+                return Err(problem_at(last + 1, None, fault));
+            }
+            Acknowledged::Head(_) | Acknowledged::Legacy(_) | Acknowledged::NotKept => {}
+        }
+        if self.options.trusted_key.is_some() {
+            let covered = self.report.last_checkpoint.as_ref().map_or(0, |c| c.seq);
+            if covered < last {
+                let range = SeqRange {
+                    first: covered + 1,
+                    last,
+                };
+                // An unsigned tail may be accepted; a log that no trusted checkpoint signs at all
+                // proves nothing about who wrote it.
+                if covered == 0 || !self.options.allow_unsigned_tail {
+                    return Err(problem_at(covered + 1, None, Fault::UnsignedTail { range }));
+                }
+                self.report.unsigned_tail = Some(range);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn check<I>(
-    mut source: I,
-    recorded_head: Option<LogHead>,
+    source: I,
+    acknowledged: &Acknowledged,
     options: &VerifyOptions,
 ) -> Result<Report, Error>
 where
     I: Iterator<Item = Result<ParsedEntry, Error>>,
 {
-    let mut lookahead: Option<ParsedEntry> = None;
-    let mut next = |peek_only: bool, lookahead: &mut Option<ParsedEntry>| -> Result<bool, Error> {
-        if lookahead.is_none() {
-            if let Some(parsed) = source.next() {
-                *lookahead = Some(parsed?);
-            }
-        }
-        Ok(peek_only && lookahead.is_some())
-    };
-
-    let mut report = Report {
-        records: 0,
-        last_seq: 0,
-        head: Digest::GENESIS,
-        last_at: None,
-        last_checkpoint: None,
-        problem: None,
-    };
-    let mut last_kind: Option<Cow<'static, str>> = None;
-    // What the report said before the last sound record, to take that record back when the next
-    // one shows it was altered.
-    // The checkpoint part is only kept when that record was itself a checkpoint.
-    #[allow(clippy::type_complexity)]
-    let mut before_last: Option<(
-        Digest,
-        Option<Timestamp>,
-        Option<Option<CheckpointSummary>>,
-    )> = None;
-    let mut expected_hash_at_anchor: Option<Digest> = None;
-    let anchor_seq = options.expected_head.map(|head| head.seq);
-
-    loop {
-        next(false, &mut lookahead)?;
-        let Some((entry, parsed)) = lookahead.take() else {
-            break;
-        };
-        let expected = report.last_seq + 1;
-        let parsed = match parsed {
-            Ok(parsed) => parsed,
-            Err(reason) => {
-                let at_end = !next(true, &mut lookahead)?;
-                let fault = if at_end && !entry.complete {
-                    Fault::TornTail
-                } else {
-                    Fault::Unparseable { reason }
-                };
-                report.problem = problem(entry.key.unwrap_or(expected), None, fault);
-                return Ok(report);
-            }
-        };
-        let kind = Some(parsed.kind.clone());
-        if let Some(key) = entry.key {
-            if key != parsed.seq {
-                report.problem = problem(key, kind, Fault::KeyMismatch { found: parsed.seq });
-                return Ok(report);
-            }
-        }
-        if parsed.seq != expected {
-            let fault = if parsed.prev == Some(report.head) {
-                // It chains onto the record before it, so it stands where it belongs: only its seq
-                // field was changed.
-                Fault::WrongSeq { found: parsed.seq }
-            } else if parsed.seq + 1 == expected {
-                report.problem = problem(parsed.seq, kind, Fault::DuplicateSeq);
-                return Ok(report);
-            } else if parsed.seq > expected {
-                next(true, &mut lookahead)?;
-                let expected_follows =
-                    matches!(&lookahead, Some((_, Ok(following))) if following.seq == expected);
-                if expected_follows {
-                    Fault::SeqOutOfOrder { found: parsed.seq }
-                } else {
-                    Fault::SeqGap { found: parsed.seq }
-                }
-            } else {
-                Fault::SeqOutOfOrder { found: parsed.seq }
-            };
-            report.problem = problem(expected, kind, fault);
-            return Ok(report);
-        }
-        if parsed.prev != Some(report.head) {
-            // Either this record's link was altered, or the record before it was. The next record
-            // (or the anchor, at the end) tells which: if it still links to this one, this one is
-            // intact and its predecessor changed.
-            next(true, &mut lookahead)?;
-            let successor_links_here = match &lookahead {
-                Some((_, Ok(following))) => following.prev == Some(parsed.hash),
-                Some((_, Err(_))) => false,
-                None => [recorded_head, options.expected_head]
-                    .into_iter()
-                    .flatten()
-                    .any(|anchor| anchor.seq == parsed.seq && anchor.hash == parsed.hash),
-            };
-            if let (true, Some((head, at, checkpoint))) = (successor_links_here, before_last.take())
-            {
-                let altered = report.last_seq;
-                report.records -= 1;
-                report.last_seq -= 1;
-                report.head = head;
-                report.last_at = at;
-                if let Some(checkpoint) = checkpoint {
-                    report.last_checkpoint = checkpoint;
-                }
-                report.problem = problem(altered, last_kind, Fault::HashMismatch);
-            } else {
-                report.problem = problem(parsed.seq, kind, Fault::BrokenLink);
-            }
-            return Ok(report);
-        }
-        let previous_checkpoint = parsed
-            .checkpoint
-            .is_some()
-            .then(|| report.last_checkpoint.clone());
-        if let Some(checkpoint) = &parsed.checkpoint {
-            let (checkpoint, signer) = match checkpoint {
-                Ok((checkpoint, signer)) => (checkpoint, signer),
-                Err(reason) => {
-                    report.problem = problem(
-                        parsed.seq,
-                        kind,
-                        Fault::Unparseable {
-                            reason: reason.clone(),
-                        },
-                    );
-                    return Ok(report);
-                }
-            };
-            if checkpoint.upto != report.last_seq || checkpoint.head != report.head.to_hex() {
-                report.problem = problem(parsed.seq, kind, Fault::CheckpointHeadMismatch);
-                return Ok(report);
-            }
-            let signer = match signer {
-                Ok(signer) => signer,
-                Err(CheckpointFault::BadKey | CheckpointFault::BadSignature) => {
-                    report.problem = problem(parsed.seq, kind, Fault::BadCheckpointSignature);
-                    return Ok(report);
-                }
-            };
-            if let Some(trusted) = options.trusted_key {
-                if trusted != *signer {
-                    let signer = b64::encode(signer.as_bytes());
-                    report.problem = problem(parsed.seq, kind, Fault::UntrustedSigner { signer });
-                    return Ok(report);
-                }
-            }
-            report.last_checkpoint = Some(CheckpointSummary {
-                seq: parsed.seq,
-                upto: checkpoint.upto,
-                signer: checkpoint.key.clone(),
-            });
-        }
-        if anchor_seq == Some(parsed.seq) {
-            expected_hash_at_anchor = Some(parsed.hash);
-        }
-        before_last = Some((report.head, report.last_at.take(), previous_checkpoint));
-        report.records += 1;
-        report.last_seq = parsed.seq;
-        report.head = parsed.hash;
-        report.last_at = Some(parsed.at);
-        last_kind = kind;
-    }
-
-    if let Some(recorded) = recorded_head {
-        if recorded.seq > report.last_seq {
-            report.problem = problem(
-                report.last_seq + 1,
-                None,
-                Fault::Truncated {
-                    last_present: report.last_seq,
-                },
-            );
-        } else if recorded.seq < report.last_seq {
-            report.problem = problem(
-                recorded.seq + 1,
-                None,
-                Fault::HeadMismatch {
-                    expected: recorded.hash,
-                    found: report.head,
-                },
-            );
-        } else if recorded.hash != report.head {
-            let kind = last_kind.clone();
-            report.problem = problem(
-                recorded.seq,
-                kind,
-                Fault::HeadMismatch {
-                    expected: recorded.hash,
-                    found: report.head,
-                },
-            );
-        }
-        if report.problem.is_some() {
-            return Ok(report);
+    let mut source: Peekable<I> = source.peekable();
+    let mut checker = Checker::new(acknowledged, options);
+    while let Some(entry) = source.next() {
+        let entry = entry?;
+        if let Err(problem) = checker.step(entry, source.peek()) {
+            checker.report.problem = Some(problem);
+            return Ok(checker.report);
         }
     }
-    if let Some(anchor) = options.expected_head {
-        match expected_hash_at_anchor {
-            None => {
-                report.problem = problem(
-                    report.last_seq + 1,
-                    None,
-                    Fault::Truncated {
-                        last_present: report.last_seq,
-                    },
-                )
-            }
-            Some(found) if found != anchor.hash => {
-                report.problem = problem(
-                    anchor.seq,
-                    None,
-                    Fault::HeadMismatch {
-                        expected: anchor.hash,
-                        found,
-                    },
-                );
-            }
-            Some(_) => {}
-        }
+    if let Err(problem) = checker.finish(acknowledged) {
+        checker.report.problem = Some(problem);
     }
-    Ok(report)
+    Ok(checker.report)
 }

@@ -9,8 +9,8 @@ use neuron_events::event::{ConnectionPromoted, ServerStopping};
 use neuron_events::store::StoredRecord;
 use neuron_events::testing::{fixed_clock, neuron_key};
 use neuron_events::{
-    verify_log, BatchReport, Digest, Error, Event, EventData, Journal, JournalOptions, Log,
-    LogHead, MemoryLog, Record, SledLog, VerifyOptions,
+    verify_log, Acknowledged, BatchReport, Digest, Error, Event, EventData, Journal,
+    JournalOptions, Log, LogHead, MemoryLog, Record, SledLog, VerifyOptions,
 };
 
 fn promoted(session: usize, waited_ms: u64) -> Event {
@@ -145,7 +145,7 @@ async fn checkpoints_come_every_n_records_and_on_request() -> Result<(), Error> 
         &log,
         &VerifyOptions {
             trusted_key: Some(neuron_key().verifying_key()),
-            expected_head: None,
+            ..VerifyOptions::default()
         },
     )?;
     assert!(report.is_intact(), "{report:?}");
@@ -256,7 +256,7 @@ async fn close_writes_what_was_handed_over_then_refuses() -> Result<(), Error> {
     let handed = tokio::spawn(async move { pending.append(promoted(1, 1)).await });
     tokio::task::yield_now().await;
     let _ = handed.await.unwrap()?;
-    journal.close().await;
+    journal.close().await?;
     assert!(matches!(
         journal.append(promoted(1, 2)).await,
         Err(Error::WriterClosed)
@@ -273,17 +273,17 @@ async fn a_sled_log_reopens_at_its_head_and_continues_the_chain() -> Result<(), 
         for round in 0..6 {
             journal.append(promoted(1, round)).await?;
         }
-        journal.close().await;
+        journal.close().await?;
         journal.status().head
     };
     assert_eq!(first_head.seq, 7, "six events and the checkpoint at seq 4");
     let reopened = SledLog::open(dir.path())?;
     assert_eq!(reopened.head()?, first_head);
-    assert_eq!(reopened.recorded_head()?, Some(first_head));
+    assert_eq!(reopened.acknowledged(), Acknowledged::Head(first_head));
     let (journal, _) = start(Box::new(reopened), 4)?;
     let next = journal.append(promoted(2, 1)).await?;
     assert_eq!(next.seq, 9, "seq 8 is the periodic checkpoint");
-    journal.close().await;
+    journal.close().await?;
     let log = SledLog::open(dir.path())?;
     let report = verify_log(&log, &VerifyOptions::default())?;
     assert!(report.is_intact(), "{report:?}");
@@ -299,11 +299,17 @@ async fn the_writer_refuses_to_continue_a_log_whose_tail_was_removed() -> Result
         for round in 0..3 {
             journal.append(promoted(1, round)).await?;
         }
-        journal.close().await;
+        journal.close().await?;
     }
     let log = SledLog::open(dir.path())?;
     log.tamper(3, None)?;
     let refused = start(Box::new(log), 1000).map(|_| ());
-    assert!(matches!(refused, Err(Error::Corrupt { .. })), "{refused:?}");
+    assert!(
+        matches!(
+            refused,
+            Err(Error::AcknowledgedButAbsent { first: 3, last: 3 })
+        ),
+        "{refused:?}"
+    );
     Ok(())
 }

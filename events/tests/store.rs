@@ -22,10 +22,14 @@ fn a_log_reopens_at_once_after_its_handle_is_dropped() {
 fn a_log_held_by_another_handle_is_refused_not_shared() {
     let dir = tempfile::tempdir().unwrap();
     let _held = SledLog::open(dir.path()).unwrap();
-    let second = SledLog::open(dir.path());
+    let second = SledLog::open(dir.path()).map(|_| ());
+    assert!(
+        matches!(&second, Err(neuron_events::Error::Locked { path }) if path == dir.path()),
+        "{second:?}"
+    );
     let message = second
         .err()
-        .map(|error| format!("{error:?}"))
+        .map(|error| error.to_string())
         .unwrap_or_default();
-    assert!(message.contains("lock"), "{message}");
+    assert!(message.contains("in use by another process"), "{message}");
 }

@@ -7,9 +7,10 @@ use std::io::Cursor;
 
 use neuron_events::export::{export, import, read_jsonl};
 use neuron_events::testing::{fixed_log, neuron_key};
-use neuron_events::verify::{Fault, Problem};
+use neuron_events::verify::{Anchor, Fault, Problem, SeqRange};
 use neuron_events::{
-    verify, verify_log, Digest, LogHead, NeuronKey, Record, Report, SledLog, VerifyOptions,
+    verify, verify_log, Acknowledged, Digest, LogHead, NeuronKey, Record, Report, SledLog,
+    VerifyOptions,
 };
 use proptest::prelude::*;
 
@@ -24,7 +25,12 @@ fn jsonl(records: &[Vec<u8>]) -> Vec<u8> {
 /// both give the same report.
 fn verify_jsonl(bytes: &[u8], options: &VerifyOptions) -> Report {
     let streamed = neuron_events::verify_jsonl(Cursor::new(bytes), options).unwrap();
-    let by_entries = verify(read_jsonl(Cursor::new(bytes)), None, options).unwrap();
+    let by_entries = verify(
+        read_jsonl(Cursor::new(bytes)),
+        &Acknowledged::NotKept,
+        options,
+    )
+    .unwrap();
     assert_eq!(streamed, by_entries);
     streamed
 }
@@ -37,6 +43,7 @@ fn anchored(records: &[Vec<u8>]) -> VerifyOptions {
             seq: records.len() as u64,
             hash: Digest::of(last),
         }),
+        allow_unsigned_tail: false,
     }
 }
 
@@ -162,8 +169,12 @@ fn removed_tail_and_altered_last_record_show_against_an_anchor() {
         problem(&report),
         (
             shortened.len() as u64 + 1,
-            Fault::Truncated {
-                last_present: shortened.len() as u64
+            Fault::Absent {
+                range: SeqRange {
+                    first: shortened.len() as u64 + 1,
+                    last: records.len() as u64
+                },
+                anchor: Anchor::Trusted
             }
         )
     );
@@ -207,7 +218,7 @@ fn forged_checkpoints_and_foreign_signers_are_caught() {
     });
     let trusted = VerifyOptions {
         trusted_key: Some(neuron_key().verifying_key()),
-        expected_head: None,
+        ..VerifyOptions::default()
     };
     let (bad_seq, fault) = problem(&verify_jsonl(&jsonl(&forged), &trusted));
     assert_eq!(bad_seq, seq);
@@ -301,8 +312,9 @@ fn sled_logs_are_verified_with_their_keys_and_recorded_head() {
         problem(&check(&log)),
         (
             n,
-            Fault::Truncated {
-                last_present: n - 1
+            Fault::Absent {
+                range: SeqRange { first: n, last: n },
+                anchor: Anchor::Acknowledged
             }
         )
     );
