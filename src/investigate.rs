@@ -79,6 +79,14 @@ pub enum InvestigateError {
         /// The store.
         path: PathBuf,
     },
+    /// The store's files are damaged beyond what its own recovery reads back.
+    #[error("{path}: the store's files are damaged ({reason}); run neuron verify, and rebuild the data directory from an export with neuron restore")]
+    Damaged {
+        /// The store.
+        path: PathBuf,
+        /// What the store said.
+        reason: String,
+    },
     /// The store could not be opened or read.
     #[error("{path}: cannot read the log ({reason})")]
     Unreadable {
@@ -174,8 +182,16 @@ pub fn open_store_copy(path: &Path) -> Result<StoreCopy, InvestigateError> {
         ))
     })?;
     drop(data);
-    let log = SledLog::open(copy.path())
-        .map_err(|error| unreadable(neuron_events::full_message(&error)))?;
+    let log = SledLog::open(copy.path()).map_err(|error| {
+        if error.is_damage() {
+            InvestigateError::Damaged {
+                path: path.to_path_buf(),
+                reason: neuron_events::full_message(&error),
+            }
+        } else {
+            unreadable(neuron_events::full_message(&error))
+        }
+    })?;
     Ok(StoreCopy { log, _copy: copy })
 }
 
@@ -232,8 +248,27 @@ impl Source {
             reason,
         };
         match self {
-            Self::Sled(path) => verify_log(&*Self::open_sled(path)?, options)
-                .map_err(|error| unreadable(path, error.to_string())),
+            Self::Sled(path) => {
+                let log = match Self::open_sled(path) {
+                    Ok(log) => log,
+                    // A store too damaged to open is a log that is not intact, not an
+                    // unreadable path.
+                    Err(InvestigateError::Damaged { reason, .. }) => {
+                        let acknowledged =
+                            neuron_events::evidence::HeadFile::read(path).ok().flatten();
+                        return Ok(Report::of_damaged_store(acknowledged.as_ref(), reason));
+                    }
+                    Err(error) => return Err(error),
+                };
+                match verify_log(&*log, options) {
+                    Ok(report) => Ok(report),
+                    Err(error) if error.is_damage() => Ok(Report::of_damaged_store(
+                        Some(&neuron_events::Log::acknowledged(&*log)),
+                        error.to_string(),
+                    )),
+                    Err(error) => Err(unreadable(path, error.to_string())),
+                }
+            }
             Self::Jsonl(path) => {
                 let file = File::open(path).map_err(|error| unreadable(path, error.to_string()))?;
                 verify_jsonl(file, options).map_err(|error| unreadable(path, error.to_string()))
@@ -286,7 +321,7 @@ impl Source {
                     if outcome.is_ok() {
                         outcome = neuron_events::record::check(bytes)
                             .map_err(|error| undecodable(format!("record {seq}"), error))
-                            .and_then(|()| write(seq, bytes));
+                            .and_then(|_| write(seq, bytes));
                     }
                 })
                 .map_err(|error| unreadable(error.to_string()))?;
@@ -308,10 +343,7 @@ impl Source {
                         other => unreadable(other.to_string()),
                     })?;
                     let line = || format!("line {}", entry.line.unwrap_or_default());
-                    let seq = neuron_events::record::parts(&entry.bytes)
-                        .map_err(|error| undecodable(line(), error))?
-                        .seq;
-                    neuron_events::record::check(&entry.bytes)
+                    let seq = neuron_events::record::check(&entry.bytes)
                         .map_err(|error| undecodable(line(), error))?;
                     write(seq, &entry.bytes)?;
                 }
@@ -740,7 +772,7 @@ fn timeline_from_store(
             session: Option<String>,
             relationship: Option<String>,
         },
-        Undecodable(Box<neuron_events::Error>),
+        Undecodable(neuron_events::export::Undecodable),
         /// Any other record of a session.
         Other {
             seq: u64,
@@ -751,10 +783,16 @@ fn timeline_from_store(
         path: path.to_path_buf(),
         reason,
     };
-    let undecodable = |error: neuron_events::Error| {
-        unreadable(format!(
-            "a record does not decode ({error}); run neuron verify"
-        ))
+    let not_a_record = |seq: u64, error: neuron_events::Error| neuron_events::export::Undecodable {
+        place: format!("record {seq}"),
+        reason: match error {
+            neuron_events::Error::Unparseable { reason } => reason,
+            other => other.to_string(),
+        },
+    };
+    let undecodable = |undecodable| InvestigateError::Undecodable {
+        path: path.to_path_buf(),
+        undecodable,
     };
     let log = Source::open_sled(path)?;
     let hasher = std::collections::hash_map::RandomState::new();
@@ -780,8 +818,11 @@ fn timeline_from_store(
                             relationship,
                         }
                     }
-                    Err(error) => Item::Undecodable(Box::new(error)),
+                    Err(error) => Item::Undecodable(not_a_record(seq, error)),
                 });
+            } else if let Err(error) = neuron_events::record::check(bytes) {
+                // Passed over, but never without knowing it is a record.
+                items.push(Item::Undecodable(not_a_record(seq, error)));
             } else if let Some(session) = session {
                 items.push(Item::Other {
                     seq,
@@ -799,8 +840,8 @@ fn timeline_from_store(
                 followed.relationships.extend(relationship);
                 matched.push(seq);
             }
-            Item::Undecodable(error) => {
-                failure.get_or_insert(*error);
+            Item::Undecodable(undecodable) => {
+                failure.get_or_insert(undecodable);
             }
             Item::Other { seq, session } => others.push((seq, session)),
         },
@@ -824,8 +865,8 @@ fn timeline_from_store(
     let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
         return Ok(());
     };
-    let mut emit = |decoded: Result<Record, neuron_events::Error>| {
-        let record = decoded.map_err(undecodable)?;
+    let mut emit = |seq: u64, decoded: Result<Record, neuron_events::Error>| {
+        let record = decoded.map_err(|error| undecodable(not_a_record(seq, error)))?;
         if followed.includes(&record, subject) {
             lines.push(&record);
         }
@@ -839,7 +880,7 @@ fn timeline_from_store(
             })
             .map_err(|error| unreadable(error.to_string()))?;
             if let Some(decoded) = decoded {
-                emit(decoded)?;
+                emit(seq, decoded)?;
             }
         }
         return Ok(());
@@ -852,12 +893,12 @@ fn timeline_from_store(
         last,
         |seq, bytes, decoded| {
             if seqs.binary_search(&seq).is_ok() {
-                decoded.push(Record::decode(bytes));
+                decoded.push((seq, Record::decode(bytes)));
             }
         },
-        |decoded| {
+        |(seq, decoded)| {
             if outcome.is_ok() {
-                outcome = emit(decoded);
+                outcome = emit(seq, decoded);
             }
         },
     )

@@ -304,10 +304,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tracing::info!(file = %path.display(), organization = %config.organization.npi, "configuration loaded")
                 }
             }
+            let shutdown = {
+                let _inside = runtime.enter();
+                shutdown_signal().context("listening for SIGINT and SIGTERM")?
+            };
             let outcome = runtime.block_on(neuron::server::run(
                 config,
                 neuron::server::Options::default(),
-                shutdown_signal(),
+                shutdown,
             ));
             // After a failed write the process exits at once: tasks still blocked on a client are
             // not waited for.
@@ -712,27 +716,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Resolves with the reason on SIGINT or SIGTERM.
-async fn shutdown_signal() -> String {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => tokio::select! {
-                _ = interrupt => "SIGINT".to_string(),
-                _ = terminate.recv() => "SIGTERM".to_string(),
-            },
-            Err(_) => {
-                let _ = interrupt.await;
-                "SIGINT".to_string()
-            }
+/// Listens for SIGINT and SIGTERM from now on and resolves with the reason. The handlers are
+/// installed before the server starts, so that a signal sent as soon as it listens stops it
+/// gracefully instead of killing it. Must be called inside the runtime.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = String>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT".to_string(),
+            _ = terminate.recv() => "SIGTERM".to_string(),
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-        "SIGINT".to_string()
-    }
+    })
 }
 
 async fn demo_client(url: &str, provider: &str, patient_id: &str) -> anyhow::Result<ExitCode> {

@@ -56,6 +56,14 @@ pub enum ServerError {
     /// The configuration cannot be served.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The store is damaged or lost records it acknowledged: nothing is written on top of it.
+    #[error("refusing the log at {path}: {reason}; run `neuron verify` on the data directory and rebuild it from an export with `neuron restore`")]
+    StoreRefused {
+        /// The store.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The stored log does not form a chain the server may continue.
     #[error("the log is damaged at seq {seq}: {reason}; run `neuron verify` on the data directory and rebuild it from an export with `neuron restore`")]
     Damaged {
@@ -175,16 +183,34 @@ impl Server {
         )))?;
         // The log is opened first: its lock is the data directory's, held before the key file is
         // read or created, so two servers starting on one directory never race for either.
-        let log = SledLog::open(&data_dir.join("log"))?;
+        let log_dir = data_dir.join("log");
+        let refuse = |error: neuron_events::Error| match error {
+            neuron_events::Error::AcknowledgedButAbsent { .. }
+            | neuron_events::Error::HeadEvidence { .. }
+            | neuron_events::Error::Corrupt { .. } => ServerError::StoreRefused {
+                path: log_dir.clone(),
+                reason: error.to_string(),
+            },
+            error if error.is_damage() => ServerError::StoreRefused {
+                path: log_dir.clone(),
+                reason: neuron_events::full_message(&error),
+            },
+            error => ServerError::Log(error),
+        };
+        let log = SledLog::open(&log_dir).map_err(refuse)?;
         // A store that lost records it acknowledged is refused before anything is read from it.
-        neuron_events::evidence::check(&log)?;
+        let stored_head = neuron_events::evidence::check(&log).map_err(refuse)?;
         let key = match options.key {
             Some(key) => key,
             None => NeuronKey::load_or_create(&data_dir)?.0,
         };
         let reader = log.reader();
         let mut recalled = Metrics::default();
-        let views = Arc::new(RwLock::new(rebuild(&log, &mut recalled)?));
+        let views = rebuild(&log, stored_head, &mut recalled).map_err(|error| match error {
+            ServerError::Log(error) => refuse(error),
+            other => other,
+        })?;
+        let views = Arc::new(RwLock::new(views));
         let metrics = Arc::new(Mutex::new(recalled));
         let observed = views.clone();
         let counted = metrics.clone();
@@ -215,7 +241,8 @@ impl Server {
                 ..JournalOptions::default()
             },
             Box::new(observer),
-        )?;
+        )
+        .map_err(refuse)?;
         let mut startup = vec![Event::global(EventData::ServerStarted(ServerStarted {
             version: env!("CARGO_PKG_VERSION").into(),
             public_key,
@@ -446,9 +473,13 @@ async fn bind(
 }
 
 /// Folds the stored log into the views, record by record (start-up memory does not grow with the
-/// length of the log), checking on the way that it is one unbroken chain: the server never appends
-/// onto a log that does not verify.
-fn rebuild(log: &SledLog, metrics: &mut Metrics) -> Result<Views, ServerError> {
+/// length of the log), checking on the way that it is one unbroken chain ending at the store's
+/// head: the server never appends onto a log that does not verify.
+fn rebuild(
+    log: &SledLog,
+    stored_head: neuron_events::LogHead,
+    metrics: &mut Metrics,
+) -> Result<Views, ServerError> {
     let mut views = Views::serving();
     let mut expected = 1;
     let mut head = neuron_events::Digest::GENESIS;
@@ -473,6 +504,17 @@ fn rebuild(log: &SledLog, metrics: &mut Metrics) -> Result<Views, ServerError> {
             Err(error) => failure = Some((seq, error.to_string())),
         }
     })?;
+    if failure.is_none() && (expected - 1, head) != (stored_head.seq, stored_head.hash) {
+        // A damaged store can answer for its last record yet not read back the ones before it.
+        failure = Some((
+            expected,
+            format!(
+                "the store's last record is seq {}, but reading it back ends at seq {}",
+                stored_head.seq,
+                expected - 1
+            ),
+        ));
+    }
     match failure {
         Some((seq, reason)) => Err(ServerError::Damaged { seq, reason }),
         None => Ok(views),

@@ -50,8 +50,16 @@ pub enum Error {
         length: u64,
     },
     /// The sled store failed; its message carries the operating system's cause.
-    #[error("event store failed: {0}")]
-    Store(#[from] sled::Error),
+    #[error("event store failed: {}", sled_cause(.0))]
+    Store(sled::Error),
+    /// sled could not recover the store: its files are damaged.
+    #[error("the store's files are damaged and sled cannot recover them ({reason})")]
+    Unrecoverable {
+        /// The store's directory.
+        path: PathBuf,
+        /// What sled said.
+        reason: String,
+    },
     /// Another process holds the store open (a running server holds its log locked).
     #[error("{path} is in use by another process (a running server holds its log locked)")]
     Locked {
@@ -128,4 +136,50 @@ pub fn full_message(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+impl Error {
+    /// Whether this says that a store's files are damaged (as opposed to unreachable, locked or
+    /// failing to be written).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Self::Unrecoverable { .. } => true,
+            Self::Store(sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)) => true,
+            // A read past the end of a file that sled believes longer: the file was cut.
+            Self::Store(sled::Error::Io(error)) => {
+                error.kind() == std::io::ErrorKind::UnexpectedEof
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(error: sled::Error) -> Self {
+        Self::Store(error)
+    }
+}
+
+/// sled's error in words: an I/O error as the operating system words it (`File too large (os
+/// error 27)`). sled keeps the first I/O error it met and hands out copies whose message is that
+/// error's debug form (`Os { code: 27, kind: FileTooLarge, .. }`): the code is read back from it.
+fn sled_cause(error: &sled::Error) -> String {
+    let io = match error {
+        sled::Error::Io(io) => io,
+        sled::Error::Corruption { at: Some(at), .. } => return format!("corrupted data at {at:?}"),
+        sled::Error::Corruption { at: None, .. } => return "corrupted data".into(),
+        other => return other.to_string(),
+    };
+    if io.raw_os_error().is_some() {
+        return io.to_string();
+    }
+    let text = io.to_string();
+    let code = text
+        .strip_prefix("Os { code: ")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|code| code.parse::<i32>().ok());
+    match code {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => text,
+    }
 }

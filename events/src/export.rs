@@ -128,36 +128,48 @@ pub struct Undecodable {
     pub reason: String,
 }
 
-/// What a pass makes of one record: decoded when `wanted` picked it, else checked to be a record
-/// of a known kind without decoding its data ([`crate::record::check`]), so that a line which is
-/// no record at all is never passed over.
-fn judge<W>(
-    bytes: &[u8],
-    wanted: &W,
-    place: impl Fn() -> String,
-) -> Option<Result<Record, Undecodable>>
+/// What a pass makes of one record.
+enum Judged {
+    /// `wanted` picked it: decoded.
+    Decoded(Record),
+    /// Checked to be a record of a known kind, with this seq, and passed over.
+    Passed(u64),
+    /// Not a record.
+    Undecodable(Undecodable),
+}
+
+/// Decodes a record when `wanted` picks it, else checks it to be a record of a known kind without
+/// decoding its data ([`crate::record::check`]), so that a line which is no record at all is
+/// never passed over.
+fn judge<W>(bytes: &[u8], wanted: &W, place: impl Fn() -> String) -> Judged
 where
     W: Fn(&[u8]) -> bool,
 {
-    let undecodable = |reason: String| Undecodable {
-        place: place(),
-        reason,
-    };
-    let reason = |error: Error| match error {
-        Error::Unparseable { reason } => reason,
-        other => other.to_string(),
+    let undecodable = |error: Error| {
+        Judged::Undecodable(Undecodable {
+            place: place(),
+            reason: match error {
+                Error::Unparseable { reason } => reason,
+                other => other.to_string(),
+            },
+        })
     };
     if wanted(bytes) {
-        return Some(Record::decode(bytes).map_err(|error| undecodable(reason(error))));
+        return match Record::decode(bytes) {
+            Ok(record) => Judged::Decoded(record),
+            Err(error) => undecodable(error),
+        };
     }
-    crate::record::check(bytes)
-        .err()
-        .map(|error| Err(undecodable(reason(error))))
+    match crate::record::check(bytes) {
+        Ok(seq) => Judged::Passed(seq),
+        Err(error) => undecodable(error),
+    }
 }
 
 /// Decodes a JSONL export on worker threads and hands `visit`, in file order, each line that
-/// `wanted` picks (by a cheap look at the bytes) as a record, and any line that is not a record as
-/// [`Undecodable`]. The lines not picked are checked, not decoded.
+/// `wanted` picks (by a cheap look at the bytes) as a record. The lines not picked are checked,
+/// not decoded. The first line that is not a record, or whose seq does not follow the line before
+/// it, comes as [`Undecodable`], and nothing after it.
 ///
 /// # Errors
 /// The input's read errors.
@@ -167,29 +179,68 @@ where
     W: Fn(&[u8]) -> bool + Sync,
     V: FnMut(Result<Record, Undecodable>),
 {
-    let work = |piece: std::io::Result<Piece>| -> Result<Vec<Result<Record, Undecodable>>, Error> {
+    let work = |piece: std::io::Result<Piece>| -> Result<Vec<(u64, Judged)>, Error> {
         let piece = piece.map_err(input_error)?;
         Ok(piece
             .lines()
-            .filter_map(|line| {
+            .map(|line| {
                 let place = || format!("line {}", line.number);
-                match line.bytes {
+                let judged = match line.bytes {
                     // A torn last line is as undecodable as any other.
                     Ok(bytes) => judge(bytes, &wanted, place),
-                    Err(length) => Some(Err(Undecodable {
+                    Err(length) => Judged::Undecodable(Undecodable {
                         place: place(),
                         reason: oversized_reason(length),
-                    })),
-                }
+                    }),
+                };
+                (line.number, judged)
             })
             .collect())
     };
+    let mut numbering = Numbering::default();
     std::thread::scope(|scope| {
-        for decoded in crate::parallel::ordered(scope, Blocks::new(input), &work) {
-            decoded?.into_iter().for_each(&mut visit);
+        for judged in crate::parallel::ordered(scope, Blocks::new(input), &work) {
+            for (line, judged) in judged? {
+                let (seq, outcome) = match judged {
+                    Judged::Decoded(record) => (record.seq, Some(Ok(record))),
+                    Judged::Passed(seq) => (seq, None),
+                    Judged::Undecodable(undecodable) => {
+                        visit(Err(undecodable));
+                        return Ok(());
+                    }
+                };
+                if let Err(reason) = numbering.next(seq) {
+                    visit(Err(Undecodable {
+                        place: format!("line {line}"),
+                        reason,
+                    }));
+                    return Ok(());
+                }
+                outcome.into_iter().for_each(&mut visit);
+            }
         }
         Ok(())
     })
+}
+
+/// Seqs that must follow each other without a gap, from wherever they start.
+#[derive(Default)]
+struct Numbering {
+    last: Option<u64>,
+}
+
+impl Numbering {
+    fn next(&mut self, seq: u64) -> Result<(), String> {
+        match self.last {
+            Some(last) if last.checked_add(1) != Some(seq) => Err(format!(
+                "seq {seq} follows seq {last}: records are missing, repeated or out of order (run neuron verify)"
+            )),
+            _ => {
+                self.last = Some(seq);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Seqs one worker reads at a time in [`scan_parallel`].
@@ -236,8 +287,22 @@ where
         .map(|start| (start, start.saturating_add(PARALLEL_CHUNK_SEQS - 1).min(to)));
     let work = |(start, end): (u64, u64)| -> Result<Vec<T>, Error> {
         let mut items = Vec::new();
-        log.scan(start, end, &mut |seq, bytes| pick(seq, bytes, &mut items))?;
-        Ok(items)
+        let mut next = start;
+        let mut gap = None;
+        log.scan(start, end, &mut |seq, bytes| {
+            if seq != next {
+                gap.get_or_insert(next);
+            }
+            next = seq + 1;
+            pick(seq, bytes, &mut items);
+        })?;
+        // A damaged store can hold a record and not the ones before it: never pass over a hole.
+        match gap.or((next <= end).then_some(next)) {
+            Some(missing) => Err(Error::Corrupt {
+                reason: format!("record {missing} is missing from the store (run neuron verify)"),
+            }),
+            None => Ok(items),
+        }
     };
     std::thread::scope(|scope| {
         for items in crate::parallel::ordered(scope, ranges, &work) {
@@ -249,18 +314,29 @@ where
 
 /// Decodes every record of a store that `wanted` picks (by a cheap look at its bytes), in seq
 /// order, reading and decoding on worker threads ([`scan_parallel`]); the others are checked to
-/// be records, not decoded.
+/// be records, not decoded. The first that is not a record comes as [`Undecodable`], and nothing
+/// after it.
 ///
 /// # Errors
-/// The store's read errors.
-pub fn decode_log<W, V>(log: &dyn Log, wanted: W, visit: V) -> Result<(), Error>
+/// The store's read errors; [`Error::Corrupt`] when a record is missing from the store.
+pub fn decode_log<W, V>(log: &dyn Log, wanted: W, mut visit: V) -> Result<(), Error>
 where
     W: Fn(&[u8]) -> bool + Sync,
     V: FnMut(Result<Record, Undecodable>),
 {
+    let mut failed = false;
     scan_parallel(
         log,
-        |seq, bytes, decoded| decoded.extend(judge(bytes, &wanted, || format!("record {seq}"))),
-        visit,
+        |seq, bytes, judged| match judge(bytes, &wanted, || format!("record {seq}")) {
+            Judged::Decoded(record) => judged.push(Ok(record)),
+            Judged::Passed(_) => {}
+            Judged::Undecodable(undecodable) => judged.push(Err(undecodable)),
+        },
+        |judged| {
+            if !failed {
+                failed = judged.is_err();
+                visit(judged);
+            }
+        },
     )
 }

@@ -297,15 +297,15 @@ pub fn parts(bytes: &[u8]) -> Result<Parts<'_>, Error> {
     })
 }
 
-/// Checks that `bytes` are a record of a known kind, without decoding its data: what a reader
-/// checks of the records it passes over.
+/// Checks that `bytes` are a record of a known kind, without decoding its data, and returns its
+/// seq: what a reader checks of the records it passes over.
 ///
 /// # Errors
 /// [`Error::Unparseable`] saying what is wrong.
-pub fn check(bytes: &[u8]) -> Result<(), Error> {
+pub fn check(bytes: &[u8]) -> Result<u64, Error> {
     let parts = parts(bytes)?;
     if EventData::KINDS.contains(&parts.kind.as_ref()) {
-        Ok(())
+        Ok(parts.seq)
     } else {
         Err(Error::Unparseable {
             reason: format!("unknown kind {:?}", parts.kind),

@@ -162,6 +162,43 @@ pub struct SledLog {
     fault: Option<(AppendStep, u64)>,
 }
 
+thread_local! {
+    /// Set while this thread has sled recover a store: a panic then is sled's way of saying that the
+    /// store is damaged, and is reported as an error instead of printed.
+    static RECOVERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Has sled open (and recover) a store. sled 0.34 panics on some damaged stores instead of
+/// returning an error ("tried to serialize Uninitialized" for a zeroed range): that panic is caught
+/// and becomes [`Error::Unrecoverable`], so a damaged store is refused by name rather than crashing
+/// the server or the investigator. A panic hook, installed once and chained to the previous one,
+/// keeps such a caught panic from printing; every other panic prints as before.
+fn recover(config: &sled::Config, path: &Path) -> Result<sled::Result<sled::Db>, Error> {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !RECOVERING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    RECOVERING.with(|recovering| recovering.set(true));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    RECOVERING.with(|recovering| recovering.set(false));
+    opened.map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no reason given".into());
+        Error::Unrecoverable {
+            path: path.to_path_buf(),
+            reason,
+        }
+    })
+}
+
 fn is_lock_error(error: &sled::Error) -> bool {
     matches!(error, sled::Error::Io(error) if error.to_string().contains("could not acquire lock"))
 }
@@ -194,7 +231,7 @@ impl SledLog {
         // process) waits for that rather than failing.
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         let db = loop {
-            match config.open() {
+            match recover(&config, path)? {
                 Ok(db) => break db,
                 Err(error) if is_lock_error(&error) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10));

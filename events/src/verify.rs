@@ -177,6 +177,11 @@ pub enum Fault {
         /// What is wrong with it.
         reason: String,
     },
+    /// The store's files are damaged beyond what its own recovery can read back.
+    StoreDamaged {
+        /// What the store said.
+        reason: String,
+    },
     /// Records that no checkpoint signed by the trusted key covers.
     UnsignedTail {
         /// The records.
@@ -236,6 +241,9 @@ impl Fault {
                     .into()
             }
             Self::HeadEvidenceDamaged { reason } => format!("the store's head file is damaged ({reason})"),
+            Self::StoreDamaged { reason } => {
+                format!("the store's files are damaged and cannot be read back ({reason})")
+            }
             Self::UnsignedTail { range } => {
                 format!("{range} signed by no trusted checkpoint")
             }
@@ -295,6 +303,33 @@ impl Report {
     /// Whether the log is intact.
     pub fn is_intact(&self) -> bool {
         self.problem.is_none()
+    }
+
+    /// The report on a store whose files are too damaged to be opened: nothing could be checked,
+    /// and the records its head file acknowledged, if it could be read, are named.
+    pub fn of_damaged_store(acknowledged: Option<&Acknowledged>, reason: String) -> Self {
+        let acknowledged = match acknowledged {
+            Some(Acknowledged::Head(head)) => Some(AcknowledgedHead {
+                seq: head.seq,
+                anchor: Anchor::Acknowledged,
+            }),
+            _ => None,
+        };
+        Self {
+            records: 0,
+            last_seq: 0,
+            head: Digest::GENESIS,
+            last_at: None,
+            last_checkpoint: None,
+            acknowledged,
+            unsigned_tail: None,
+            problem: Some(Problem {
+                seq: 1,
+                line: None,
+                kind: None,
+                fault: Fault::StoreDamaged { reason },
+            }),
+        }
     }
 }
 

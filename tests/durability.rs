@@ -1,0 +1,342 @@
+//! The log never lies, proved against the real `neuron` binary on loopback:
+//!
+//! - a server SIGKILLed under load restarts cleanly every time (no false alarm), and the
+//!   investigators read the store it left behind without changing a byte of it;
+//! - a stopped server's store that lost records is refused by `serve` and reported by `verify`,
+//!   naming what is missing;
+//! - a full disk (a file size limit) stops the server at once with the real cause, and the log
+//!   verifies after a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const NEURON: &str = env!("CARGO_BIN_EXE_neuron");
+
+fn neuron(args: &[&str]) -> Output {
+    Command::new(NEURON).args(args).output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// A `neuron serve` child on free loopback ports, its output in `{dir}/serve-N.log`.
+struct Served {
+    child: Child,
+    url: String,
+    output: PathBuf,
+}
+
+/// Starts `neuron serve` on `data` and waits (generously) until it listens or exits.
+fn serve(data: &Path, run: usize, limit_file_size: Option<u64>) -> Result<Served, String> {
+    let _ = std::fs::remove_file(data.join("serve.addr"));
+    let output = data.with_extension(format!("serve-{run}.log"));
+    let logged = std::fs::File::create(&output).unwrap();
+    let mut command = Command::new(NEURON);
+    command
+        .args(["serve", "--data-dir", data.to_str().unwrap(), "--port", "0"])
+        .env("NEURON_ADMIN__PORT", "0")
+        .env("NEURON_AUDIT__CHECKPOINT_EVERY", "50")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::from(logged.try_clone().unwrap()))
+        .stderr(Stdio::from(logged));
+    if let Some(bytes) = limit_file_size {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(addr) = std::fs::read_to_string(data.join("serve.addr")) {
+            if addr.ends_with('\n') {
+                return Ok(Served {
+                    child,
+                    url: format!("ws://{}/ws/handshake", addr.trim()),
+                    output,
+                });
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!(
+                "exited with {status}: {}",
+                std::fs::read_to_string(&output).unwrap_or_default()
+            ));
+        }
+        assert!(Instant::now() < deadline, "the server never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Served {
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill on the pid of a child this test started and has not reaped.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Waits (generously) for the child to exit; its status and what it logged.
+    fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, std::fs::read_to_string(&self.output).unwrap());
+            }
+            assert!(Instant::now() < deadline, "the server never exited");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn load(url: &str, total: u64) -> neuron::loadgen::Summary {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(neuron::loadgen::run(neuron::loadgen::Load {
+        url: url.to_string(),
+        total,
+        concurrency: 8,
+        mode: neuron::loadgen::Mode::New,
+        provider: "1234567893".into(),
+    }))
+}
+
+/// Every file under `dir` with the blake3 hash of its bytes.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.insert(path.clone(), "folder".into());
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.insert(path, blake3::hash(&bytes).to_hex().to_string());
+            }
+        }
+    }
+    files
+}
+
+fn public_key(data: &Path) -> String {
+    neuron_events::NeuronKey::load(&data.join("neuron.key"))
+        .unwrap()
+        .public_b64()
+}
+
+/// A small deterministic generator for kill delays, so that a failing round can be reproduced.
+fn next_delay(state: &mut u64) -> Duration {
+    *state = state
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    Duration::from_millis(20 + (*state >> 33) % 300)
+}
+
+#[test]
+fn a_server_killed_under_load_restarts_cleanly_and_a_store_that_lost_records_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut state = 0x5eed_u64;
+    let mut completed = 0;
+    for round in 0..6 {
+        let server = serve(&data, round, None)
+            .unwrap_or_else(|error| panic!("round {round}: false alarm at restart: {error}"));
+        // Load in small batches until the server is gone; it is killed once the first batch is
+        // through, at a random moment of the ones that follow.
+        let url = server.url.clone();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = done.clone();
+        let loading = std::thread::spawn(move || loop {
+            let summary = load(&url, 40);
+            counted.fetch_add(summary.completed, std::sync::atomic::Ordering::SeqCst);
+            if summary.failed > 0 {
+                break;
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while done.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no handshake completed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(next_delay(&mut state));
+        server.signal(libc::SIGKILL);
+        let _ = server.wait();
+        loading.join().unwrap();
+        completed += done.load(std::sync::atomic::Ordering::SeqCst);
+
+        // The investigators read what the killed server left, and change none of it.
+        let before = tree(&data);
+        let key = public_key(&data);
+        let path = data.to_str().unwrap();
+        let verified = neuron(&["verify", path]);
+        assert_eq!(
+            verified.status.code(),
+            Some(0),
+            "round {round}: {}",
+            text(&verified)
+        );
+        // A killed server leaves records after its last checkpoint: accepted when asked, unless
+        // no checkpoint was written at all (then nothing is signed by the trusted key).
+        let trusted = neuron(&[
+            "verify",
+            path,
+            "--trusted-key",
+            &key,
+            "--allow-unsigned-tail",
+        ]);
+        if text(&verified).contains("last checkpoint: none") {
+            assert_eq!(
+                trusted.status.code(),
+                Some(1),
+                "round {round}: {}",
+                text(&trusted)
+            );
+            assert!(text(&trusted).contains("signed by no trusted checkpoint"));
+        } else {
+            assert_eq!(
+                trusted.status.code(),
+                Some(0),
+                "round {round}: {}",
+                text(&trusted)
+            );
+        }
+        for args in [
+            &["replay", path][..],
+            &["timeline", path, "--provider", "1234567893"],
+            &["export", path],
+        ] {
+            let output = neuron(args);
+            assert_eq!(output.status.code(), Some(0), "{args:?}: {}", text(&output));
+        }
+        assert_eq!(tree(&data), before, "round {round}: an investigator wrote");
+    }
+    assert!(
+        completed > 0,
+        "no handshake completed: the test exercised nothing"
+    );
+
+    let server = serve(&data, 99, None).unwrap();
+    server.signal(libc::SIGTERM);
+    let (status, logged) = server.wait();
+    assert!(status.success(), "{logged}");
+    let key = public_key(&data);
+    let path = data.to_str().unwrap();
+    let verified = neuron(&["verify", path, "--trusted-key", &key]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    let before = tree(&data);
+    for args in [&["verify", path][..], &["replay", path], &["export", path]] {
+        assert!(neuron(args).status.success());
+    }
+    assert_eq!(
+        tree(&data),
+        before,
+        "an investigator wrote to a stopped server's store"
+    );
+
+    // A store cut short, as a bad disk or a careless copy leaves it, near its end and in its
+    // middle. Whatever sled makes of a cut (it depends on where its segments fall), the store is
+    // either refused and reported, naming what to do, or still holds the whole log.
+    let whole = neuron(&["verify", path, "--format", "json"]);
+    let whole: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    for keep_per_cent in [99, 75, 50] {
+        let copy = dir.path().join(format!("cut-{keep_per_cent}"));
+        copy_tree(&data, &copy);
+        let db = copy.join("log").join("db");
+        let length = std::fs::metadata(&db).unwrap().len();
+        let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        file.set_len(length * keep_per_cent / 100).unwrap();
+        drop(file);
+        let verified = neuron(&["verify", copy.to_str().unwrap(), "--format", "json"]);
+        let report: serde_json::Value = serde_json::from_slice(&verified.stdout)
+            .unwrap_or_else(|_| panic!("cut to {keep_per_cent}%: {}", text(&verified)));
+        match verified.status.code() {
+            Some(0) => {
+                assert_eq!(
+                    (&report["report"]["last_seq"], &report["report"]["head"]),
+                    (&whole["report"]["last_seq"], &whole["report"]["head"]),
+                    "cut to {keep_per_cent}%: verified as a different log"
+                );
+                let server = serve(&copy, 100, None).unwrap();
+                server.signal(libc::SIGTERM);
+                assert!(server.wait().0.success());
+            }
+            Some(1) => {
+                assert!(report["report"]["problem"].is_object(), "{report}");
+                let message = match serve(&copy, 100, None) {
+                    Err(message) => message,
+                    Ok(server) => panic!("served a damaged store: {:?}", server.wait()),
+                };
+                assert!(message.contains("refusing the log at"), "{message}");
+                assert!(message.contains("neuron restore"), "{message}");
+            }
+            other => panic!(
+                "cut to {keep_per_cent}%: exit {other:?}: {}",
+                text(&verified)
+            ),
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_server_with_its_cause_and_the_log_verifies_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = serve(&data, 0, Some(1_500_000)).unwrap();
+    let url = server.url.clone();
+    let summary = load(&url, 5_000);
+    let (status, logged) = server.wait();
+    assert!(
+        summary.completed > 0,
+        "nothing completed before the disk filled"
+    );
+    assert!(summary.failed > 0, "the disk never filled");
+    assert!(!status.success(), "{logged}");
+    assert!(logged.contains("File too large"), "{logged}");
+    assert!(logged.contains("fail-stop"), "{logged}");
+
+    let server = serve(&data, 1, None).unwrap();
+    let completed = load(&server.url, 20).completed;
+    assert_eq!(completed, 20);
+    server.signal(libc::SIGTERM);
+    let (status, logged) = server.wait();
+    assert!(status.success(), "{logged}");
+    let key = public_key(&data);
+    let verified = neuron(&["verify", data.to_str().unwrap(), "--trusted-key", &key]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+}
