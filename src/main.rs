@@ -88,7 +88,7 @@ enum Command {
         /// The data directory, sled log directory or JSONL file.
         path: PathBuf,
         /// Checkpoints must be signed by this key (base64url, or a file holding it).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         trusted_key: Option<String>,
         /// The log must hold this record, as SEQ:HEX (for example from the admin API's audit head).
         #[arg(long)]
@@ -167,7 +167,7 @@ enum Command {
         #[arg(long)]
         key: Option<PathBuf>,
         /// The export's checkpoints must be signed by this key (base64url, or a file holding it).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         trusted_key: Option<String>,
         /// With --trusted-key: accept records after the last trusted checkpoint.
         #[arg(long, requires = "trusted_key")]

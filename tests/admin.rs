@@ -834,4 +834,24 @@ async fn the_export_stream_is_the_log_byte_for_byte_and_verifies() {
     let stored = common::records(dir.path());
     let streamed = String::from_utf8(export.bytes.to_vec()).unwrap();
     assert!(stored.starts_with(&streamed), "the export is byte-exact");
+
+    // The stream is a backup: it restores into a data directory the server continues.
+    let backup = dir.path().join("backup.jsonl");
+    std::fs::write(&backup, &export.bytes).unwrap();
+    let restored = dir.path().join("restored");
+    let trusted = format!("--trusted-key={}", neuron_key().public_b64());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_neuron"))
+        .args(["restore", backup.to_str().unwrap(), "--data-dir"])
+        .arg(&restored)
+        .arg(&trusted)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let server = start(with_token(common::config(&restored))).await;
+    let patient = Patient::from_seed("patient-0", [0x60; 32]);
+    let again = client::handshake(&url(&server), source(6, 99), &patient, PROVIDER, NOW)
+        .await
+        .unwrap();
+    assert_eq!(again.received.last().unwrap()["status"], "existing");
+    server.stop("test over").await.unwrap();
 }

@@ -296,3 +296,183 @@ fn write_to(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::Pat
     std::fs::write(&path, bytes).unwrap();
     path
 }
+
+/// The self-check log's lines, and the line of its final checkpoint.
+fn export_lines(dir: &tempfile::TempDir) -> Vec<String> {
+    String::from_utf8(export(dir.path()))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A record appended after the last one, chained correctly: what a forger who knows the format
+/// but not the Neuron's key can add.
+fn forged_after(lines: &[String]) -> String {
+    let last = neuron_events::Record::decode(lines.last().unwrap().as_bytes()).unwrap();
+    let event = neuron_events::Event::global(neuron_events::EventData::ServerStopping(
+        neuron_events::event::ServerStopping {
+            reason: "forged".into(),
+        },
+    ));
+    let bytes = neuron_events::record::encode(last.seq + 1, last.at, &event, &last.hash).unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn a_trusted_key_covers_every_record_or_names_the_uncovered_ones() {
+    let dir = data_dir();
+    let key = NeuronKey::load_or_create(dir.path())
+        .unwrap()
+        .0
+        .public_b64();
+    let trusted = format!("--trusted-key={key}");
+    let mut lines = export_lines(&dir);
+    let count = lines.len();
+    lines.push(forged_after(&lines));
+    let forged = write_to(
+        &dir,
+        "forged-tail.jsonl",
+        (lines.join("\n") + "\n").as_bytes(),
+    );
+    let forged = forged.to_str().unwrap();
+
+    let output = neuron(&["verify", forged]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "the chain alone holds: {}",
+        text(&output)
+    );
+    let output = neuron(&["verify", forged, &trusted]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!(
+            "NOT INTACT at seq {}: record {} signed by no trusted checkpoint",
+            count + 1,
+            count + 1
+        )),
+        "{}",
+        text(&output)
+    );
+    let output = neuron(&["verify", forged, &trusted, "--allow-unsigned-tail"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!(
+            "unsigned tail:   record {} signed by no trusted checkpoint (accepted: --allow-unsigned-tail)",
+            count + 1
+        )),
+        "{}",
+        text(&output)
+    );
+    let output = neuron(&["verify", forged, "--allow-unsigned-tail"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "the flag needs a trusted key"
+    );
+
+    // A log with no checkpoint at all is signed by nobody, whatever is allowed.
+    let unsigned: Vec<&String> = lines
+        .iter()
+        .take_while(|line| !line.contains("\"kind\":\"log.checkpoint\""))
+        .collect();
+    let first_checkpoint = unsigned.len();
+    let unsigned: Vec<String> = unsigned.into_iter().cloned().collect();
+    let path = write_to(
+        &dir,
+        "unsigned.jsonl",
+        (unsigned.join("\n") + "\n").as_bytes(),
+    );
+    for allow in [false, true] {
+        let mut args = vec!["verify", path.to_str().unwrap(), trusted.as_str()];
+        if allow {
+            args.push("--allow-unsigned-tail");
+        }
+        let output = neuron(&args);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(
+            text(&output).contains(&format!(
+                "records 1..{first_checkpoint} signed by no trusted checkpoint"
+            )),
+            "{}",
+            text(&output)
+        );
+    }
+}
+
+#[test]
+fn a_trusted_key_that_begins_with_a_hyphen_is_a_value_not_a_flag() {
+    let key = (0u8..=255)
+        .map(|seed| NeuronKey::from_seed([seed; 32]).public_b64())
+        .find(|key| key.starts_with('-'))
+        .unwrap();
+    let dir = data_dir();
+    let output = neuron(&[
+        "verify",
+        dir.path().to_str().unwrap(),
+        "--trusted-key",
+        &key,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("not by the trusted key"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn hostile_exports_are_refused_by_line_without_being_held_whole() {
+    let dir = data_dir();
+    let lines = export_lines(&dir);
+    // One line of 128 MiB after a record: reported at its line, not read into memory whole.
+    let mut huge = (lines[0].clone() + "\n").into_bytes();
+    huge.extend(std::iter::repeat_n(b'x', 128 << 20));
+    huge.push(b'\n');
+    let path = write_to(&dir, "huge.jsonl", &huge);
+    let output = neuron(&["verify", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("NOT INTACT at seq 2, line 2: not a record: a line of 134217728 bytes, longer than the largest record"),
+        "{}",
+        text(&output)
+    );
+    for args in [
+        &["replay"][..],
+        &["timeline", "--session", "nobody"],
+        &["export"],
+    ] {
+        let mut args = args.to_vec();
+        args.insert(1, path.to_str().unwrap());
+        let output = neuron(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(
+            text(&output).contains("line 2 is not a record (a line of 134217728 bytes"),
+            "{args:?}: {}",
+            text(&output)
+        );
+    }
+
+    // Plain text: no line names the subject, and still none is skipped unread.
+    let garbage = write_to(&dir, "garbage.jsonl", b"hello\nworld\n");
+    let output = neuron(&["timeline", garbage.to_str().unwrap(), "--patient", "ada"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("line 1 is not a record"),
+        "{}",
+        text(&output)
+    );
+
+    // A line missing from the middle: the passes name where numbering breaks.
+    let mut gapped = lines.clone();
+    gapped.remove(9);
+    let path = write_to(&dir, "gapped.jsonl", (gapped.join("\n") + "\n").as_bytes());
+    let output = neuron(&["replay", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("line 10 is not a record (seq 11 follows seq 9"),
+        "{}",
+        text(&output)
+    );
+}
