@@ -21,6 +21,8 @@ pub mod client;
 pub mod config;
 pub mod consent;
 pub mod fhir;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod ids;
 pub mod investigate;

@@ -84,6 +84,25 @@ fn base64_field<const N: usize>(
     })
 }
 
+/// A text field of 1 to `limit` bytes with no control character (C0, DEL or C1): such text reaches
+/// investigators' terminals, where an escape sequence or a newline could forge what they read.
+fn text_field<'a>(
+    object: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    limit: usize,
+) -> Result<&'a str, Invalid> {
+    let text = string_field(object, name)?;
+    if text.is_empty() || text.len() > limit {
+        return Err(invalid(format!("field {name} must be 1 to {limit} bytes")));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "field {name} contains a control character"
+        )));
+    }
+    Ok(text)
+}
+
 /// Parses one text frame. Unknown extra fields are ignored.
 ///
 /// # Errors
@@ -96,18 +115,8 @@ pub fn parse(text: &str) -> Result<ClientMessage, Invalid> {
     };
     match string_field(&object, "type")? {
         "handshake.auth" => {
-            let patient_agent_id = string_field(&object, "patient_agent_id")?;
-            if patient_agent_id.is_empty() || patient_agent_id.len() > MAX_PATIENT_AGENT_ID {
-                return Err(invalid(format!(
-                    "field patient_agent_id must be 1 to {MAX_PATIENT_AGENT_ID} bytes"
-                )));
-            }
-            let patient_endpoint = string_field(&object, "patient_endpoint")?;
-            if patient_endpoint.is_empty() || patient_endpoint.len() > MAX_PATIENT_ENDPOINT {
-                return Err(invalid(format!(
-                    "field patient_endpoint must be 1 to {MAX_PATIENT_ENDPOINT} bytes"
-                )));
-            }
+            let patient_agent_id = text_field(&object, "patient_agent_id", MAX_PATIENT_AGENT_ID)?;
+            let patient_endpoint = text_field(&object, "patient_endpoint", MAX_PATIENT_ENDPOINT)?;
             let token_payload = b64::decode(string_field(&object, "consent_token_payload")?)
                 .map_err(|_| invalid("field consent_token_payload is not valid base64url"))?;
             if token_payload.len() > MAX_TOKEN_PAYLOAD {
@@ -240,6 +249,24 @@ mod tests {
             (
                 r#"{"type":"handshake.challenge_response","signed_nonce":5}"#.to_string(),
                 "signed_nonce must be a string",
+            ),
+            // An ANSI clear-screen, a newline, DEL and a C1 control: text that would forge lines
+            // in an investigator's terminal.
+            (
+                auth_json(&key, &signature).replace(r#""p""#, r#""p\u001b[2J""#),
+                "patient_agent_id contains a control character",
+            ),
+            (
+                auth_json(&key, &signature).replace(r#""wss://p""#, r#""wss://p\nforged""#),
+                "patient_endpoint contains a control character",
+            ),
+            (
+                auth_json(&key, &signature).replace(r#""p""#, r#""p\u007f""#),
+                "patient_agent_id contains a control character",
+            ),
+            (
+                auth_json(&key, &signature).replace(r#""wss://p""#, r#""wss://p\u0085""#),
+                "patient_endpoint contains a control character",
             ),
         ];
         for (text, expected) in cases {

@@ -22,6 +22,8 @@ pub enum Piece {
         bytes: Vec<u8>,
         /// False when the last line lacks its newline.
         complete: bool,
+        /// The longest line kept: a longer one among these is reported by its length.
+        max_line: usize,
     },
     /// A line longer than any record, skipped unread.
     Oversized {
@@ -42,6 +44,10 @@ pub fn oversized_reason(length: u64) -> String {
 /// Splits an input into [`Piece`]s.
 pub struct Blocks<R> {
     input: R,
+    /// Bytes read at once.
+    block: usize,
+    /// The longest line kept.
+    max_line: usize,
     /// Bytes read after the last newline handed out: part of the next line.
     carry: Vec<u8>,
     /// How many bytes at the start of `carry` are known to hold no newline.
@@ -52,10 +58,18 @@ pub struct Blocks<R> {
 }
 
 impl<R: Read> Blocks<R> {
-    /// Reads `input` from its start.
+    /// Reads `input` from its start, keeping lines up to the largest record.
     pub fn new(input: R) -> Self {
+        Self::with_limits(input, BLOCK, MAX_RECORD_BYTES)
+    }
+
+    /// Reads `input` `block` bytes at a time, keeping lines up to `max_line` bytes: small limits
+    /// let tests and fuzzing reach every path with small inputs.
+    pub fn with_limits(input: R, block: usize, max_line: usize) -> Self {
         Self {
             input,
+            block: block.max(1),
+            max_line,
             carry: Vec::new(),
             searched: 0,
             next_line: 1,
@@ -64,10 +78,10 @@ impl<R: Read> Blocks<R> {
         }
     }
 
-    /// Appends up to [`BLOCK`] bytes of input to `buffer`; sets `at_end` at the end of the input.
+    /// Appends up to a block of input to `buffer`; sets `at_end` at the end of the input.
     fn read_more(&mut self, buffer: &mut Vec<u8>) -> std::io::Result<()> {
         let start = buffer.len();
-        buffer.resize(start + BLOCK, 0);
+        buffer.resize(start + self.block, 0);
         let mut filled = start;
         while filled < buffer.len() {
             match self.input.read(&mut buffer[filled..]) {
@@ -95,6 +109,7 @@ impl<R: Read> Blocks<R> {
             first_line,
             bytes,
             complete,
+            max_line: self.max_line,
         }
     }
 
@@ -102,7 +117,7 @@ impl<R: Read> Blocks<R> {
     fn skip_line(&mut self, mut length: u64) -> std::io::Result<Piece> {
         let line = self.next_line;
         self.next_line += 1;
-        let mut buffer = Vec::with_capacity(BLOCK);
+        let mut buffer = Vec::with_capacity(self.block);
         loop {
             if self.at_end {
                 return Ok(Piece::Oversized {
@@ -142,7 +157,7 @@ impl<R: Read> Blocks<R> {
                 self.searched = 0;
                 return Ok(Some(self.lines(block, true)));
             }
-            if block.len() > MAX_RECORD_BYTES {
+            if block.len() > self.max_line {
                 return self.skip_line(block.len() as u64).map(Some);
             }
             if self.at_end {
@@ -190,6 +205,7 @@ impl Piece {
                 first_line,
                 bytes,
                 complete,
+                max_line,
             } => {
                 let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
                 let count = body.split(|byte| *byte == b'\n').count();
@@ -198,7 +214,7 @@ impl Piece {
                         .enumerate()
                         .map(move |(index, line)| Line {
                             number: first_line + index as u64,
-                            bytes: if line.len() > MAX_RECORD_BYTES {
+                            bytes: if line.len() > *max_line {
                                 Err(line.len() as u64)
                             } else {
                                 Ok(line)
@@ -220,10 +236,85 @@ impl Piece {
     }
 }
 
+/// One line as [`reference_lines`] and [`split_lines`] give it: its number, its bytes (or its
+/// length when longer than the longest line kept), and whether a newline ended it.
+pub type SplitLine = (u64, Result<Vec<u8>, u64>, bool);
+
+/// What splitting `input` must give, line by line, computed the plain way: for a fuzz target and
+/// the tests to hold [`Blocks`] to.
+pub fn reference_lines(input: &[u8], max_line: usize) -> Vec<SplitLine> {
+    if input.is_empty() {
+        return Vec::new();
+    }
+    let body = input.strip_suffix(b"\n").unwrap_or(input);
+    let count = body.split(|byte| *byte == b'\n').count();
+    body.split(|byte| *byte == b'\n')
+        .enumerate()
+        .map(|(index, line)| {
+            let bytes = if line.len() > max_line {
+                Err(line.len() as u64)
+            } else {
+                Ok(line.to_vec())
+            };
+            let complete = index + 1 < count || input.ends_with(b"\n");
+            (index as u64 + 1, bytes, complete)
+        })
+        .collect()
+}
+
+/// Every line [`Blocks`] gives for `input` read in reads of at most `read` bytes, in the shape of
+/// [`reference_lines`].
+///
+/// # Errors
+/// Never, in practice: the input is in memory.
+pub fn split_lines(
+    input: &[u8],
+    read: usize,
+    block: usize,
+    max_line: usize,
+) -> std::io::Result<Vec<SplitLine>> {
+    /// Hands out at most `read` bytes per call.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            let count = self.1.max(1).min(self.0.len()).min(buffer.len());
+            buffer[..count].copy_from_slice(&self.0[..count]);
+            self.0 = &self.0[count..];
+            Ok(count)
+        }
+    }
+    let mut lines = Vec::new();
+    for piece in Blocks::with_limits(Trickle(input, read), block, max_line) {
+        let piece = piece?;
+        lines.extend(
+            piece
+                .lines()
+                .map(|line| (line.number, line.bytes.map(<[u8]>::to_vec), line.complete)),
+        );
+    }
+    Ok(lines)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_input_read_any_way_splits_as_the_plain_split_does(
+            input in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'a'), any::<u8>()], 0..200),
+            read in 1usize..9,
+            block in 1usize..9,
+            max_line in 0usize..12,
+        ) {
+            prop_assert_eq!(
+                split_lines(&input, read, block, max_line).unwrap(),
+                reference_lines(&input, max_line)
+            );
+        }
+    }
 
     /// Every line of an input, as (number, bytes or length, complete).
     fn lines_of(input: &[u8]) -> Vec<(u64, Result<Vec<u8>, u64>, bool)> {
@@ -280,33 +371,5 @@ mod tests {
             lines_of(&largest),
             vec![(1, Ok(largest[..MAX_RECORD_BYTES].to_vec()), true)]
         );
-    }
-
-    #[test]
-    fn every_split_of_the_input_gives_the_same_lines() {
-        // Reads of any size: the splitter must not depend on where reads end.
-        struct Trickle<'a>(&'a [u8], usize);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-                let count = self.1.min(self.0.len()).min(buffer.len());
-                buffer[..count].copy_from_slice(&self.0[..count]);
-                self.0 = &self.0[count..];
-                Ok(count)
-            }
-        }
-        let input = b"one\ntwo\n\nthree\nfour";
-        let whole = lines_of(input);
-        for size in 1..8 {
-            let trickled: Vec<_> = Blocks::new(Trickle(input, size))
-                .map(Result::unwrap)
-                .flat_map(|piece| {
-                    piece
-                        .lines()
-                        .map(|line| (line.number, line.bytes.map(<[u8]>::to_vec), line.complete))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            assert_eq!(trickled, whole, "reads of {size} bytes");
-        }
     }
 }

@@ -24,6 +24,8 @@ mod error;
 pub mod event;
 pub mod evidence;
 pub mod export;
+#[cfg(feature = "test-support")]
+pub mod fuzzing;
 pub mod journal;
 pub mod jsonl;
 pub mod parallel;

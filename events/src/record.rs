@@ -254,7 +254,7 @@ impl Record {
 /// The envelope of a record read from its bytes, its data checked to be one JSON object but not
 /// decoded: what verification needs of every record, and what a reader that skips a record's data
 /// checks so as not to pass over a line that is no record at all.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Parts<'a> {
     /// The record's seq.
     pub seq: u64,
@@ -274,9 +274,18 @@ pub struct Parts<'a> {
 /// # Errors
 /// [`Error::Unparseable`] when the bytes are not a record's envelope.
 pub fn parts(bytes: &[u8]) -> Result<Parts<'_>, Error> {
-    if let Some(parts) = canonical_parts(bytes) {
-        return Ok(parts);
+    match canonical_parts(bytes) {
+        Some(parts) => Ok(parts),
+        None => general_parts(bytes),
     }
+}
+
+/// [`Parts`] read by the general parser alone (serde, any layout). Public so that a fuzz target can
+/// hold [`canonical_parts`] to it.
+///
+/// # Errors
+/// [`Error::Unparseable`] when the bytes are not a record's envelope.
+pub fn general_parts(bytes: &[u8]) -> Result<Parts<'_>, Error> {
     let envelope = Envelope::parse(bytes)?;
     let at = Timestamp::parse_rfc3339(&envelope.at).map_err(|error| Error::Unparseable {
         reason: error.to_string(),
@@ -317,8 +326,9 @@ pub fn check(bytes: &[u8]) -> Result<u64, Error> {
 /// `{"seq":N,"at":"<24>","kind":"<known>"[,"session":"…"],"data":{…},"prev":"<64 hex>"}`.
 /// Anything else returns `None` and goes to the general parser. Inside valid JSON, the byte
 /// sequences searched for here cannot occur within a string (a raw `"` there is always escaped),
-/// so the positions found are the top-level ones.
-fn canonical_parts(bytes: &[u8]) -> Option<Parts<'_>> {
+/// so the positions found are the top-level ones. Whatever it accepts, [`general_parts`] reads the
+/// same (a fuzz target holds the two together).
+pub fn canonical_parts(bytes: &[u8]) -> Option<Parts<'_>> {
     const PREV: &[u8] = b",\"prev\":\"";
     let rest = bytes.strip_prefix(b"{\"seq\":")?;
     let digits = rest.iter().position(|byte| !byte.is_ascii_digit())?;
@@ -339,8 +349,9 @@ fn canonical_parts(bytes: &[u8]) -> Option<Parts<'_>> {
     let mut rest = &rest[kind_end + 1..];
     if let Some(after) = rest.strip_prefix(b",\"session\":") {
         let end = memchr::memmem::find(after, b",\"data\":")?;
-        serde_json::from_slice::<&RawValue>(&after[..end]).ok()?;
-        if after.first() != Some(&b'"') {
+        let session = &after[..end];
+        serde_json::from_slice::<&RawValue>(session).ok()?;
+        if session.first() != Some(&b'"') || session.last() != Some(&b'"') {
             return None;
         }
         rest = &after[end..];
@@ -351,7 +362,8 @@ fn canonical_parts(bytes: &[u8]) -> Option<Parts<'_>> {
     let hex = suffix.strip_prefix(PREV)?.strip_suffix(b"\"}")?;
     let prev = Digest::from_hex_bytes(hex).ok()?;
     serde_json::from_slice::<serde::de::IgnoredAny>(data).ok()?;
-    if !data.starts_with(b"{") {
+    // Exactly one object, as serde's raw value would hold it (no white space around it).
+    if !data.starts_with(b"{") || !data.ends_with(b"}") {
         return None;
     }
     Some(Parts {
