@@ -330,6 +330,9 @@ pub fn check(bytes: &[u8]) -> Result<u64, Error> {
 /// same (a fuzz target holds the two together).
 pub fn canonical_parts(bytes: &[u8]) -> Option<Parts<'_>> {
     const PREV: &[u8] = b",\"prev\":\"";
+    // A record is UTF-8 text: serde skips the strings of the data it ignores without checking
+    // them, so the bytes are checked here.
+    std::str::from_utf8(bytes).ok()?;
     let rest = bytes.strip_prefix(b"{\"seq\":")?;
     let digits = rest.iter().position(|byte| !byte.is_ascii_digit())?;
     if digits == 0 || digits > 19 || (digits > 1 && rest[0] == b'0') {
