@@ -138,13 +138,10 @@ enum Judged {
     Undecodable(Undecodable),
 }
 
-/// Decodes a record when `wanted` picks it, else checks it to be a record of a known kind without
+/// Decodes a record when it was `picked`, else checks it to be a record of a known kind without
 /// decoding its data ([`crate::record::check`]), so that a line which is no record at all is
 /// never passed over.
-fn judge<W>(bytes: &[u8], wanted: &W, place: impl Fn() -> String) -> Judged
-where
-    W: Fn(&[u8]) -> bool,
-{
+fn judge(bytes: &[u8], picked: bool, place: impl Fn() -> String) -> Judged {
     let undecodable = |error: Error| {
         Judged::Undecodable(Undecodable {
             place: place(),
@@ -154,7 +151,7 @@ where
             },
         })
     };
-    if wanted(bytes) {
+    if picked {
         return match Record::decode(bytes) {
             Ok(record) => Judged::Decoded(record),
             Err(error) => undecodable(error),
@@ -166,49 +163,91 @@ where
     }
 }
 
+/// What a pass does with the lines `wanted` does not pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unpicked {
+    /// Check each to be a record, its seq following the one before: a pass that must not pass
+    /// over a line that is no record.
+    Checked,
+    /// Leave them: a second pass over an export a first pass checked.
+    Skipped,
+}
+
+/// One piece of an export as a worker judged it: the seqs it runs from and to, the records picked,
+/// and the first line that is not a record (the records after it are not kept).
+#[derive(Default)]
+struct PieceJudgement {
+    first: Option<(u64, u64)>,
+    numbering: Numbering,
+    decoded: Vec<Record>,
+    failure: Option<Undecodable>,
+}
+
 /// Decodes a JSONL export on worker threads and hands `visit`, in file order, each line that
-/// `wanted` picks (by a cheap look at the bytes) as a record. The lines not picked are checked,
-/// not decoded. The first line that is not a record, or whose seq does not follow the line before
-/// it, comes as [`Undecodable`], and nothing after it.
+/// `wanted` picks (by a cheap look at the bytes) as a record. With [`Unpicked::Checked`] the
+/// other lines are checked, not decoded, and the first line that is not a record, or whose seq
+/// does not follow the line before it, comes as [`Undecodable`], and nothing after it.
 ///
 /// # Errors
 /// The input's read errors.
-pub fn decode_jsonl<R, W, V>(input: R, wanted: W, mut visit: V) -> Result<(), Error>
+pub fn decode_jsonl<R, W, V>(
+    input: R,
+    wanted: W,
+    unpicked: Unpicked,
+    mut visit: V,
+) -> Result<(), Error>
 where
     R: Read,
     W: Fn(&[u8]) -> bool + Sync,
     V: FnMut(Result<Record, Undecodable>),
 {
-    let work = |piece: std::io::Result<Piece>| -> Result<Vec<(u64, Judged)>, Error> {
+    let work = |piece: std::io::Result<Piece>| -> Result<PieceJudgement, Error> {
         let piece = piece.map_err(input_error)?;
-        Ok(piece
-            .lines()
-            .map(|line| {
-                let place = || format!("line {}", line.number);
-                let judged = match line.bytes {
-                    // A torn last line is as undecodable as any other.
-                    Ok(bytes) => judge(bytes, &wanted, place),
-                    Err(length) => Judged::Undecodable(Undecodable {
+        let mut judgement = PieceJudgement::default();
+        for line in piece.lines() {
+            let place = || format!("line {}", line.number);
+            let judged = match line.bytes {
+                // A torn last line is as undecodable as any other.
+                Ok(bytes) => {
+                    let picked = wanted(bytes);
+                    if !picked && unpicked == Unpicked::Skipped {
+                        continue;
+                    }
+                    judge(bytes, picked, place)
+                }
+                Err(length) => Judged::Undecodable(Undecodable {
+                    place: place(),
+                    reason: oversized_reason(length),
+                }),
+            };
+            let (seq, decoded) = match judged {
+                Judged::Decoded(record) => (record.seq, Some(record)),
+                Judged::Passed(seq) => (seq, None),
+                Judged::Undecodable(undecodable) => {
+                    judgement.failure = Some(undecodable);
+                    break;
+                }
+            };
+            if unpicked == Unpicked::Checked {
+                if let Err(reason) = judgement.numbering.next(seq) {
+                    judgement.failure = Some(Undecodable {
                         place: place(),
-                        reason: oversized_reason(length),
-                    }),
-                };
-                (line.number, judged)
-            })
-            .collect())
+                        reason,
+                    });
+                    break;
+                }
+                judgement.first.get_or_insert((line.number, seq));
+            }
+            judgement.decoded.extend(decoded);
+        }
+        Ok(judgement)
     };
     let mut numbering = Numbering::default();
     std::thread::scope(|scope| {
-        for judged in crate::parallel::ordered(scope, Blocks::new(input), &work) {
-            for (line, judged) in judged? {
-                let (seq, outcome) = match judged {
-                    Judged::Decoded(record) => (record.seq, Some(Ok(record))),
-                    Judged::Passed(seq) => (seq, None),
-                    Judged::Undecodable(undecodable) => {
-                        visit(Err(undecodable));
-                        return Ok(());
-                    }
-                };
+        for judgement in crate::parallel::ordered(scope, Blocks::new(input), &work) {
+            let judgement = judgement?;
+            // Pieces are judged apart: the first seq of one must follow the last of the one before.
+            if let Some((line, seq)) = judgement.first {
                 if let Err(reason) = numbering.next(seq) {
                     visit(Err(Undecodable {
                         place: format!("line {line}"),
@@ -216,7 +255,14 @@ where
                     }));
                     return Ok(());
                 }
-                outcome.into_iter().for_each(&mut visit);
+            }
+            if let Some(last) = judgement.numbering.last {
+                numbering.last = Some(last);
+            }
+            judgement.decoded.into_iter().map(Ok).for_each(&mut visit);
+            if let Some(undecodable) = judgement.failure {
+                visit(Err(undecodable));
+                return Ok(());
             }
         }
         Ok(())
@@ -327,7 +373,7 @@ where
     let mut failed = false;
     scan_parallel(
         log,
-        |seq, bytes, judged| match judge(bytes, &wanted, || format!("record {seq}")) {
+        |seq, bytes, judged| match judge(bytes, wanted(bytes), || format!("record {seq}")) {
             Judged::Decoded(record) => judged.push(Ok(record)),
             Judged::Passed(_) => {}
             Judged::Undecodable(undecodable) => judged.push(Err(undecodable)),

@@ -24,6 +24,8 @@ pub enum Piece {
         complete: bool,
         /// The longest line kept: a longer one among these is reported by its length.
         max_line: usize,
+        /// How many lines these are.
+        count: usize,
     },
     /// A line longer than any record, skipped unread.
     Oversized {
@@ -103,13 +105,14 @@ impl<R: Read> Blocks<R> {
 
     fn lines(&mut self, bytes: Vec<u8>, complete: bool) -> Piece {
         let first_line = self.next_line;
-        let newlines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
-        self.next_line += newlines + u64::from(!complete);
+        let count = memchr::memchr_iter(b'\n', &bytes).count() + usize::from(!complete);
+        self.next_line += count as u64;
         Piece::Lines {
             first_line,
             bytes,
             complete,
             max_line: self.max_line,
+            count,
         }
     }
 
@@ -199,40 +202,89 @@ pub struct Line<'a> {
 
 impl Piece {
     /// The lines of this piece, in order.
-    pub fn lines(&self) -> Box<dyn Iterator<Item = Line<'_>> + '_> {
+    pub fn lines(&self) -> Lines<'_> {
         match self {
             Self::Lines {
                 first_line,
                 bytes,
                 complete,
                 max_line,
-            } => {
-                let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-                let count = body.split(|byte| *byte == b'\n').count();
-                Box::new(
-                    body.split(|byte| *byte == b'\n')
-                        .enumerate()
-                        .map(move |(index, line)| Line {
-                            number: first_line + index as u64,
-                            bytes: if line.len() > *max_line {
-                                Err(line.len() as u64)
-                            } else {
-                                Ok(line)
-                            },
-                            complete: *complete || index + 1 < count,
-                        }),
-                )
-            }
+                ..
+            } => Lines {
+                rest: Some(bytes.strip_suffix(b"\n").unwrap_or(bytes)),
+                number: *first_line,
+                complete: *complete,
+                max_line: *max_line,
+                oversized: None,
+            },
             Self::Oversized {
                 line,
                 length,
                 complete,
-            } => Box::new(std::iter::once(Line {
+            } => Lines {
+                rest: None,
                 number: *line,
-                bytes: Err(*length),
                 complete: *complete,
-            })),
+                max_line: 0,
+                oversized: Some(*length),
+            },
         }
+    }
+
+    /// How many lines it holds.
+    pub fn line_count(&self) -> usize {
+        match self {
+            Self::Lines { count, .. } => *count,
+            Self::Oversized { .. } => 1,
+        }
+    }
+}
+
+/// The lines of a [`Piece`], found with a vectorised search for newlines.
+pub struct Lines<'a> {
+    /// What is left of the piece's lines, without the final newline.
+    rest: Option<&'a [u8]>,
+    number: u64,
+    /// Whether the piece's last line ended with a newline.
+    complete: bool,
+    max_line: usize,
+    /// The length of the one oversized line an `Oversized` piece stands for.
+    oversized: Option<u64>,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Line<'a>;
+
+    fn next(&mut self) -> Option<Line<'a>> {
+        if let Some(length) = self.oversized.take() {
+            return Some(Line {
+                number: self.number,
+                bytes: Err(length),
+                complete: self.complete,
+            });
+        }
+        let rest = self.rest?;
+        let (line, complete) = match memchr::memchr(b'\n', rest) {
+            Some(newline) => {
+                self.rest = Some(&rest[newline + 1..]);
+                (&rest[..newline], true)
+            }
+            None => {
+                self.rest = None;
+                (rest, self.complete)
+            }
+        };
+        let number = self.number;
+        self.number += 1;
+        Some(Line {
+            number,
+            bytes: if line.len() > self.max_line {
+                Err(line.len() as u64)
+            } else {
+                Ok(line)
+            },
+            complete,
+        })
     }
 }
 

@@ -339,7 +339,8 @@ struct Parsed {
     kind: Cow<'static, str>,
     prev: Option<Digest>,
     hash: Digest,
-    checkpoint: Option<Result<SignedCheckpoint, String>>,
+    /// Boxed: rare, and large (entries are moved around in batches of thousands).
+    checkpoint: Option<Box<Result<SignedCheckpoint, String>>>,
 }
 
 /// A checkpoint's data and whether its signature verified (checked on the worker thread).
@@ -353,12 +354,14 @@ fn parse(bytes: &[u8]) -> Result<Parsed, String> {
         other => other.to_string(),
     })?;
     let checkpoint = (parts.kind == "log.checkpoint").then(|| {
-        serde_json::from_slice::<LogCheckpoint>(parts.data)
-            .map(|checkpoint| {
-                let signer = verify_checkpoint(&checkpoint);
-                (checkpoint, signer)
-            })
-            .map_err(|error| format!("bad data for log.checkpoint: {error}"))
+        Box::new(
+            serde_json::from_slice::<LogCheckpoint>(parts.data)
+                .map(|checkpoint| {
+                    let signer = verify_checkpoint(&checkpoint);
+                    (checkpoint, signer)
+                })
+                .map_err(|error| format!("bad data for log.checkpoint: {error}")),
+        )
     });
     Ok(Parsed {
         seq: parts.seq,
@@ -413,9 +416,9 @@ fn perform(work: Work, log: Option<&dyn Log>) -> Result<Vec<ParsedEntry>, Error>
             .into_iter()
             .map(|entry| parse_one(entry.key, entry.line, &entry.bytes, entry.complete))
             .collect()),
-        Work::Piece(piece) => Ok(piece
-            .lines()
-            .map(|line| match line.bytes {
+        Work::Piece(piece) => {
+            let mut parsed = Vec::with_capacity(piece.line_count());
+            parsed.extend(piece.lines().map(|line| match line.bytes {
                 Ok(bytes) => parse_one(None, Some(line.number), bytes, line.complete),
                 Err(length) => (
                     Position {
@@ -426,8 +429,9 @@ fn perform(work: Work, log: Option<&dyn Log>) -> Result<Vec<ParsedEntry>, Error>
                     },
                     Err(oversized_reason(length)),
                 ),
-            })
-            .collect()),
+            }));
+            Ok(parsed)
+        }
         Work::Range(from, to) => {
             let mut parsed = Vec::with_capacity(BATCH);
             if let Some(log) = log {

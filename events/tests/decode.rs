@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
 
-use neuron_events::export::{decode_jsonl, decode_log};
+use neuron_events::export::{decode_jsonl, decode_log, Unpicked};
 use neuron_events::testing::fixed_log;
 use neuron_events::{Log, MemoryLog, Record};
 
@@ -76,8 +76,20 @@ fn an_export_decodes_in_order_on_worker_threads() {
     decode_jsonl(
         &jsonl[..],
         |_| true,
+        Unpicked::Checked,
         |record| parallel.push(record.unwrap()),
     )
     .unwrap();
     assert!(parallel == sequential(&log, |_| true));
+
+    // Picking some: the same records, whether the others are checked or skipped.
+    let picked = |bytes: &[u8]| bytes.windows(7).any(|w| w == b"session");
+    for unpicked in [Unpicked::Checked, Unpicked::Skipped] {
+        let mut some = Vec::new();
+        decode_jsonl(&jsonl[..], picked, unpicked, |record| {
+            some.push(record.unwrap())
+        })
+        .unwrap();
+        assert!(some == sequential(&log, picked), "{unpicked:?}");
+    }
 }
