@@ -8,6 +8,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use neuron_events::b64;
 use neuron_events::event::*;
 use neuron_events::Timestamp;
+use neuron_projections::relationships::Status;
 use neuron_projections::{ProvidersView, RelationshipsView};
 
 use crate::consent::{self, Claims};
@@ -35,6 +36,9 @@ pub struct Challenge {
     pub patient_public_key: VerifyingKey,
     /// The patient's endpoint.
     pub patient_endpoint: String,
+    /// The active relationship the challenge was issued for, when there was one: it must still be
+    /// active when the challenge is answered.
+    pub relationship: Option<String>,
 }
 
 impl Phase {
@@ -67,6 +71,8 @@ pub enum Input {
     },
     /// The server is shutting down.
     ShuttingDown,
+    /// The client did not take what was sent within the write timeout.
+    WriteTimedOut,
     /// The events of the previous transition could not be committed.
     CommitFailed,
 }
@@ -171,7 +177,7 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
         (_, Input::Disconnected { code }) => ended(
             vec![EventData::ConnectionClosed(ConnectionClosed {
                 by: ClosedBy::Client,
-                code,
+                code: Some(code),
                 stage,
             })],
             Vec::new(),
@@ -179,10 +185,19 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
         (_, Input::ShuttingDown) => ended(
             vec![EventData::ConnectionClosed(ConnectionClosed {
                 by: ClosedBy::Server,
-                code: 1001,
+                code: Some(1001),
                 stage,
             })],
             vec![Effect::Close(1001)],
+        ),
+        // A client that does not read is cut off: no close frame can reach it (1006).
+        (_, Input::WriteTimedOut) => ended(
+            vec![EventData::ConnectionClosed(ConnectionClosed {
+                by: ClosedBy::Server,
+                code: Some(1006),
+                stage,
+            })],
+            Vec::new(),
         ),
         (Phase::AwaitingAuth, Input::AuthTimerFired) => ended(
             vec![EventData::ConnectionTimeout(ConnectionTimeout {
@@ -326,8 +341,8 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
         }),
         EventData::ChallengeIssued(ChallengeIssued {
             nonce: nonce_hex.clone(),
-            relationship: existing.map_or_else(
-                || "new".to_string(),
+            relationship: existing.as_ref().map_or_else(
+                || ChallengeIssued::NEW.to_string(),
                 |relationship| relationship.id.to_string(),
             ),
         }),
@@ -346,6 +361,7 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
             claims,
             patient_public_key: key,
             patient_endpoint: auth.patient_endpoint,
+            relationship: existing.map(|relationship| relationship.id.into_owned()),
         })),
         events,
         effects,
@@ -385,6 +401,37 @@ fn on_response(
     let key = b64::encode(challenge.patient_public_key.as_bytes());
     let endpoint = provider_endpoint(context.public_url, &claims.provider_npi);
     let mut events = vec![EventData::ChallengeVerified(ChallengeVerified {})];
+    // The session holds the operators' change lock across this step and its commit: a change
+    // made during the handshake wins (SPEC 2.3 step 7).
+    if !context.providers.is_registered(&claims.provider_npi) {
+        return failed(
+            Stage::Challenge,
+            ErrorCode::ProviderNotFound,
+            format!(
+                "provider {} was removed during the handshake",
+                claims.provider_npi
+            ),
+            provider,
+            4003,
+            events,
+        );
+    }
+    if let Some(id) = &challenge.relationship {
+        let still_active = context
+            .relationships
+            .get(id)
+            .is_some_and(|relationship| relationship.status == Status::Active);
+        if !still_active {
+            return failed(
+                Stage::Challenge,
+                ErrorCode::ConsentFailed,
+                format!("relationship {id} was terminated during the handshake"),
+                provider,
+                4003,
+                events,
+            );
+        }
+    }
     // Look again: a relationship may have been established or terminated meanwhile.
     let (relationship_id, status) = match context
         .relationships

@@ -1064,7 +1064,7 @@ pub fn describe(event: &EventData) -> String {
             data.consented_actions.join(", "),
             neuron_events::Timestamp::saturating_from_millis(data.exp.saturating_mul(1000))
         ),
-        EventData::ChallengeIssued(data) if data.relationship == "new" => {
+        EventData::ChallengeIssued(data) if data.existing_relationship().is_none() => {
             "challenge sent (no relationship yet)".into()
         }
         EventData::ChallengeIssued(data) => format!(
@@ -1097,13 +1097,35 @@ pub fn describe(event: &EventData) -> String {
             data.code.as_str()
         ),
         EventData::ConnectionClosed(data) => format!(
-            "closed by the {} with {} at {}",
+            "closed by the {} {} at {}",
             match data.by {
                 ClosedBy::Client => "client",
                 ClosedBy::Server => "server",
             },
-            data.code,
+            data.code.map_or_else(
+                || "before its HTTP 101".to_string(),
+                |code| format!("with {code}")
+            ),
             data.stage.as_str()
+        ),
+        EventData::ConnectionRefused(data) => format!(
+            "{} connection(s) turned away between {} and {}: {} (HTTP 503), from {}",
+            data.count,
+            data.first_at,
+            data.last_at,
+            match data.reason {
+                neuron_events::event::RefuseReason::QueueFull => "queue full",
+                neuron_events::event::RefuseReason::ConnectionLimit => "connection limit reached",
+            },
+            if data.peers.is_empty() {
+                "-".to_string()
+            } else {
+                data.peers
+                    .iter()
+                    .map(|peer| format!("{} ({})", peer.peer, peer.count))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         ),
         EventData::RelationshipTerminated(data) => format!(
             "relationship {} terminated by {}: {}",

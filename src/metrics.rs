@@ -89,6 +89,8 @@ pub struct CheckpointSeen {
 pub struct Metrics {
     /// Terminal events by (outcome, code).
     outcomes: BTreeMap<(&'static str, String), u64>,
+    /// Connections turned away before a session existed, by reason (from the summaries).
+    refused: BTreeMap<&'static str, u64>,
     handshake_seconds: Histogram,
     queue_wait_seconds: Histogram,
     commit_seconds: Histogram,
@@ -104,6 +106,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             outcomes: BTreeMap::new(),
+            refused: BTreeMap::new(),
             handshake_seconds: Histogram::new(SECONDS_SHORT),
             queue_wait_seconds: Histogram::new(SECONDS_WAIT),
             commit_seconds: Histogram::new(COMMIT_SECONDS),
@@ -168,7 +171,17 @@ impl Metrics {
             EventData::ConnectionTimeout(timeout) => {
                 Some(("timeout", timeout.code.as_str().into()))
             }
-            EventData::ConnectionClosed(closed) => Some(("closed", closed.code.to_string())),
+            EventData::ConnectionClosed(closed) => {
+                self.queued.remove(session);
+                let code = closed
+                    .code
+                    .map_or_else(|| "none".to_string(), |code| code.to_string());
+                Some(("closed", code))
+            }
+            EventData::ConnectionRefused(refused) => {
+                *self.refused.entry(refused.reason.as_str()).or_default() += refused.count;
+                None
+            }
             EventData::ConnectionQueueTimeout(timeout) => {
                 self.queued.remove(session);
                 self.queue_wait_seconds.observe(millis(timeout.waited_ms));
@@ -238,6 +251,17 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "neuron_handshakes_total{{outcome=\"{outcome}\",code=\"{code}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP neuron_connections_refused_total Connections turned away before a session existed, by reason (queue_full, connection_limit), as the log's connection.refused summaries count them."
+        );
+        let _ = writeln!(out, "# TYPE neuron_connections_refused_total counter");
+        for (reason, count) in &self.refused {
+            let _ = writeln!(
+                out,
+                "neuron_connections_refused_total{{reason=\"{reason}\"}} {count}"
             );
         }
         self.handshake_seconds.render(

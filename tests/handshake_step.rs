@@ -375,7 +375,7 @@ fn timers_disconnects_shutdown_and_commit_failures_end_the_session_once() {
         gone.events,
         vec![EventData::ConnectionClosed(ConnectionClosed {
             by: ClosedBy::Client,
-            code: 1000,
+            code: Some(1000),
             stage: Stage::Challenge
         })]
     );
@@ -393,4 +393,110 @@ fn timers_disconnects_shutdown_and_commit_failures_end_the_session_once() {
 
     let after = step(&Phase::Ended, Input::Text(good_auth()), &context);
     assert!(after.events.is_empty() && after.effects.is_empty());
+}
+
+/// `views` with one more event applied, as a change an operator made during a handshake.
+fn changed(mut views: Views, data: EventData) -> Views {
+    views.apply(&Record {
+        seq: 99,
+        at: Timestamp::saturating_from_millis(0),
+        session: None,
+        event: data,
+        prev: Digest::GENESIS,
+        hash: Digest::GENESIS,
+    });
+    views
+}
+
+#[test]
+fn a_change_made_during_the_handshake_wins_over_its_answer() {
+    let key = patient_key();
+    // Challenged on a new relationship, then the provider is removed before the answer.
+    let before = views(None);
+    let challenged = step(
+        &Phase::AwaitingAuth,
+        Input::Text(good_auth()),
+        &context(&before.providers, &before.relationships, NOW_SECONDS),
+    );
+    let removed = changed(
+        before.clone(),
+        EventData::ProviderRemoved(ProviderChanged {
+            npi: PROVIDER.into(),
+            name: "Demo Provider".into(),
+            by: ChangeSource::Api,
+        }),
+    );
+    let answered = step(
+        &challenged.next,
+        Input::Text(response(&key, &[7; 32])),
+        &context(&removed.providers, &removed.relationships, NOW_SECONDS),
+    );
+    assert_eq!(
+        kinds(&answered),
+        [
+            "connection.challenge_verified",
+            "connection.handshake_failed"
+        ]
+    );
+    assert_eq!(error_of(&answered), (ErrorCode::ProviderNotFound, 4003));
+    assert_eq!(
+        failure(&answered).reason,
+        "provider 1234567893 was removed during the handshake"
+    );
+
+    // Challenged on an existing relationship, then it is terminated before the answer: no new
+    // relationship is made from the consent shown before the termination.
+    let existing = views(Some(&key));
+    let challenged = step(
+        &Phase::AwaitingAuth,
+        Input::Text(good_auth()),
+        &context(&existing.providers, &existing.relationships, NOW_SECONDS),
+    );
+    let terminated = changed(
+        existing,
+        EventData::RelationshipTerminated(RelationshipTerminated {
+            relationship_id: "rel-1".into(),
+            provider_npi: PROVIDER.into(),
+            reason: "patient moved away".into(),
+            by: "api".into(),
+        }),
+    );
+    let answered = step(
+        &challenged.next,
+        Input::Text(response(&key, &[7; 32])),
+        &context(
+            &terminated.providers,
+            &terminated.relationships,
+            NOW_SECONDS,
+        ),
+    );
+    assert_eq!(
+        kinds(&answered),
+        [
+            "connection.challenge_verified",
+            "connection.handshake_failed"
+        ]
+    );
+    assert_eq!(error_of(&answered), (ErrorCode::ConsentFailed, 4003));
+    assert_eq!(
+        failure(&answered).reason,
+        "relationship rel-1 was terminated during the handshake"
+    );
+}
+
+#[test]
+fn a_client_that_does_not_read_is_cut_off_with_one_record() {
+    let before = views(None);
+    let context = context(&before.providers, &before.relationships, NOW_SECONDS);
+    let cut = step(&Phase::AwaitingAuth, Input::WriteTimedOut, &context);
+    assert_eq!(cut.next, Phase::Ended);
+    assert_eq!(
+        cut.events,
+        vec![EventData::ConnectionClosed(ConnectionClosed {
+            by: ClosedBy::Server,
+            code: Some(1006),
+            stage: Stage::Auth,
+        })]
+    );
+    assert!(cut.effects.is_empty(), "nothing more can be sent to it");
 }

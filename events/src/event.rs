@@ -24,11 +24,32 @@ pub enum RejectReason {
     Shutdown,
 }
 
+/// Why connections were turned away before any session existed (summarised, not one by one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseReason {
+    /// The waiting queue already held `max_queued` connections.
+    QueueFull,
+    /// The listener already held `server.max_connections` connections.
+    ConnectionLimit,
+}
+
+impl RefuseReason {
+    /// The reason as the log and the metrics write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::ConnectionLimit => "connection_limit",
+        }
+    }
+}
+
 /// The stage a handshake had reached when it ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
-    /// Waiting in the upgrade queue, before the session started.
+    /// Waiting in the upgrade queue, or promoted from it and not yet upgraded (before the 101).
+    #[serde(rename = "queued", alias = "queue")]
     Queue,
     /// Waiting for, or validating, `handshake.auth`.
     Auth,
@@ -44,7 +65,7 @@ impl Stage {
     /// The stage as the log writes it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Queue => "queue",
+            Self::Queue => "queued",
             Self::Auth => "auth",
             Self::Consent => "consent",
             Self::Challenge => "challenge",
@@ -208,8 +229,19 @@ pub struct ConsentVerified {
 pub struct ChallengeIssued {
     /// The nonce, 64 lowercase hex characters.
     pub nonce: String,
-    /// `new`, or the id of the existing relationship the key was matched against.
+    /// [`ChallengeIssued::NEW`], or the id of the existing relationship the key was matched
+    /// against.
     pub relationship: String,
+}
+
+impl ChallengeIssued {
+    /// What `relationship` says when no relationship existed yet.
+    pub const NEW: &'static str = "new";
+
+    /// The existing relationship the challenge was issued for, if any.
+    pub fn existing_relationship(&self) -> Option<&str> {
+        (self.relationship != Self::NEW).then_some(self.relationship.as_str())
+    }
 }
 
 /// `connection.challenge_verified`
@@ -273,10 +305,37 @@ pub struct ConnectionTimeout {
 pub struct ConnectionClosed {
     /// Which side closed.
     pub by: ClosedBy,
-    /// The WebSocket close code.
-    pub code: u16,
+    /// The WebSocket close code; none when the connection ended before its 101 (queued, or
+    /// promoted and not yet upgraded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
     /// The stage the session was in.
     pub stage: Stage,
+}
+
+/// `connection.refused`: a summary of the connections turned away for one reason within about a
+/// second, before any session existed (a flood costs a record a second, not one per attempt).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionRefused {
+    /// Why they were turned away.
+    pub reason: RefuseReason,
+    /// How many.
+    pub count: u64,
+    /// The first one's time.
+    pub first_at: crate::Timestamp,
+    /// The last one's time.
+    pub last_at: crate::Timestamp,
+    /// Up to 16 peers (IP addresses) with how many each; the others are in `count` alone.
+    pub peers: Vec<PeerCount>,
+}
+
+/// One peer of a [`ConnectionRefused`] summary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerCount {
+    /// The peer's IP address.
+    pub peer: String,
+    /// How many of its connections were turned away.
+    pub count: u64,
 }
 
 /// `termination.relationship_terminated`
@@ -391,6 +450,8 @@ event_kinds! {
     "connection.timeout" => ConnectionTimeout(ConnectionTimeout),
     /// The connection ended without completing.
     "connection.closed" => ConnectionClosed(ConnectionClosed),
+    /// Connections were turned away before a session existed (a summary).
+    "connection.refused" => ConnectionRefused(ConnectionRefused),
     /// A relationship was ended for good.
     "termination.relationship_terminated" => RelationshipTerminated(RelationshipTerminated),
     /// The Neuron signed the chain head.

@@ -255,7 +255,7 @@ pub fn story() -> Vec<Event> {
             "s7",
             EventData::ConnectionClosed(ConnectionClosed {
                 by: ClosedBy::Client,
-                code: 1005,
+                code: Some(1005),
                 stage: Stage::Auth,
             }),
         ),
@@ -284,10 +284,27 @@ pub fn story() -> Vec<Event> {
             "s8",
             EventData::ConnectionClosed(ConnectionClosed {
                 by: ClosedBy::Server,
-                code: 1001,
+                code: Some(1001),
                 stage: Stage::Auth,
             }),
         ),
+        // Connections turned away while the queue was full, summarised as a stop flushes them.
+        Event::global(EventData::ConnectionRefused(ConnectionRefused {
+            reason: RefuseReason::QueueFull,
+            count: 3,
+            first_at: Timestamp::saturating_from_millis(START_MILLIS + 4_000),
+            last_at: Timestamp::saturating_from_millis(START_MILLIS + 4_750),
+            peers: vec![
+                PeerCount {
+                    peer: "127.0.0.1".into(),
+                    count: 2,
+                },
+                PeerCount {
+                    peer: "10.0.0.9".into(),
+                    count: 1,
+                },
+            ],
+        })),
     ]
 }
 

@@ -107,6 +107,9 @@ pub struct HandshakeTally {
     pub queue_timeouts: u64,
     /// Refused without a slot, by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// Connections turned away before any session existed, by reason (from the summaries).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<String, u64>,
     /// Cut off by an unclean stop.
     pub interrupted: u64,
 }
@@ -135,9 +138,20 @@ impl SessionsView {
 
     /// Folds one record in.
     pub fn apply(&mut self, record: &Record) {
-        if let EventData::ServerStarted(_) = record.event {
-            self.interrupt_live(record.at);
-            return;
+        match &record.event {
+            EventData::ServerStarted(_) => {
+                self.interrupt_live(record.at);
+                return;
+            }
+            EventData::ConnectionRefused(refused) => {
+                *self
+                    .tally
+                    .refused
+                    .entry(refused.reason.as_str().to_string())
+                    .or_default() += refused.count;
+                return;
+            }
+            _ => {}
         }
         let Some(id) = record.session.as_deref() else {
             return;
@@ -204,7 +218,7 @@ impl SessionsView {
             }
             EventData::ConnectionClosed(closed) => {
                 session.stage = SessionStage::Closed;
-                session.close_code = Some(closed.code);
+                session.close_code = closed.code;
                 self.tally.closed += 1;
             }
             EventData::ConnectionQueueTimeout(timeout) => {

@@ -473,7 +473,7 @@ fn any_event() -> impl Strategy<Value = Event> {
         })),
         Just(EventData::ConnectionClosed(ConnectionClosed {
             by: ClosedBy::Client,
-            code: 1006,
+            code: Some(1006),
             stage: Stage::Auth
         })),
         (id, npi).prop_map(
