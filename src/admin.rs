@@ -8,27 +8,30 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use futures_util::{Stream, StreamExt};
 use hyper::body::{Buf, Bytes};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_util::task::TaskTracker;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::Reply;
 use warp::Filter;
 
 use neuron_events::event::{ChangeSource, EventData, ProviderChanged, RelationshipTerminated};
-use neuron_events::{Event, Journal, Record, SledReader};
+use neuron_events::{Event, Record, SledReader};
 use neuron_projections::relationships::{PageQuery, Relationship, Status, Summary};
 use neuron_projections::sessions::SessionStage;
 use neuron_projections::Views;
 
 use crate::metrics::{Gauges, Metrics};
 use crate::npi;
+use crate::server::live::{until_set, Live};
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -214,35 +217,46 @@ impl RecordSource for neuron_events::MemoryLog {
     }
 }
 
-/// What the operator listener needs from the running server.
+/// What the operator listener works with: the server's live state, a read-only handle on the log
+/// for exports and relationship details, and its own limits.
 pub(crate) struct AdminState {
-    pub journal: Journal,
-    pub views: Arc<RwLock<Views>>,
-    pub metrics: Arc<Mutex<Metrics>>,
+    pub live: Arc<Live>,
     pub reader: Arc<dyn RecordSource>,
     /// blake3 hashes of the accepted bearer tokens; empty means `/v1/*` is open (loopback only).
     pub tokens: Vec<blake3::Hash>,
-    /// Held for writing across the check and the event of every change; handshake steps hold it
-    /// for reading across their step and commit, so that no handshake completes on what a change
-    /// is removing (a relationship being terminated, a provider being removed).
-    pub changes: Arc<tokio::sync::RwLock<()>>,
-    /// True once the server has begun to stop.
-    pub draining: watch::Receiver<bool>,
     pub openapi: Bytes,
+    /// The listener's own address: a request's `Host` must name it, `localhost`, or an entry of
+    /// `admin.allowed_hosts` (DNS rebinding).
+    pub listen: SocketAddr,
+    /// Export streams at once.
+    pub exports: Arc<Semaphore>,
 }
 
 impl AdminState {
+    /// The operator listener's state over `live`, listening on `listen`.
+    pub fn new(
+        live: Arc<Live>,
+        reader: Arc<dyn RecordSource>,
+        tokens: Vec<blake3::Hash>,
+        listen: SocketAddr,
+    ) -> Self {
+        let exports = Arc::new(Semaphore::new(live.config.admin.max_exports as usize));
+        Self {
+            live,
+            reader,
+            tokens,
+            openapi: openapi_document(),
+            listen,
+            exports,
+        }
+    }
+
     fn views(&self) -> std::sync::RwLockReadGuard<'_, Views> {
-        // See `server::Shared::read_views`: views are consistent even behind a poisoned lock.
-        self.views
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.live.views()
     }
 
     fn metrics(&self) -> std::sync::MutexGuard<'_, Metrics> {
-        self.metrics
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.live.metrics()
     }
 }
 
@@ -257,6 +271,83 @@ pub(crate) fn openapi_document() -> Bytes {
         Err(_) => Bytes::from_static(OPENAPI.as_bytes()),
     }
 }
+
+/// Serves the operator listener until `stop` (SPEC §5, §7): at most `admin.max_connections`
+/// connections (more are answered 503 and closed), each with `server.header_timeout_ms` to send a
+/// request's header (also the longest idle keep-alive), the write timeout on every write, and a
+/// graceful close at the stop, cut off when the stop's grace is over.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AdminState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let config = &state.live.config;
+    let header_timeout = std::time::Duration::from_millis(config.server.header_timeout_ms);
+    let write_timeout = std::time::Duration::from_millis(config.websocket.write_timeout_ms);
+    let connections = Arc::new(Semaphore::new(config.admin.max_connections as usize));
+    let tasks = TaskTracker::new();
+    let filter = routes(state.clone());
+    let mut last_logged: Option<std::time::Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            () = until_set(&mut stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                if last_logged.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
+                    tracing::warn!(%error, "the operator listener cannot accept a connection");
+                    last_logged = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(place) = connections.clone().try_acquire_owned() else {
+            let _ = stream.try_write(BUSY);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(warp::service(filter.clone()));
+        let mut stop = stop.clone();
+        let mut cut = state.live.stopping.cut.clone();
+        tasks.spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(crate::server::timed::TimedWrites::new(
+                stream,
+                write_timeout,
+            ));
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(64 * 1024);
+            let connection = builder.serve_connection(io, service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = until_set(&mut stop) => {
+                    connection.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        () = until_set(&mut cut) => {}
+                    }
+                }
+                () = until_set(&mut cut) => {}
+            }
+            drop(place);
+        });
+    }
+    drop(listener);
+    tasks.close();
+    let mut cut = state.live.stopping.cut.clone();
+    tokio::select! {
+        _ = tasks.wait() => {}
+        () = until_set(&mut cut) => {}
+    }
+}
+
+/// The answer to a connection past `admin.max_connections`.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 94\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{\"error\":{\"code\":\"busy\",\"message\":\"too many connections to the operator listener; try again\"}}";
 
 /// The warp filter of the operator listener.
 pub(crate) fn routes(
@@ -385,6 +476,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf,
 {
+    refuse_browsers(state, &request)?;
     let (route, parameter) = match resolve(request.method.as_str(), &request.path) {
         Resolved::Route(route, parameter) => (route, parameter.unwrap_or_default()),
         Resolved::NotFound => {
@@ -409,6 +501,9 @@ where
     } else {
         Caller::Open
     };
+    if request.method == Method::POST {
+        require_json(&request.headers)?;
+    }
     let query = parse_query(&request.query)?;
     let allowed: &[&str] = match route.endpoint {
         Endpoint::Relationships => &[
@@ -555,6 +650,68 @@ fn authenticate(tokens: &[blake3::Hash], headers: &HeaderMap) -> Result<Caller, 
     }
 }
 
+/// Refuses what only a browser would send (SPEC §5): a `Host` that does not name this listener (a
+/// DNS rebinding page) is 421, an `Origin` not listed in `admin.allowed_origins` (a page of another
+/// site) is 403.
+fn refuse_browsers(state: &AdminState, request: &Request) -> Result<(), ApiError> {
+    let admin = &state.live.config.admin;
+    let host = request
+        .headers
+        .get("host")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let port = state.listen.port();
+    let named = host.eq_ignore_ascii_case(&state.listen.to_string())
+        || host.eq_ignore_ascii_case(&format!("localhost:{port}"))
+        || admin
+            .allowed_hosts
+            .iter()
+            .any(|allowed| host.eq_ignore_ascii_case(allowed));
+    if !named {
+        return Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            format!(
+                "the Host header does not name this listener ({}, localhost:{port}, or admin.allowed_hosts)",
+                state.listen
+            ),
+        ));
+    }
+    if let Some(origin) = request.headers.get("origin") {
+        let origin = origin.to_str().unwrap_or_default();
+        if !admin
+            .allowed_origins
+            .iter()
+            .any(|allowed| allowed == origin)
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_refused",
+                "requests from browser pages are refused unless their origin is in admin.allowed_origins",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A change's body must be declared JSON: a browser's form or `text/plain` post (which needs no
+/// preflight) is refused with 415.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let declared = headers
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(str::trim);
+    if declared.is_some_and(|media| media.eq_ignore_ascii_case("application/json")) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "a change's body must be sent as Content-Type: application/json",
+    ))
+}
+
 fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(raw).map_err(|error| {
         ApiError::bad_request("query", format!("the query string is not valid: {error}"))
@@ -596,7 +753,7 @@ fn set_content_type(response: &mut warp::reply::Response, value: &'static str) {
 }
 
 fn health(state: &AdminState) -> warp::reply::Response {
-    let status = state.journal.status();
+    let status = state.live.journal.status();
     let checkpoint = state.metrics().last_checkpoint().map(|c| c.seq);
     json_reply(
         StatusCode::OK,
@@ -611,7 +768,7 @@ fn health(state: &AdminState) -> warp::reply::Response {
 }
 
 fn ready(state: &AdminState) -> Answer {
-    let status = state.journal.status();
+    let status = state.live.journal.status();
     if let Some(failure) = status.failed {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -619,7 +776,7 @@ fn ready(state: &AdminState) -> Answer {
             format!("the event log cannot be written: {failure}"),
         ));
     }
-    if *state.draining.borrow() {
+    if state.live.stopping.is_draining() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
@@ -633,7 +790,7 @@ fn ready(state: &AdminState) -> Answer {
 }
 
 fn metrics(state: &AdminState) -> warp::reply::Response {
-    let status = state.journal.status();
+    let status = state.live.journal.status();
     let gauges = {
         let views = state.views();
         Gauges {
@@ -656,7 +813,7 @@ fn metrics(state: &AdminState) -> warp::reply::Response {
 }
 
 fn sessions(state: &AdminState) -> warp::reply::Response {
-    let sessions = crate::server::active_sessions(&state.views());
+    let sessions = state.live.active_sessions();
     json_reply(StatusCode::OK, &json!({ "sessions": sessions }))
 }
 
@@ -838,7 +995,7 @@ async fn terminate(call: &Call<'_>, id: &str) -> Answer {
     let provider_npi = text_field(&object, "provider_npi")?;
     let reason = text_field(&object, "reason")?;
     let state = call.state;
-    let one_change_at_a_time = state.changes.write().await;
+    let one_change_at_a_time = state.live.changes.write().await;
     {
         let views = state.views();
         let relationship = views
@@ -884,6 +1041,7 @@ async fn terminate(call: &Call<'_>, id: &str) -> Answer {
 /// Appends an operator's change and waits until it is durable (and in the views).
 async fn commit(state: &AdminState, data: EventData) -> Result<(), ApiError> {
     state
+        .live
         .journal
         .append(Event::global(data))
         .await
@@ -924,7 +1082,7 @@ async fn add_provider(call: &Call<'_>) -> Answer {
         ));
     }
     let state = call.state;
-    let _one_change_at_a_time = state.changes.write().await;
+    let _one_change_at_a_time = state.live.changes.write().await;
     if state.views().providers.is_registered(&npi) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -947,7 +1105,7 @@ async fn add_provider(call: &Call<'_>) -> Answer {
 
 async fn remove_provider(call: &Call<'_>, npi: &str) -> Answer {
     let state = call.state;
-    let _one_change_at_a_time = state.changes.write().await;
+    let _one_change_at_a_time = state.live.changes.write().await;
     let name = match state.views().providers.get(npi) {
         Some(provider) if provider.registered => provider.name.clone(),
         _ => return Err(provider_not_found(npi)),
@@ -965,7 +1123,7 @@ async fn remove_provider(call: &Call<'_>, npi: &str) -> Answer {
 }
 
 fn audit_head(state: &AdminState) -> warp::reply::Response {
-    let status = state.journal.status();
+    let status = state.live.journal.status();
     let checkpoint = state.metrics().last_checkpoint().cloned();
     json_reply(
         StatusCode::OK,
@@ -979,6 +1137,7 @@ fn audit_head(state: &AdminState) -> warp::reply::Response {
 
 async fn checkpoint(state: &AdminState) -> Answer {
     let committed = state
+        .live
         .journal
         .checkpoint()
         .await
@@ -1020,12 +1179,27 @@ fn export(state: &AdminState, query: &[(String, String)]) -> Answer {
             format!("to_seq {to} is before from_seq {from}"),
         ));
     }
+    // Streams are bounded: each holds a thread reading the log until it ends or its client is
+    // cut off by the write timeout.
+    let Ok(stream_place) = state.exports.clone().try_acquire_owned() else {
+        let mut refusal = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "exports_busy",
+            format!(
+                "{} export streams are running already; try again shortly",
+                state.live.config.admin.max_exports
+            ),
+        );
+        refusal.header = Some(("retry-after", "1".to_string()));
+        return Err(refusal);
+    };
     // Only what is durable now: at most the head when the request arrived.
-    let head = state.journal.status().head.seq;
+    let head = state.live.journal.status().head.seq;
     let to = to.map_or(head, |to| to.min(head));
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let reader = state.reader.clone();
     tokio::task::spawn_blocking(move || {
+        let _stream_place = stream_place;
         let mut chunk = Vec::with_capacity(EXPORT_CHUNK_BYTES);
         let mut open = true;
         let scanned = reader.scan_while(from, to, &mut |_, bytes| {
@@ -1172,12 +1346,24 @@ mod failing_log {
         }
     }
 
+    /// A request as an operator's tool sends it: to the listener's address, a change as JSON.
     fn request(method: Method, path: &str) -> Request {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "host",
+            warp::http::HeaderValue::from_static("127.0.0.1:3001"),
+        );
+        if method == Method::POST {
+            headers.insert(
+                "content-type",
+                warp::http::HeaderValue::from_static("application/json"),
+            );
+        }
         Request {
             method,
             path: path.into(),
             query: String::new(),
-            headers: HeaderMap::new(),
+            headers,
         }
     }
 
@@ -1222,17 +1408,27 @@ mod failing_log {
             Box::new(|_: &[Record], _: &BatchReport| {}),
         )
         .unwrap();
-        let (_drain, draining) = watch::channel(false);
-        AdminState {
+        let (_signal, never) = watch::channel(false);
+        let live = Live {
+            config: crate::config::Config::default(),
             journal,
-            views: Arc::new(RwLock::new(views)),
+            views: Arc::new(std::sync::RwLock::new(views)),
             metrics: Arc::default(),
-            reader: Arc::new(reader),
-            tokens: Vec::new(),
-            changes: Arc::default(),
-            draining,
-            openapi: openapi_document(),
-        }
+            changes: tokio::sync::RwLock::new(()),
+            ids: Arc::new(crate::ids::SeededIds::new(1)),
+            clock: Arc::new(fixed_clock()),
+            stopping: crate::server::live::Stopping {
+                draining: never.clone(),
+                stopping: never.clone(),
+                cut: never,
+            },
+        };
+        AdminState::new(
+            Arc::new(live),
+            Arc::new(reader),
+            Vec::new(),
+            "127.0.0.1:3001".parse().unwrap(),
+        )
     }
 
     #[tokio::test]

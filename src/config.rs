@@ -75,6 +75,15 @@ pub struct Server {
     pub port: u16,
     /// The public base URL that provider endpoints are built from.
     pub public_url: String,
+    /// A request's header must arrive within this, from the connection's admission (from its
+    /// promotion when it was queued); on the operator listener, also the longest idle keep-alive
+    /// and the longest wait for a request body.
+    pub header_timeout_ms: u64,
+    /// Open connections on the public listener at most, queued ones included; past this a
+    /// connection is answered 503 and closed.
+    pub max_connections: u32,
+    /// A graceful stop ends within this, whatever clients do.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Server {
@@ -83,6 +92,9 @@ impl Default for Server {
             host: "127.0.0.1".into(),
             port: 3000,
             public_url: "http://localhost:3000".into(),
+            header_timeout_ms: 5000,
+            max_connections: 20_000,
+            shutdown_grace_ms: 5000,
         }
     }
 }
@@ -97,6 +109,14 @@ pub struct Admin {
     pub port: u16,
     /// blake3 hex of accepted bearer tokens.
     pub token_hashes: Vec<String>,
+    /// `Host` header values accepted besides the listener's own address and `localhost`.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed; a request with any other `Origin` header is refused.
+    pub allowed_origins: Vec<String>,
+    /// Open connections on the operator listener at most.
+    pub max_connections: u32,
+    /// Export streams at once at most; more get 503 with `Retry-After`.
+    pub max_exports: u32,
 }
 
 impl Default for Admin {
@@ -105,6 +125,10 @@ impl Default for Admin {
             host: "127.0.0.1".into(),
             port: 3001,
             token_hashes: Vec::new(),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_connections: 64,
+            max_exports: 2,
         }
     }
 }
@@ -127,6 +151,8 @@ pub struct WebSocket {
     pub queue_timeout_ms: u64,
     /// Largest frame accepted.
     pub max_payload_bytes: usize,
+    /// A frame a client does not take within this ends its session.
+    pub write_timeout_ms: u64,
 }
 
 impl Default for WebSocket {
@@ -139,6 +165,7 @@ impl Default for WebSocket {
             challenge_timeout_ms: 10_000,
             queue_timeout_ms: 30_000,
             max_payload_bytes: 65_536,
+            write_timeout_ms: 5000,
         }
     }
 }
@@ -243,8 +270,29 @@ pub struct Flags {
 
 const SECTIONS: &[(&str, &[&str])] = &[
     ("organization", &["npi", "name"]),
-    ("server", &["host", "port", "public_url"]),
-    ("admin", &["host", "port", "token_hashes"]),
+    (
+        "server",
+        &[
+            "host",
+            "port",
+            "public_url",
+            "header_timeout_ms",
+            "max_connections",
+            "shutdown_grace_ms",
+        ],
+    ),
+    (
+        "admin",
+        &[
+            "host",
+            "port",
+            "token_hashes",
+            "allowed_hosts",
+            "allowed_origins",
+            "max_connections",
+            "max_exports",
+        ],
+    ),
     (
         "websocket",
         &[
@@ -255,6 +303,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "challenge_timeout_ms",
             "queue_timeout_ms",
             "max_payload_bytes",
+            "write_timeout_ms",
         ],
     ),
     ("storage", &["data_dir"]),
@@ -429,6 +478,21 @@ impl Config {
                 self.websocket.max_payload_bytes as u64,
             ),
             ("audit.checkpoint_every", self.audit.checkpoint_every),
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            (
+                "server.max_connections",
+                u64::from(self.server.max_connections),
+            ),
+            ("server.shutdown_grace_ms", self.server.shutdown_grace_ms),
+            (
+                "websocket.write_timeout_ms",
+                self.websocket.write_timeout_ms,
+            ),
+            (
+                "admin.max_connections",
+                u64::from(self.admin.max_connections),
+            ),
+            ("admin.max_exports", u64::from(self.admin.max_exports)),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -440,6 +504,31 @@ impl Config {
                 return invalid(
                     &format!("admin.token_hashes[{index}]"),
                     "is not a 64-character blake3 hex hash".into(),
+                );
+            }
+        }
+        for (index, host) in self.admin.allowed_hosts.iter().enumerate() {
+            if host.is_empty()
+                || host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/')
+            {
+                return invalid(
+                    &format!("admin.allowed_hosts[{index}]"),
+                    format!("{host:?} is not a Host header value (host or host:port)"),
+                );
+            }
+        }
+        for (index, origin) in self.admin.allowed_origins.iter().enumerate() {
+            let rest = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            let valid = rest.is_some_and(|rest| {
+                !rest.is_empty()
+                    && !rest.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/')
+            });
+            if !valid {
+                return invalid(
+                    &format!("admin.allowed_origins[{index}]"),
+                    format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
                 );
             }
         }
@@ -502,9 +591,50 @@ impl Config {
         // so digests recorded before the listener existed still compare.
         effective.admin.port = Admin::default().port;
         let text = toml::to_string(&effective).unwrap_or_default();
-        blake3::hash(text.as_bytes()).to_hex().to_string()
+        // Keys added after digests were first recorded are left out while at their defaults, so
+        // that the same configuration keeps the same digest: their lines are dropped from the
+        // text, which is then what it was before they existed.
+        let (Ok(table), Ok(defaults)) = (
+            toml::Table::try_from(&effective),
+            toml::Table::try_from(Config::default()),
+        ) else {
+            return String::new();
+        };
+        let value = |table: &toml::Table, section: &str, key: &str| {
+            table.get(section).and_then(|s| s.get(key)).cloned()
+        };
+        let at_default: Vec<(&str, &str)> = LATER_KEYS
+            .iter()
+            .copied()
+            .filter(|(section, key)| value(&table, section, key) == value(&defaults, section, key))
+            .collect();
+        let mut section = "";
+        let mut kept = String::with_capacity(text.len());
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name;
+            }
+            let key = line.split(" = ").next().unwrap_or_default();
+            if !at_default.contains(&(section, key)) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        blake3::hash(kept.as_bytes()).to_hex().to_string()
     }
 }
+
+/// Keys added after configuration digests were first recorded (see [`Config::digest`]).
+const LATER_KEYS: &[(&str, &str)] = &[
+    ("server", "header_timeout_ms"),
+    ("server", "max_connections"),
+    ("server", "shutdown_grace_ms"),
+    ("admin", "allowed_hosts"),
+    ("admin", "allowed_origins"),
+    ("admin", "max_connections"),
+    ("admin", "max_exports"),
+    ("websocket", "write_timeout_ms"),
+];
 
 /// An environment value as TOML: a number, boolean or array when it reads as one, else a string.
 fn environment_value(text: &str) -> toml::Value {
@@ -529,12 +659,20 @@ name = "Demo Clinic"
 host = "127.0.0.1"
 port = 3000                     # 0 = pick a free port; the bound address is written to {data_dir}/serve.addr
 public_url = "http://localhost:3000"   # provider endpoints are {public_url}/ws/provider/{npi}
+header_timeout_ms = 5000        # a request's header must arrive within this (from promotion when queued);
+                                # on the operator listener also the idle keep-alive and body limit
+max_connections = 20000         # open connections on this listener, queued ones included; then 503
+shutdown_grace_ms = 5000        # a graceful stop ends within this, whatever clients do
 
 [admin]                         # the operator listener: health, metrics, views, providers, export
 host = "127.0.0.1"
 port = 3001                     # 0 = pick a free port; written to {data_dir}/admin.addr
 token_hashes = []               # blake3 hex of bearer tokens (`neuron admin-token` makes one);
                                 # with any listed, /v1/* needs one; required off loopback
+allowed_hosts = []              # Host header values accepted besides the listener's address and localhost
+allowed_origins = []            # browser origins allowed; a request with any other Origin gets 403
+max_connections = 64            # open connections on the operator listener
+max_exports = 2                 # export streams at once; more get 503 with Retry-After
 
 [websocket]
 path = "/ws/handshake"
@@ -544,6 +682,7 @@ auth_timeout_ms = 10000
 challenge_timeout_ms = 10000
 queue_timeout_ms = 30000        # a queued upgrade waiting longer gets HTTP 503 with Retry-After
 max_payload_bytes = 65536       # larger frames are refused with close 1009
+write_timeout_ms = 5000         # a frame the client does not take within this ends its session
 
 [storage]
 data_dir = "./data"             # the event log, the Neuron's key (neuron.key, mode 0600), serve.addr
@@ -634,6 +773,22 @@ mod tests {
     }
 
     #[test]
+    fn keys_added_later_change_the_digest_only_when_they_leave_their_defaults() {
+        let default = Config::default();
+        let mut set = default.clone();
+        set.server.header_timeout_ms = 6000;
+        assert_ne!(set.digest(), default.digest());
+        set.server.header_timeout_ms = default.server.header_timeout_ms;
+        assert_eq!(set.digest(), default.digest());
+        set.admin.allowed_origins = vec!["https://console.example".into()];
+        assert_ne!(set.digest(), default.digest());
+        // The digest of a configuration that names none of the later keys is the one recorded
+        // before they existed (the paths' snapshots lock it in their server.started records).
+        let text = toml::to_string(&default).unwrap_or_default();
+        assert!(text.contains("header_timeout_ms"));
+    }
+
+    #[test]
     fn the_operator_api_may_leave_loopback_only_with_a_token() {
         let hash = blake3::hash(b"token").to_hex().to_string();
         let text = format!("[admin]\nhost = \"0.0.0.0\"\ntoken_hashes = [\"{hash}\"]\n");
@@ -678,6 +833,32 @@ mod tests {
                 &[],
                 "admin.token_hashes[0]",
             ),
+            (
+                "[admin]\nallowed_origins = [\"console.example\"]\n",
+                &[],
+                "admin.allowed_origins[0]",
+            ),
+            (
+                "[admin]\nallowed_hosts = [\"a b\"]\n",
+                &[],
+                "admin.allowed_hosts[0]",
+            ),
+            (
+                "",
+                &[("NEURON_SERVER__HEADER_TIMEOUT_MS", "0")],
+                "server.header_timeout_ms",
+            ),
+            (
+                "[server]\nmax_connections = 0\n",
+                &[],
+                "server.max_connections",
+            ),
+            (
+                "[websocket]\nwrite_timeout_ms = 0\n",
+                &[],
+                "websocket.write_timeout_ms",
+            ),
+            ("[admin]\nmax_exports = 0\n", &[], "admin.max_exports"),
         ];
         for (text, environment, key) in cases {
             let message = match load_text(text, environment) {

@@ -1,0 +1,499 @@
+//! The public listener (SPEC §2.3, §2.5, §7): admission at the connection level. The handshake
+//! port serves one thing, the upgrade, so a connection is an attempt: it takes a place among
+//! `max_connections`, then a slot among `max_concurrent_handshakes` or a place in the FIFO queue
+//! of `max_queued`, before a byte of its request is read. A queued connection holds its socket
+//! and little else (its request waits in the kernel); the header-read timeout starts when it gets
+//! a slot. Whatever a client does, every resource it takes is a guard released when it is done
+//! with, and every session ends with one terminal record.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::TaskTracker;
+use tracing::{info_span, warn, Instrument};
+
+use neuron_events::event::*;
+use neuron_events::Event;
+
+use super::http::{self, Refusal, Upgrade};
+use super::live::{until_set, Live};
+use super::refusals::Refusals;
+use super::session::{self, socket_config};
+use super::timed::TimedWrites;
+
+/// The admission state of the public listener.
+pub struct Gateway {
+    live: Arc<Live>,
+    /// Live handshake sessions (and connections reading their request once admitted).
+    slots: Arc<Semaphore>,
+    /// Places in the queue.
+    queue: Arc<Semaphore>,
+    /// Open connections, queued ones included.
+    connections: Arc<Semaphore>,
+    max_connections: u32,
+    refusals: Arc<Refusals>,
+    /// Every connection's task: a stop waits for them.
+    tasks: TaskTracker,
+    /// Connections in the queue, until their last queue record is committed: a stop answers
+    /// them before it closes live sessions.
+    waiting: TaskTracker,
+}
+
+/// How a connection waiting in the queue stopped waiting.
+enum Waited {
+    Promoted(OwnedSemaphorePermit),
+    TimedOut,
+    Drained,
+    Left,
+}
+
+/// Why a connection's request was not an upgrade to serve.
+enum Unserved {
+    /// Refused with this status, then closed.
+    Refused(Refusal),
+    /// Its header did not arrive in time.
+    TimedOut,
+    /// The client went away.
+    Left,
+    /// The server is stopping.
+    Stopping,
+}
+
+impl Gateway {
+    /// Admission for `live`'s configuration, with at most `max_connections` open connections.
+    pub fn new(live: Arc<Live>, max_connections: u32, refusals: Arc<Refusals>) -> Self {
+        let websocket = &live.config.websocket;
+        Self {
+            slots: Arc::new(Semaphore::new(websocket.max_concurrent_handshakes as usize)),
+            queue: Arc::new(Semaphore::new(websocket.max_queued as usize)),
+            connections: Arc::new(Semaphore::new(max_connections as usize)),
+            max_connections,
+            refusals,
+            tasks: TaskTracker::new(),
+            waiting: TaskTracker::new(),
+            live,
+        }
+    }
+
+    /// The connections waiting in the queue, for a stop to answer first.
+    pub fn waiting(&self) -> &TaskTracker {
+        &self.waiting
+    }
+
+    /// Every connection's task, for a stop to wait on.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// Open connections now.
+    pub fn open_connections(&self) -> usize {
+        (self.max_connections as usize).saturating_sub(self.connections.available_permits())
+    }
+
+    /// Accepts connections until the stop begins. An accept error (out of file descriptors, most
+    /// likely) is logged at most once a second and retried after a short pause, so that it never
+    /// spins a core.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut draining = self.live.stopping.draining.clone();
+        let mut last_logged: Option<Instant> = None;
+        let mut suppressed = 0u64;
+        loop {
+            let accepted = tokio::select! {
+                () = until_set(&mut draining) => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(error) => {
+                    if last_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                        warn!(%error, suppressed, "the handshake listener cannot accept a connection");
+                        last_logged = Some(Instant::now());
+                        suppressed = 0;
+                    } else {
+                        suppressed += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let Ok(connection) = self.connections.clone().try_acquire_owned() else {
+            self.refuse(stream, peer, RefuseReason::ConnectionLimit);
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let span = info_span!("connection", %peer);
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            let deadline = self.header_deadline();
+            let gateway = self.clone();
+            self.tasks.spawn(
+                async move {
+                    gateway.exchange(stream, peer, slot, None, deadline).await;
+                    drop(connection);
+                }
+                .instrument(span),
+            );
+        } else if let Ok(place) = self.queue.clone().try_acquire_owned() {
+            let max_queued = self.live.config.websocket.max_queued as usize;
+            let position = max_queued.saturating_sub(self.queue.available_permits());
+            let position = u32::try_from(position).unwrap_or(u32::MAX);
+            let gateway = self.clone();
+            self.tasks.spawn(
+                async move {
+                    gateway.wait_in_queue(stream, peer, position, place).await;
+                    drop(connection);
+                }
+                .instrument(span),
+            );
+        } else {
+            drop(connection);
+            self.refuse(stream, peer, RefuseReason::QueueFull);
+        }
+    }
+
+    /// Turns a connection away at once: counted for the summary, answered 503 if the socket takes
+    /// it without waiting, closed. No task, no session, no record of its own.
+    fn refuse(&self, stream: TcpStream, peer: SocketAddr, reason: RefuseReason) {
+        self.refusals
+            .count(reason, peer.ip(), self.live.clock.now());
+        // Take what the client already sent, so that closing does not reset the connection before
+        // it reads the answer.
+        let mut sink = [0u8; 2048];
+        for _ in 0..4 {
+            match stream.try_read(&mut sink) {
+                Ok(read) if read > 0 => {}
+                _ => break,
+            }
+        }
+        let _ = stream.try_write(&self.unavailable().response());
+    }
+
+    fn unavailable(&self) -> Refusal {
+        Refusal::Unavailable {
+            retry_after: self
+                .live
+                .config
+                .websocket
+                .queue_timeout_ms
+                .div_ceil(1000)
+                .max(1),
+        }
+    }
+
+    fn header_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+            + Duration::from_millis(self.live.config.server.header_timeout_ms)
+    }
+
+    fn millis_since(&self, at: neuron_events::Timestamp) -> u64 {
+        // Waiting time by the injected clock, like every other time in the log.
+        u64::try_from(self.live.clock.now().millis() - at.millis()).unwrap_or(0)
+    }
+
+    async fn record(
+        &self,
+        session: &str,
+        data: EventData,
+    ) -> Result<neuron_events::Committed, neuron_events::Error> {
+        self.live
+            .journal
+            .append(Event::in_session(session, data))
+            .await
+    }
+
+    /// A connection that found no slot: it waits in the queue holding its socket and nothing
+    /// else, until it gets a slot, gives up, the server stops, or the client leaves.
+    async fn wait_in_queue(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        position: u32,
+        place: OwnedSemaphorePermit,
+    ) {
+        let waiting = self.waiting.token();
+        let session = self.live.ids.session_id();
+        let queued = self
+            .record(
+                &session,
+                EventData::ConnectionQueued(ConnectionQueued {
+                    peer: peer.to_string(),
+                    position,
+                }),
+            )
+            .await;
+        let Ok(queued) = queued else {
+            return;
+        };
+        let mut draining = self.live.stopping.draining.clone();
+        let queue_timeout = Duration::from_millis(self.live.config.websocket.queue_timeout_ms);
+        let waited = tokio::select! {
+            slot = self.slots.clone().acquire_owned() => match slot {
+                Ok(slot) => Waited::Promoted(slot),
+                Err(_) => Waited::Drained,
+            },
+            () = tokio::time::sleep(queue_timeout) => Waited::TimedOut,
+            () = until_set(&mut draining) => Waited::Drained,
+            () = gone(&stream) => Waited::Left,
+        };
+        let waited_ms = self.millis_since(queued.at);
+        let (ending, answer) = match waited {
+            Waited::Promoted(slot) => {
+                drop(place);
+                drop(waiting);
+                let promoted = self
+                    .record(
+                        &session,
+                        EventData::ConnectionPromoted(ConnectionPromoted { waited_ms }),
+                    )
+                    .await;
+                if promoted.is_ok() {
+                    let deadline = self.header_deadline();
+                    self.exchange(stream, peer, slot, Some(session), deadline)
+                        .await;
+                }
+                return;
+            }
+            Waited::TimedOut => (
+                EventData::ConnectionQueueTimeout(ConnectionQueueTimeout { waited_ms }),
+                true,
+            ),
+            Waited::Drained => (
+                EventData::ConnectionRejected(ConnectionRejected {
+                    peer: peer.to_string(),
+                    reason: RejectReason::Shutdown,
+                    waited_ms,
+                }),
+                true,
+            ),
+            Waited::Left => (
+                EventData::ConnectionClosed(ConnectionClosed {
+                    by: ClosedBy::Client,
+                    code: None,
+                    stage: Stage::Queue,
+                }),
+                false,
+            ),
+        };
+        let recorded = self.record(&session, ending).await;
+        drop(place);
+        drop(waiting);
+        if answer && recorded.is_ok() {
+            let mut stream = TimedWrites::new(stream, self.write_timeout());
+            self.answer(&mut stream, self.unavailable()).await;
+        }
+    }
+
+    fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.live.config.websocket.write_timeout_ms)
+    }
+
+    /// Sends a refusal and closes, without waiting past the write timeout or the stop's end.
+    async fn answer(&self, stream: &mut TimedWrites<TcpStream>, refusal: Refusal) {
+        let mut cut = self.live.stopping.cut.clone();
+        let written = async {
+            stream.write_all(&refusal.response()).await?;
+            stream.shutdown().await
+        };
+        tokio::select! {
+            _ = written => {}
+            () = until_set(&mut cut) => {}
+        }
+    }
+
+    /// A connection with a slot reads its request (until `deadline`) and, if it is an upgrade of
+    /// the handshake path, becomes a session; `session` is its id when it was queued (it has
+    /// records already).
+    async fn exchange(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: OwnedSemaphorePermit,
+        session: Option<String>,
+        deadline: tokio::time::Instant,
+    ) {
+        let mut stream = TimedWrites::new(stream, self.write_timeout());
+        let request = self.read_request(&mut stream, deadline).await;
+        let upgrade = match request {
+            Ok(upgrade) => upgrade,
+            Err(unserved) => {
+                // A connection that never was a session leaves no record; one that waited in the
+                // queue ends its session here.
+                if let Some(session) = &session {
+                    let by = match unserved {
+                        Unserved::Left => ClosedBy::Client,
+                        _ => ClosedBy::Server,
+                    };
+                    let closed = EventData::ConnectionClosed(ConnectionClosed {
+                        by,
+                        code: None,
+                        stage: Stage::Queue,
+                    });
+                    if self.record(session, closed).await.is_err() {
+                        return;
+                    }
+                }
+                drop(slot);
+                match unserved {
+                    Unserved::Refused(refusal) => self.answer(&mut stream, refusal).await,
+                    Unserved::Stopping => self.answer(&mut stream, self.unavailable()).await,
+                    Unserved::TimedOut | Unserved::Left => {}
+                }
+                return;
+            }
+        };
+        let session = session.unwrap_or_else(|| self.live.ids.session_id());
+        let max = self.live.config.websocket.max_concurrent_handshakes as usize;
+        let live_sessions =
+            u32::try_from(max.saturating_sub(self.slots.available_permits())).unwrap_or(u32::MAX);
+        let accepted = self
+            .record(
+                &session,
+                EventData::ConnectionAccepted(ConnectionAccepted {
+                    peer: peer.to_string(),
+                    live_sessions,
+                }),
+            )
+            .await;
+        if accepted.is_err() {
+            return;
+        }
+        let span = info_span!("session", session = %session);
+        async move {
+            let mut cut = self.live.stopping.cut.clone();
+            let switching = http::switching_protocols(&upgrade.key);
+            let switched = tokio::select! {
+                switched = stream.write_all(&switching) => switched.is_ok(),
+                () = until_set(&mut cut) => false,
+            };
+            if !switched {
+                // The 101 never reached the client: the session ends before its WebSocket began.
+                let closed = EventData::ConnectionClosed(ConnectionClosed {
+                    by: ClosedBy::Client,
+                    code: None,
+                    stage: Stage::Auth,
+                });
+                let _ = session::commit(&self.live, &session, vec![closed]).await;
+                return;
+            }
+            let config = socket_config(self.live.config.websocket.max_payload_bytes);
+            let Upgrade { early, .. } = upgrade;
+            let socket =
+                WebSocketStream::from_partially_read(stream, early, Role::Server, Some(config))
+                    .await;
+            session::run(session, socket, slot, self.live.clone()).await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Reads a request's header until it is complete, the deadline passes, the client leaves or
+    /// the server stops.
+    async fn read_request(
+        &self,
+        stream: &mut TimedWrites<TcpStream>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Upgrade, Unserved> {
+        let path = &self.live.config.websocket.path;
+        let mut stopping = self.live.stopping.stopping.clone();
+        let mut buffer = Vec::with_capacity(1024);
+        // What a queued client sent while it waited is in the kernel already, and the wait
+        // cleared the runtime's note that the socket is readable: read it directly first.
+        match read_waiting(stream.get_ref(), &mut buffer) {
+            Ok(0) => return Err(Unserved::Left),
+            Ok(_) => match http::parse(&buffer, path) {
+                Ok(Some(upgrade)) => return Ok(upgrade),
+                Ok(None) => {}
+                Err(refusal) => return Err(Unserved::Refused(refusal)),
+            },
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return Err(Unserved::Left),
+        }
+        loop {
+            if buffer.len() == buffer.capacity() {
+                buffer.reserve(1024);
+            }
+            let read = tokio::select! {
+                read = stream.read_buf(&mut buffer) => read,
+                () = tokio::time::sleep_until(deadline) => return Err(Unserved::TimedOut),
+                () = until_set(&mut stopping) => return Err(Unserved::Stopping),
+            };
+            match read {
+                Ok(0) | Err(_) => return Err(Unserved::Left),
+                Ok(_) => match http::parse(&buffer, path) {
+                    Ok(Some(upgrade)) => return Ok(upgrade),
+                    Ok(None) => {}
+                    Err(refusal) => return Err(Unserved::Refused(refusal)),
+                },
+            }
+        }
+    }
+}
+
+/// Reads what the kernel holds for `stream` now, without waiting and whatever the runtime believes
+/// of its readiness: `Ok(0)` at the peer's end, `WouldBlock` when nothing is there.
+fn read_waiting(stream: &TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut total = 0;
+    loop {
+        let room = http::MAX_HEADER_BYTES.saturating_sub(buffer.len());
+        if room == 0 {
+            return Ok(total.max(1));
+        }
+        buffer.reserve(room.min(1024));
+        let spare = buffer.spare_capacity_mut();
+        let length = spare.len().min(room);
+        // SAFETY: recv writes at most `length` bytes into the vector's spare capacity, which is
+        // at least that long; the bytes it reports written are then taken into the vector.
+        let read = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                length,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match read {
+            0 if total == 0 => return Ok(0),
+            0 => return Ok(total),
+            read if read > 0 => {
+                let read = read as usize;
+                // SAFETY: recv initialised `read` bytes of the spare capacity.
+                unsafe { buffer.set_len(buffer.len() + read) };
+                total += read;
+            }
+            _ => {
+                let error = std::io::Error::last_os_error();
+                return match error.kind() {
+                    std::io::ErrorKind::WouldBlock if total > 0 => Ok(total),
+                    std::io::ErrorKind::Interrupted => continue,
+                    _ => Err(error),
+                };
+            }
+        }
+    }
+}
+
+/// Resolves when the peer of a socket nobody reads has gone: its end closed or reset. Data it
+/// sends meanwhile stays in the kernel; readiness for it is cleared so that only a later event
+/// (more data, or the end) wakes this again.
+async fn gone(stream: &TcpStream) {
+    loop {
+        match stream.ready(Interest::READABLE).await {
+            Ok(ready) if ready.is_read_closed() => return,
+            Ok(_) => {
+                let _ = stream.try_io(Interest::READABLE, || {
+                    Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+                });
+            }
+            Err(_) => return,
+        }
+    }
+}

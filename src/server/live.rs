@@ -1,0 +1,109 @@
+//! The server's shared live state: the journal every record goes through, the views folded from
+//! what it committed, the metrics, the lock that operator changes and handshake steps share, and
+//! the seams (clock, ids). Sessions and the operator API both work on it; neither knows the other.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::watch;
+
+use neuron_events::{Clock, Journal, Timestamp};
+use neuron_projections::sessions::SessionStage;
+use neuron_projections::Views;
+
+use crate::config::Config;
+use crate::ids::IdSource;
+use crate::metrics::Metrics;
+
+/// A live session as the views show it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ActiveSession {
+    /// The session id.
+    pub id: String,
+    /// The patient agent, once known.
+    pub patient_agent_id: Option<String>,
+    /// The provider, once known.
+    pub provider_npi: Option<String>,
+    /// Its stage.
+    pub stage: SessionStage,
+    /// When it started.
+    pub started: Timestamp,
+}
+
+/// The signals of a stop, in the order they are given (SPEC §2.6).
+#[derive(Clone, Debug)]
+pub struct Stopping {
+    /// Set first: queued connections are answered 503, `/ready` answers 503.
+    pub draining: watch::Receiver<bool>,
+    /// Set next: live sessions close with 1001, connections still reading their request end.
+    pub stopping: watch::Receiver<bool>,
+    /// Set when the grace period is over: whatever still waits on a client gives up at once.
+    pub cut: watch::Receiver<bool>,
+}
+
+/// Resolves once `signal` is set (at once if it is): a stop's signal, awaited anywhere (the
+/// guard `wait_for` returns is not held across the caller's next await).
+pub async fn until_set(signal: &mut watch::Receiver<bool>) {
+    let _ = signal.wait_for(|set| *set).await;
+}
+
+impl Stopping {
+    /// Whether the stop has begun.
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+}
+
+/// What sessions and the operator API share.
+pub struct Live {
+    /// The configuration served.
+    pub config: Config,
+    /// The one writer.
+    pub journal: Journal,
+    /// Folded from every committed record, before its caller is acknowledged.
+    pub views: Arc<RwLock<Views>>,
+    /// Counted from every committed record and batch.
+    pub metrics: Arc<Mutex<Metrics>>,
+    /// Held for writing by an operator change across its check and commit; for reading by a
+    /// session across a frame's step and commit, so that no handshake completes on what a change
+    /// is removing (SPEC §2.3 step 7).
+    pub changes: tokio::sync::RwLock<()>,
+    /// Session ids, relationship ids and nonces.
+    pub ids: Arc<dyn IdSource>,
+    /// The clock stamped on records.
+    pub clock: Arc<dyn Clock>,
+    /// The stop's signals.
+    pub stopping: Stopping,
+}
+
+impl Live {
+    /// The views, for reading.
+    pub fn views(&self) -> std::sync::RwLockReadGuard<'_, Views> {
+        // Views are only ever changed record by record inside the lock; a panic elsewhere cannot
+        // leave them half-applied, so a poisoned lock still guards consistent views.
+        self.views
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> std::sync::MutexGuard<'_, Metrics> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The live sessions: queued or in a handshake.
+    pub fn active_sessions(&self) -> Vec<ActiveSession> {
+        self.views()
+            .sessions
+            .live()
+            .map(|session| ActiveSession {
+                id: session.id.clone(),
+                patient_agent_id: session.patient_agent_id.clone(),
+                provider_npi: session.provider_npi.clone(),
+                stage: session.stage,
+                started: session.started,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,435 @@
+//! The server (SPEC §2, §3.4, §5, §7), one room per concern:
+//!
+//! - [`gateway`]: the public listener: admission at the connection level (connection limit,
+//!   slots, the FIFO queue), the upgrade exchange, refusals.
+//! - [`http`]: the one HTTP exchange of the handshake port, pure.
+//! - [`session`]: one handshake session over its WebSocket, driving the pure
+//!   [`crate::handshake::step`], event first.
+//! - [`live`]: the shared live state sessions and the operator API work on.
+//! - [`refusals`]: connections turned away before a session exists, summarised.
+//! - [`timed`]: sockets whose writes time out.
+//! - `start`: the stored log checked and folded, providers reconciled, listeners bound.
+//!
+//! As a library it offers [`Server::start`], [`Server::stop`] and [`Server::active_sessions`];
+//! `neuron serve` calls [`run`].
+//!
+//! Invariant: no frame is sent, no socket closed and no HTTP answer given before the event that
+//! describes it is committed; every session ends with one terminal record, whatever its client
+//! does, and a stop ends within `server.shutdown_grace_ms`.
+
+mod gateway;
+pub mod http;
+pub mod live;
+mod refusals;
+mod session;
+mod start;
+pub mod timed;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use neuron_events::event::*;
+use neuron_events::{
+    BatchReport, Clock, Event, Journal, JournalOptions, NeuronKey, Record, SledLog,
+};
+use neuron_projections::Views;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::ids::IdSource;
+use crate::metrics::Metrics;
+pub use live::ActiveSession;
+use live::{Live, Stopping};
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The event log failed.
+    #[error("event log")]
+    Log(#[from] neuron_events::Error),
+    /// A file or socket operation failed.
+    #[error("{action}")]
+    Io {
+        /// What was being done.
+        action: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The configuration cannot be served.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The store is damaged or lost records it acknowledged: nothing is written on top of it.
+    #[error("refusing the log at {path}: {reason}; run `neuron verify` on the data directory and rebuild it from an export with `neuron restore`")]
+    StoreRefused {
+        /// The store.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The stored log does not form a chain the server may continue.
+    #[error("the log is damaged at seq {seq}: {reason}; run `neuron verify` on the data directory and rebuild it from an export with `neuron restore`")]
+    Damaged {
+        /// The first seq at fault.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A write to the log failed: the server stopped at once without recording anything more
+    /// (fail-stop, SPEC §3.4).
+    #[error(
+        "the event log could not be written ({reason}); stopped at once, recording nothing more"
+    )]
+    LogFailed {
+        /// The cause, as the operating system gave it.
+        reason: String,
+    },
+}
+
+fn io_error(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let action = action.into();
+    move |source| ServerError::Io { action, source }
+}
+
+/// What the server is given besides its configuration: the seams tests replace.
+pub struct Options {
+    /// The clock stamped on records and used for token times.
+    pub clock: Arc<dyn Clock>,
+    /// Session ids, relationship ids and nonces.
+    pub ids: Arc<dyn IdSource>,
+    /// The Neuron's key; `None` loads or creates `{data_dir}/neuron.key`.
+    pub key: Option<NeuronKey>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(neuron_events::SystemClock),
+            ids: Arc::new(crate::ids::RandomIds),
+            key: None,
+        }
+    }
+}
+
+/// The senders of a stop's signals.
+struct Signals {
+    drain: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    cut: watch::Sender<bool>,
+    admin: watch::Sender<bool>,
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    live: Arc<Live>,
+    gateway: Arc<gateway::Gateway>,
+    refusals: Arc<refusals::Refusals>,
+    signals: Signals,
+    serving: tokio::task::JoinHandle<()>,
+    summaries: tokio::task::JoinHandle<()>,
+    admin_serving: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the log in `storage.data_dir`, checks it and rebuilds the views, records the start
+    /// and the configured providers, binds both listeners and starts serving.
+    ///
+    /// # Errors
+    /// [`ServerError`] when the data directory, the key, the log or a listener cannot be used.
+    pub async fn start(config: Config, options: Options) -> Result<Self, ServerError> {
+        config.validate()?;
+        let data_dir = config.storage.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(io_error(format!(
+            "create data directory {}",
+            data_dir.display()
+        )))?;
+        // The log is opened first: its lock is the data directory's, held before the key file is
+        // read or created, so two servers starting on one directory never race for either.
+        let log_dir = data_dir.join("log");
+        let refuse = |error: neuron_events::Error| match error {
+            neuron_events::Error::AcknowledgedButAbsent { .. }
+            | neuron_events::Error::HeadEvidence { .. }
+            | neuron_events::Error::Corrupt { .. } => ServerError::StoreRefused {
+                path: log_dir.clone(),
+                reason: error.to_string(),
+            },
+            error if error.is_damage() => ServerError::StoreRefused {
+                path: log_dir.clone(),
+                reason: neuron_events::full_message(&error),
+            },
+            error => ServerError::Log(error),
+        };
+        let log = SledLog::open(&log_dir).map_err(refuse)?;
+        // A store that lost records it acknowledged is refused before anything is read from it.
+        let stored_head = neuron_events::evidence::check(&log).map_err(refuse)?;
+        let key = match options.key {
+            Some(key) => key,
+            None => NeuronKey::load_or_create(&data_dir)?.0,
+        };
+        let reader = log.reader();
+        let mut recalled = Metrics::default();
+        let views =
+            start::rebuild(&log, stored_head, &mut recalled).map_err(|error| match error {
+                ServerError::Log(error) => refuse(error),
+                other => other,
+            })?;
+        let views = Arc::new(RwLock::new(views));
+        let metrics = Arc::new(Mutex::new(recalled));
+        let observed = views.clone();
+        let counted = metrics.clone();
+        let observer = move |records: &[Record], report: &BatchReport| {
+            {
+                let mut views = observed
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for record in records {
+                    views.apply(record);
+                }
+            }
+            let mut metrics = counted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for record in records {
+                metrics.observe(record);
+            }
+            metrics.observe_batch(report);
+        };
+        let public_key = key.public_b64();
+        let journal = Journal::start(
+            Box::new(log),
+            Arc::new(key),
+            options.clock.clone(),
+            JournalOptions {
+                checkpoint_every: config.audit.checkpoint_every,
+                ..JournalOptions::default()
+            },
+            Box::new(observer),
+        )
+        .map_err(refuse)?;
+        let mut startup = vec![Event::global(EventData::ServerStarted(ServerStarted {
+            version: env!("CARGO_PKG_VERSION").into(),
+            public_key,
+            organization_npi: config.organization.npi.clone(),
+            config_digest: config.digest(),
+        }))];
+        startup.extend(start::provider_changes(
+            &config,
+            &views
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ));
+        journal.append_all(startup).await?;
+
+        let budget = start::connection_budget(&config);
+        let (listener, addr) = start::bind(
+            config.server_addr()?,
+            "the handshake listener",
+            &data_dir,
+            "serve.addr",
+        )
+        .await?;
+        let (admin_listener, admin_addr) = start::bind(
+            config.admin_addr()?,
+            "the operator listener",
+            &data_dir,
+            "admin.addr",
+        )
+        .await?;
+
+        let (drain, draining) = watch::channel(false);
+        let (stop, stopping) = watch::channel(false);
+        let (cut, cutting) = watch::channel(false);
+        let (admin_stop, admin_stopping) = watch::channel(false);
+        let tokens = config.admin_tokens()?;
+        let live = Arc::new(Live {
+            config,
+            journal,
+            views,
+            metrics,
+            changes: tokio::sync::RwLock::new(()),
+            ids: options.ids,
+            clock: options.clock,
+            stopping: Stopping {
+                draining,
+                stopping,
+                cut: cutting,
+            },
+        });
+        let refusals = Arc::new(refusals::Refusals::default());
+        let gateway = Arc::new(gateway::Gateway::new(
+            live.clone(),
+            budget,
+            refusals.clone(),
+        ));
+        let serving = tokio::spawn(gateway.clone().serve(listener));
+        let summaries = tokio::spawn(refusals::summarize(live.clone(), refusals.clone()));
+        let admin_state = Arc::new(AdminState::new(
+            live.clone(),
+            Arc::new(reader),
+            tokens,
+            admin_addr,
+        ));
+        let admin_serving = tokio::spawn(admin::serve(admin_listener, admin_state, admin_stopping));
+        info!(%addr, max_connections = budget, "listening for handshakes");
+        info!(addr = %admin_addr, "operator API listening");
+        Ok(Self {
+            addr,
+            admin_addr,
+            live,
+            gateway,
+            refusals,
+            signals: Signals {
+                drain,
+                stop,
+                cut,
+                admin: admin_stop,
+            },
+            serving,
+            summaries,
+            admin_serving,
+        })
+    }
+
+    /// The address the public listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address the operator listener is bound to.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The live sessions: queued or in a handshake.
+    pub fn active_sessions(&self) -> Vec<ActiveSession> {
+        self.live.active_sessions()
+    }
+
+    /// A copy of the live views.
+    pub fn views(&self) -> Views {
+        self.live.views().clone()
+    }
+
+    /// Connections open on the public listener now, queued ones included.
+    pub fn open_connections(&self) -> usize {
+        self.gateway.open_connections()
+    }
+
+    /// Resolves with the cause once a write to the log has failed: the server must then stop at
+    /// once ([`Server::fail_stop`]).
+    pub async fn failed(&self) -> String {
+        self.live.journal.failed().await
+    }
+
+    /// Stops at once after a failed write: both listeners close, nothing more is recorded (the
+    /// journal refuses every append), and sessions still running end with `SERVER_ERROR` when
+    /// they next try to record. Returns the error to exit with.
+    pub fn fail_stop(self, reason: String) -> ServerError {
+        tracing::error!(%reason, "the event log could not be written: stopping at once, recording nothing more (fail-stop)");
+        self.serving.abort();
+        self.summaries.abort();
+        self.admin_serving.abort();
+        let _ = self.signals.drain.send(true);
+        let _ = self.signals.stop.send(true);
+        let _ = self.signals.cut.send(true);
+        ServerError::LogFailed { reason }
+    }
+
+    /// Stops gracefully within `server.shutdown_grace_ms` (SPEC §2.6): records why, stops
+    /// accepting, answers every queued connection 503, closes every live session with 1001,
+    /// cuts off whatever still waits on a client when the grace is over, then records the last
+    /// refusal summaries and a final signed checkpoint and closes the log. The operator listener
+    /// answers `/ready` 503 from the first step and closes last.
+    ///
+    /// # Errors
+    /// [`ServerError::Log`] when the closing records cannot be written.
+    pub async fn stop(self, reason: &str) -> Result<(), ServerError> {
+        let grace = Duration::from_millis(self.live.config.server.shutdown_grace_ms);
+        let deadline = tokio::time::Instant::now() + grace;
+        let stopping = self
+            .live
+            .journal
+            .append(Event::global(EventData::ServerStopping(ServerStopping {
+                reason: reason.into(),
+            })))
+            .await;
+        // Queued connections first (each gets 503 and its record), then live sessions (1001),
+        // so that the closing records come in a fixed order.
+        let _ = self.signals.drain.send(true);
+        let _ = self.serving.await;
+        let waiting = self.gateway.waiting();
+        waiting.close();
+        let _ = tokio::time::timeout_at(deadline, waiting.wait()).await;
+        let _ = self.signals.stop.send(true);
+        let tasks = self.gateway.tasks();
+        tasks.close();
+        if tokio::time::timeout_at(deadline, tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                open = tasks.len(),
+                "connections still open at the end of the grace period: cut off"
+            );
+            let _ = self.signals.cut.send(true);
+            // Every wait on a client ends at the cut; what remains is committing records.
+            let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
+        }
+        let _ = self.signals.cut.send(true);
+        self.summaries.abort();
+        let closed = async {
+            stopping?;
+            for summary in self.refusals.take() {
+                self.live.journal.append(summary).await?;
+            }
+            self.live.journal.checkpoint().await?;
+            self.live.journal.close().await?;
+            Ok::<_, ServerError>(())
+        }
+        .await;
+        // Closed above unless a write failed; then only the writer's end is waited for.
+        let _ = self.live.journal.close().await;
+        // The operator listener answers (not ready) until the log is closed.
+        let _ = self.signals.admin.send(true);
+        let mut admin_serving = self.admin_serving;
+        if tokio::time::timeout(ADMIN_CLOSE, &mut admin_serving)
+            .await
+            .is_err()
+        {
+            warn!("operator connections still open after the stop; cut off");
+            admin_serving.abort();
+        }
+        closed?;
+        info!(reason, "stopped");
+        Ok(())
+    }
+}
+
+/// How long the operator listener may take to close once the log is closed (its connections
+/// were cut off with everything else at the end of the grace period).
+const ADMIN_CLOSE: Duration = Duration::from_secs(1);
+
+/// Runs a server until `shutdown` resolves with the reason, then stops it gracefully. If a write to
+/// the log fails first, it stops at once instead (fail-stop): nothing more is recorded, and the
+/// error names the cause.
+///
+/// # Errors
+/// As [`Server::start`] and [`Server::stop`]; [`ServerError::LogFailed`] after a failed write.
+pub async fn run(
+    config: Config,
+    options: Options,
+    shutdown: impl Future<Output = String>,
+) -> Result<(), ServerError> {
+    let server = Server::start(config, options).await?;
+    let journal = server.live.journal.clone();
+    tokio::select! {
+        reason = shutdown => server.stop(&reason).await,
+        reason = journal.failed() => Err(server.fail_stop(reason)),
+    }
+}

@@ -1,0 +1,205 @@
+//! One handshake session over its WebSocket: frames, timers and the stop signal become inputs of
+//! the pure [`handshake::step`]; its events are committed, and only then its effects carried out.
+//!
+//! Whatever the client does, the session ends with exactly one terminal record, and its slot is
+//! released as soon as that record is committed: before any effect, never after a socket drains.
+//! Timers fire whatever the socket's state; every write has the connection's write timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+use tracing::warn;
+
+use neuron_events::event::EventData;
+use neuron_events::Event;
+
+use super::live::{until_set, Live};
+use super::timed::TimedWrites;
+use crate::handshake::{self, Context, Effect, Input, Phase};
+
+/// A session's socket: the connection with its write timeout, speaking WebSocket.
+pub type Socket = WebSocketStream<TimedWrites<TcpStream>>;
+
+/// How long a closing session waits for the client's side of the close handshake.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The WebSocket settings of a session: small buffers (a handshake is a few short frames), and a
+/// bounded write buffer. Frames up to twice `max_payload_bytes` are read whole, so that one over
+/// the limit is refused with 1009 after it has been consumed (a clean close); larger ones end the
+/// connection at the protocol level.
+pub fn socket_config(max_payload_bytes: usize) -> WebSocketConfig {
+    let hard_limit = max_payload_bytes.saturating_mul(2).saturating_add(1024);
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 * 1024)
+        .max_message_size(Some(hard_limit))
+        .max_frame_size(Some(hard_limit))
+}
+
+/// Runs a session from its 101 to its end. `slot` is released when the terminal record commits.
+pub async fn run(session: String, mut socket: Socket, slot: OwnedSemaphorePermit, live: Arc<Live>) {
+    let websocket = &live.config.websocket;
+    let mut slot = Some(slot);
+    let mut phase = Phase::AwaitingAuth;
+    let mut deadline =
+        tokio::time::Instant::now() + Duration::from_millis(websocket.auth_timeout_ms);
+    let mut stopping = live.stopping.stopping.clone();
+    let mut closing = false;
+    while phase != Phase::Ended {
+        let input = tokio::select! {
+            () = until_set(&mut stopping) => Input::ShuttingDown,
+            () = tokio::time::sleep_until(deadline) => match phase {
+                Phase::Challenged(_) => Input::ChallengeTimerFired,
+                _ => Input::AuthTimerFired,
+            },
+            frame = socket.next() => match frame {
+                None => Input::Disconnected { code: 1006 },
+                Some(Err(tungstenite::Error::Capacity(_))) => Input::Oversized,
+                Some(Err(tungstenite::Error::Io(error))) if error.kind() == std::io::ErrorKind::TimedOut => Input::WriteTimedOut,
+                Some(Err(_)) => Input::Disconnected { code: 1006 },
+                Some(Ok(Message::Text(text))) if text.len() > websocket.max_payload_bytes => Input::Oversized,
+                Some(Ok(Message::Binary(bytes))) if bytes.len() > websocket.max_payload_bytes => Input::Oversized,
+                Some(Ok(Message::Text(text))) => Input::Text(text.as_str().to_string()),
+                Some(Ok(Message::Binary(_))) => Input::Binary,
+                Some(Ok(Message::Close(frame))) => Input::Disconnected { code: frame.map_or(1005, |frame| u16::from(frame.code)) },
+                // Pings are answered by the protocol layer; pongs and raw frames change nothing.
+                Some(Ok(_)) => continue,
+            },
+        };
+        let transition = decide(&live, &session, &phase, input).await;
+        phase = transition.next;
+        if phase == Phase::Ended {
+            // The terminal record is committed: the slot is free before anything is sent.
+            drop(slot.take());
+        }
+        // Frames are queued and written together (an error frame and its close in one write,
+        // not two packets the second of which would wait on the first one's acknowledgement).
+        let mut frames = Vec::new();
+        for effect in transition.effects {
+            match effect {
+                Effect::Send(message) => frames.push(Message::text(message.to_text())),
+                Effect::Close(code) => {
+                    frames.push(Message::Close(Some(CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: "".into(),
+                    })));
+                    closing = true;
+                }
+                Effect::StartChallengeTimer => {
+                    deadline = tokio::time::Instant::now()
+                        + Duration::from_millis(websocket.challenge_timeout_ms);
+                }
+            }
+        }
+        if frames.is_empty() {
+            continue;
+        }
+        let mut cut = live.stopping.cut.clone();
+        let mut frames = futures_util::stream::iter(frames.into_iter().map(Ok));
+        let sent = tokio::select! {
+            sent = socket.send_all(&mut frames) => sent,
+            () = until_set(&mut cut) => Err(tungstenite::Error::ConnectionClosed),
+        };
+        if let (Err(error), false) = (sent, phase == Phase::Ended) {
+            // The session has not ended and cannot be written to: its end is recorded, and
+            // nothing more is sent.
+            let input = if *live.stopping.cut.borrow() {
+                Input::ShuttingDown
+            } else if matches!(&error, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                Input::WriteTimedOut
+            } else {
+                Input::Disconnected { code: 1006 }
+            };
+            let ended = decide(&live, &session, &phase, input).await;
+            drop(slot.take());
+            phase = ended.next;
+            closing = false;
+        }
+    }
+    drop(slot);
+    if closing {
+        // Read what the client still sends (its close reply) so that the socket ends with FIN,
+        // not with a reset that could destroy the close frame before the client reads it.
+        let mut cut = live.stopping.cut.clone();
+        let drain = async { while let Some(Ok(_)) = socket.next().await {} };
+        tokio::select! {
+            _ = tokio::time::timeout(CLOSE_GRACE, drain) => {}
+            () = until_set(&mut cut) => {}
+        }
+    }
+}
+
+/// Steps the handshake and commits the transition's events; a failed commit becomes the
+/// transition of [`Input::CommitFailed`] (SERVER_ERROR, nothing recorded).
+async fn decide(live: &Live, session: &str, phase: &Phase, input: Input) -> handshake::Transition {
+    // A frame's step reads the relationships and providers: no operator change may land between
+    // that reading and the commit of what it decided.
+    let steady = if matches!(input, Input::Text(_)) {
+        Some(live.changes.read().await)
+    } else {
+        None
+    };
+    let mut transition = step(live, phase, input);
+    if commit(live, session, std::mem::take(&mut transition.events))
+        .await
+        .is_err()
+    {
+        transition = step(live, phase, Input::CommitFailed);
+    }
+    drop(steady);
+    transition
+}
+
+fn step(live: &Live, phase: &Phase, input: Input) -> handshake::Transition {
+    let needs_fresh_values = matches!(input, Input::Text(_));
+    let (nonce, new_relationship_id) = if needs_fresh_values {
+        (live.ids.nonce(), live.ids.relationship_id())
+    } else {
+        ([0; 32], String::new())
+    };
+    let views = live.views();
+    let context = Context {
+        now: live.clock.now(),
+        nonce,
+        new_relationship_id,
+        organization_npi: &live.config.organization.npi,
+        public_url: &live.config.server.public_url,
+        providers: &views.providers,
+        relationships: &views.relationships,
+    };
+    handshake::step(phase, input, &context)
+}
+
+/// Commits a session's events as one batch.
+///
+/// # Errors
+/// The journal's error (logged here).
+pub async fn commit(
+    live: &Live,
+    session: &str,
+    events: Vec<EventData>,
+) -> Result<(), neuron_events::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let events = events
+        .into_iter()
+        .map(|data| Event::in_session(session, data))
+        .collect();
+    match live.journal.append_all(events).await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            warn!(%error, "could not commit the session's events");
+            Err(error)
+        }
+    }
+}

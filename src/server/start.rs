@@ -1,0 +1,190 @@
+//! Starting a server: the stored log checked and folded into the views, the configuration's
+//! providers reconciled with the log's, the listeners bound, and the process's open-file limit
+//! raised to what the listeners may need.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tracing::{info, warn};
+
+use neuron_events::event::*;
+use neuron_events::{Event, Log, Record, SledLog};
+use neuron_projections::Views;
+
+use super::{io_error, ServerError};
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Binds `addr` and writes the bound address (a chosen port when `addr` asked for 0) to
+/// `{data_dir}/{file}`.
+pub(super) async fn bind(
+    addr: SocketAddr,
+    what: &str,
+    data_dir: &Path,
+    file: &str,
+) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(io_error(format!("bind {what} {addr}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(io_error(format!("read the address of {what}")))?;
+    write_address(data_dir, file, bound)?;
+    Ok((listener, bound))
+}
+
+/// Folds the stored log into the views, record by record (start-up memory does not grow with the
+/// length of the log), checking on the way that it is one unbroken chain ending at the store's
+/// head: the server never appends onto a log that does not verify.
+/// Folds the stored log into the views, record by record (start-up memory does not grow with the
+/// length of the log), checking on the way that it is one unbroken chain ending at the store's
+/// head: the server never appends onto a log that does not verify.
+pub(super) fn rebuild(
+    log: &SledLog,
+    stored_head: neuron_events::LogHead,
+    metrics: &mut Metrics,
+) -> Result<Views, ServerError> {
+    let mut views = Views::serving();
+    let mut expected = 1;
+    let mut head = neuron_events::Digest::GENESIS;
+    let mut failure = None;
+    log.scan(1, u64::MAX, &mut |seq, bytes| {
+        if failure.is_some() {
+            return;
+        }
+        match Record::decode(bytes) {
+            Ok(record) if record.seq == seq && seq == expected && record.prev == head => {
+                views.apply(&record);
+                metrics.recall(&record);
+                head = record.hash;
+                expected += 1;
+            }
+            Ok(_) if seq != expected => {
+                failure = Some((expected, format!("record {expected} is missing")));
+            }
+            Ok(_) => {
+                failure = Some((seq, "it does not continue the chain".to_string()));
+            }
+            Err(error) => failure = Some((seq, error.to_string())),
+        }
+    })?;
+    if failure.is_none() && (expected - 1, head) != (stored_head.seq, stored_head.hash) {
+        // A damaged store can answer for its last record yet not read back the ones before it.
+        failure = Some((
+            expected,
+            format!(
+                "the store's last record is seq {}, but reading it back ends at seq {}",
+                stored_head.seq,
+                expected - 1
+            ),
+        ));
+    }
+    match failure {
+        Some((seq, reason)) => Err(ServerError::Damaged { seq, reason }),
+        None => Ok(views),
+    }
+}
+
+/// The provider events that bring the providers view in line with the configuration. The
+/// configuration governs the providers it lists and those it registered earlier; providers the
+/// operator API registered stay when they are not in the file, and a listed provider that the API
+/// removed stays removed (the API registers it again).
+pub(super) fn provider_changes(config: &Config, views: &Views) -> Vec<Event> {
+    let mut changes = Vec::new();
+    for provider in &config.providers {
+        let current = views.providers.get(&provider.npi);
+        if let Some(known) =
+            current.filter(|known| !known.registered && known.changed_by == ChangeSource::Api)
+        {
+            warn!(
+                npi = %known.npi,
+                "provider listed in the configuration stays removed: the operator API removed it"
+            );
+            continue;
+        }
+        if current.is_none_or(|known| !known.registered || known.name != provider.name) {
+            changes.push(Event::global(EventData::ProviderRegistered(
+                ProviderChanged {
+                    npi: provider.npi.clone(),
+                    name: provider.name.clone(),
+                    by: ChangeSource::Config,
+                },
+            )));
+        }
+    }
+    for known in views.providers.registered() {
+        if known.changed_by == ChangeSource::Config
+            && !config
+                .providers
+                .iter()
+                .any(|provider| provider.npi == known.npi)
+        {
+            changes.push(Event::global(EventData::ProviderRemoved(ProviderChanged {
+                npi: known.npi.clone(),
+                name: known.name.clone(),
+                by: ChangeSource::Config,
+            })));
+        }
+    }
+    changes
+}
+
+fn write_address(data_dir: &Path, name: &str, addr: SocketAddr) -> Result<(), ServerError> {
+    let path = data_dir.join(name);
+    std::fs::write(&path, format!("{addr}\n"))
+        .map_err(io_error(format!("write {}", path.display())))
+}
+
+/// File descriptors kept for everything but the public listener's connections: the log's files,
+/// the key, the operator listener's connections, the runtime's own.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Raises the soft limit on open files to the hard one (logging the result), and returns how many
+/// connections the public listener may hold: `server.max_connections`, or fewer when the limit
+/// leaves no room for them beside the operator listener and the log, so that a flood of clients
+/// can never take the descriptors the operator API and the log need.
+pub(super) fn connection_budget(config: &Config) -> u32 {
+    let wanted = u64::from(config.server.max_connections);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !known {
+        warn!("the open-file limit could not be read; serving up to server.max_connections");
+        return config.server.max_connections;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            info!(
+                from = limit.rlim_cur,
+                to = limit.rlim_max,
+                "raised the open-file limit"
+            );
+            limit = raised;
+        } else {
+            warn!(
+                soft = limit.rlim_cur,
+                hard = limit.rlim_max,
+                "the open-file limit could not be raised"
+            );
+        }
+    }
+    let room = limit
+        .rlim_cur
+        .saturating_sub(RESERVED_DESCRIPTORS + u64::from(config.admin.max_connections));
+    if room < wanted {
+        warn!(
+            open_file_limit = limit.rlim_cur,
+            max_connections = room,
+            "server.max_connections is more than the open-file limit leaves room for: serving fewer"
+        );
+    }
+    u32::try_from(room.min(wanted).max(1)).unwrap_or(config.server.max_connections)
+}
