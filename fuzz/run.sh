@@ -19,6 +19,7 @@ if [ ${#targets[@]} -eq 0 ]; then
   targets=(wire record jsonl timestamp base64url admin corruption)
 fi
 
+failed=()
 for target in "${targets[@]}"; do
   if [ "$target" = corruption ]; then
     # Random truncations, flips and zeroed ranges of a stopped log's store, as many as fit in
@@ -26,11 +27,17 @@ for target in "${targets[@]}"; do
     cases=$((seconds * 40))
     echo "== corruption: $cases damaged copies of a stopped store"
     (cd .. && NEURON_CORRUPTION_CASES="$cases" cargo test --release -p neuron-events --test crash \
-      a_damaged_store_is_refused_or_reported_never_taken_for_a_shorter_log)
+      a_damaged_store_is_refused_or_reported_never_taken_for_a_shorter_log) || failed+=("$target")
     continue
   fi
   echo "== $target: $seconds s"
   mkdir -p "corpus/$target" "seeds/$target" "regressions/$target"
   cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" "regressions/$target" -- \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 ||
+    failed+=("$target")
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "failed: ${failed[*]} (inputs in fuzz/artifacts)"
+  exit 1
+fi
+echo "every target ran clean"

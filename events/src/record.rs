@@ -353,10 +353,15 @@ pub fn canonical_parts(bytes: &[u8]) -> Option<Parts<'_>> {
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b",\"data\":"));
         let end = DATA.find(after)?;
         let session = &after[..end];
-        serde_json::from_slice::<&RawValue>(session).ok()?;
-        if session.first() != Some(&b'"') || session.last() != Some(&b'"') {
+        // An id written with escapes is left to the general parser, which decodes them (and
+        // refuses an escape that is no character, such as a lone surrogate).
+        if session.first() != Some(&b'"')
+            || session.last() != Some(&b'"')
+            || memchr::memchr(b'\\', session).is_some()
+        {
             return None;
         }
+        serde_json::from_slice::<&RawValue>(session).ok()?;
         rest = &after[end..];
     }
     let rest = rest.strip_prefix(b",\"data\":")?;
