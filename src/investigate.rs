@@ -462,11 +462,29 @@ pub fn expected_head(argument: &str) -> Result<LogHead, InvestigateError> {
     })
 }
 
+/// Text from a log made safe for a terminal: control characters (C0, DEL, C1: escape sequences,
+/// newlines, carriage returns) are written as `\u{..}` escapes, so that no logged string, however
+/// it got into a log, can move the cursor, clear the screen or forge a line of output.
+pub fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
 /// The human report of a verification.
 pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
     let mut text = format!(
         "log:             {}\nrecords checked: {}\n",
-        source.describe(),
+        safe(&source.describe()),
         report.records
     );
     let at = report
@@ -516,13 +534,13 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
             problem
                 .kind
                 .as_ref()
-                .map(|kind| format!(" ({kind})"))
+                .map(|kind| format!(" ({})", safe(kind)))
                 .unwrap_or_default(),
             problem
                 .line
                 .map(|line| format!(", line {line}"))
                 .unwrap_or_default(),
-            problem.fault.describe()
+            safe(&problem.fault.describe())
         )),
     }
     text
@@ -756,7 +774,7 @@ impl Lines<'_> {
             since_previous_ms: previous.map(|earlier| record.at.millis() - earlier.millis()),
             session: record.session.clone(),
             kind: record.event.kind(),
-            description: describe(&record.event),
+            description: safe(&describe(&record.event)).into_owned(),
         });
     }
 }
@@ -1153,7 +1171,7 @@ pub fn timeline_line(step: &Step) -> String {
         step.seq,
         step.at,
         delta,
-        step.session.as_deref().unwrap_or("-"),
+        safe(step.session.as_deref().unwrap_or("-")),
         step.description
     )
 }
@@ -1189,7 +1207,7 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
     use neuron_projections::sessions::SessionStage;
     let mut text = format!(
         "log {} as of seq {} ({})\n",
-        source.describe(),
+        safe(&source.describe()),
         views.last_seq,
         views
             .last_at
@@ -1198,8 +1216,9 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
     );
     if let Some(org) = &views.organization_npi {
         text.push_str(&format!(
-            "organization {org}, Neuron key {}\n",
-            views.server_key.as_deref().unwrap_or("-")
+            "organization {}, Neuron key {}\n",
+            safe(org),
+            safe(views.server_key.as_deref().unwrap_or("-"))
         ));
     }
     text.push_str("\nproviders\n");
@@ -1210,7 +1229,9 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
         };
         text.push_str(&format!(
             "  {}  {:<24}  {}\n",
-            provider.npi, provider.name, state
+            safe(&provider.npi),
+            safe(&provider.name),
+            state
         ));
     }
     let (active, terminated) = views.relationships.counts();
@@ -1224,14 +1245,16 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
         .filter_map(|summary| views.relationships.full(&summary));
     for relationship in shown {
         let status = match (&relationship.status, &relationship.termination) {
-            (Status::Terminated, Some(end)) => format!("terminated {} ({})", end.at, end.reason),
+            (Status::Terminated, Some(end)) => {
+                format!("terminated {} ({})", end.at, safe(&end.reason))
+            }
             _ => "active".to_string(),
         };
         text.push_str(&format!(
             "  {}  {}  provider {}  established {}  {} later handshake(s)  {}\n",
-            relationship.id,
-            relationship.patient_agent_id,
-            relationship.provider_npi,
+            safe(&relationship.id),
+            safe(&relationship.patient_agent_id),
+            safe(&relationship.provider_npi),
             relationship.established_at,
             relationship.existing_handshakes,
             status
@@ -1251,7 +1274,7 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
     for session in views.sessions.live().take(limit) {
         text.push_str(&format!(
             "  {}  {}  patient {}  provider {}  since {}\n",
-            session.id,
+            safe(&session.id),
             match session.stage {
                 SessionStage::Queued => "queued",
                 SessionStage::Authenticating => "authenticating",
@@ -1260,8 +1283,8 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
                 SessionStage::Failed => "failed",
                 SessionStage::Closed => "closed",
             },
-            session.patient_agent_id.as_deref().unwrap_or("-"),
-            session.provider_npi.as_deref().unwrap_or("-"),
+            safe(session.patient_agent_id.as_deref().unwrap_or("-")),
+            safe(session.provider_npi.as_deref().unwrap_or("-")),
             session.started
         ));
     }
@@ -1270,8 +1293,8 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
         text.push_str(&format!(
             "  {:>4}  {}  {}  since {}\n",
             position.position,
-            position.waiting.session,
-            position.waiting.peer,
+            safe(&position.waiting.session),
+            safe(&position.waiting.peer),
             position.waiting.since
         ));
     }
@@ -1286,8 +1309,13 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
         .iter()
         .map(|(reason, count)| format!("{reason} {count}"))
         .collect();
+    let refused: String = tally
+        .refused
+        .iter()
+        .map(|(reason, count)| format!("; refused before a session {reason} {count}"))
+        .collect();
     text.push_str(&format!(
-        "\nhandshakes: completed {} ({} new, {} existing); failed {} [{}]; closed {}; queue timeouts {}; rejected [{}]; interrupted {}\n",
+        "\nhandshakes: completed {} ({} new, {} existing); failed {} [{}]; closed {}; queue timeouts {}; rejected [{}]; interrupted {}{refused}\n",
         tally.completed_new + tally.completed_existing,
         tally.completed_new,
         tally.completed_existing,

@@ -391,7 +391,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (source, report, trusted) = match outcome {
                 Ok(found) => found,
                 Err(error) => {
-                    eprintln!("neuron: {error}");
+                    eprintln!("neuron: {}", neuron::investigate::safe(&error.to_string()));
                     return Ok(ExitCode::from(2));
                 }
             };
@@ -449,7 +449,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => {
-                    eprintln!("neuron: {error}");
+                    eprintln!("neuron: {}", neuron::investigate::safe(&error.to_string()));
                     Ok(ExitCode::from(2))
                 }
             }
@@ -523,7 +523,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(error) => {
                     let _ = out.flush();
-                    eprintln!("neuron: {error}");
+                    eprintln!("neuron: {}", neuron::investigate::safe(&error.to_string()));
                     Ok(ExitCode::from(2))
                 }
             }
@@ -560,7 +560,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return match written {
                     Ok(_) => Ok(ExitCode::SUCCESS),
                     Err(error) => {
-                        eprintln!("neuron: {error}");
+                        eprintln!("neuron: {}", neuron::investigate::safe(&error.to_string()));
                         Ok(ExitCode::from(2))
                     }
                 };
@@ -580,7 +580,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match exported {
                 Ok(_) => Ok(ExitCode::SUCCESS),
                 Err(error) => {
-                    eprintln!("neuron: {error}");
+                    eprintln!("neuron: {}", neuron::investigate::safe(&error.to_string()));
                     Ok(ExitCode::from(2))
                 }
             }
@@ -612,7 +612,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             {
                 Ok(key) => key,
                 Err(error) => {
-                    eprintln!("neuron: {error}");
+                    eprintln!("neuron: {}", neuron::investigate::safe(&error.to_string()));
                     return Ok(ExitCode::from(2));
                 }
             };
@@ -642,7 +642,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => {
-                    eprintln!("neuron: {error}");
+                    eprintln!("neuron: {}", neuron::investigate::safe(&error.to_string()));
                     Ok(ExitCode::from(match error {
                         neuron::restore::RestoreError::NotIntact { .. } => 1,
                         _ => 2,

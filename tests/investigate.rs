@@ -233,3 +233,90 @@ fn a_sled_log_gives_the_same_timelines_and_replay_as_its_export() {
         neuron(&["replay", FIXTURE, "--format", "json"])
     );
 }
+
+/// A log written before the wire refused control characters: a patient id holding a
+/// clear-screen sequence and a newline that would forge a line, a provider name with a carriage
+/// return.
+fn log_with_control_characters(path: &std::path::Path) {
+    use neuron_events::event::*;
+    use neuron_events::{Event, Journal, JournalOptions, MemoryLog};
+    let log = MemoryLog::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let journal = Journal::start(
+            Box::new(log.clone()),
+            std::sync::Arc::new(neuron_events::testing::neuron_key()),
+            std::sync::Arc::new(neuron_events::testing::fixed_clock()),
+            JournalOptions::default(),
+            Box::new(|_: &[neuron_events::Record], _: &neuron_events::BatchReport| {}),
+        )
+        .unwrap();
+        journal
+            .append(Event::global(EventData::ProviderRegistered(
+                ProviderChanged {
+                    npi: "1234567893".into(),
+                    name: "Dr. Who\rDr. Evil".into(),
+                    by: ChangeSource::Config,
+                },
+            )))
+            .await
+            .unwrap();
+        for data in [
+            EventData::ConnectionAccepted(ConnectionAccepted {
+                peer: "127.0.0.1:5000".into(),
+                live_sessions: 1,
+            }),
+            EventData::HandshakeStarted(HandshakeStarted {
+                patient_agent_id: "ada\u{1b}[2J\n    99  2026-11-26T10:00:00.000Z  forged".into(),
+                patient_endpoint: "wss://ada\u{9b}31m.example".into(),
+            }),
+        ] {
+            journal.append(Event::in_session("s1", data)).await.unwrap();
+        }
+        journal.close().await.unwrap();
+    });
+    let mut bytes = Vec::new();
+    for record in log.all_bytes() {
+        bytes.extend_from_slice(&record);
+        bytes.push(b'\n');
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn control_characters_in_a_log_reach_no_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.jsonl");
+    log_with_control_characters(&path);
+    let path = path.to_str().unwrap();
+    for output in [
+        neuron(&["timeline", path, "--session", "s1"]),
+        neuron(&["replay", path]),
+    ] {
+        assert!(
+            !output.chars().any(|c| c.is_control() && c != '\n'),
+            "{output:?}"
+        );
+        assert!(
+            !output
+                .lines()
+                .any(|line| line.trim_start().starts_with("99 ")),
+            "a logged newline forged a line: {output}"
+        );
+        assert!(
+            output.contains("\\u{1b}") || output.contains("\\u{d}"),
+            "{output}"
+        );
+    }
+    let timeline = neuron(&["timeline", path, "--session", "s1"]);
+    assert!(
+        timeline.contains("auth from patient agent ada\\u{1b}[2J\\u{a}    99"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("wss://ada\\u{9b}31m.example"),
+        "{timeline}"
+    );
+}

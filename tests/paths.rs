@@ -279,3 +279,14 @@ async fn disconnect_after_the_challenge() {
     assert!(records.contains(r#""stage":"challenge""#), "{records}");
     lock("path__disconnect_after_the_challenge", &records);
 }
+
+refusal!(
+    control_character_refused,
+    20,
+    no_change,
+    Script::Send(vec![auth_with(
+        |f| f["patient_agent_id"] = "patient-agent-ada\u{1b}[2J".into()
+    )]),
+    "INVALID_MESSAGE",
+    4002
+);
