@@ -244,8 +244,8 @@ impl AdminState {
         Self {
             live,
             reader,
+            openapi: openapi_document(!tokens.is_empty()),
             tokens,
-            openapi: openapi_document(),
             listen,
             exports,
         }
@@ -260,16 +260,33 @@ impl AdminState {
     }
 }
 
-/// The OpenAPI document with this build's version filled in.
-pub(crate) fn openapi_document() -> Bytes {
-    match serde_json::from_str::<Value>(OPENAPI) {
-        Ok(mut document) => {
-            document["info"]["version"] = Value::from(env!("CARGO_PKG_VERSION"));
-            Bytes::from(document.to_string())
-        }
+/// The OpenAPI document as this listener serves it: this build's version filled in, and, when no
+/// token is configured (loopback only), without the bearer requirement and the 401 answers the
+/// listener then never gives, so that it says exactly what the listener accepts.
+pub(crate) fn openapi_document(tokens_required: bool) -> Bytes {
+    let Ok(mut document) = serde_json::from_str::<Value>(OPENAPI) else {
         // The document is checked by the tests; should it ever not parse, serve it as it is.
-        Err(_) => Bytes::from_static(OPENAPI.as_bytes()),
+        return Bytes::from_static(OPENAPI.as_bytes());
+    };
+    document["info"]["version"] = Value::from(env!("CARGO_PKG_VERSION"));
+    if !tokens_required {
+        if let Some(paths) = document["paths"].as_object_mut() {
+            for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+                for (_, operation) in operation.iter_mut() {
+                    if let Some(operation) = operation.as_object_mut() {
+                        operation.remove("security");
+                        if let Some(responses) = operation
+                            .get_mut("responses")
+                            .and_then(Value::as_object_mut)
+                        {
+                            responses.remove("401");
+                        }
+                    }
+                }
+            }
+        }
     }
+    Bytes::from(document.to_string())
 }
 
 /// Serves the operator listener until `stop` (SPEC §5, §7): at most `admin.max_connections`
@@ -501,9 +518,6 @@ where
     } else {
         Caller::Open
     };
-    if request.method == Method::POST {
-        require_json(&request.headers)?;
-    }
     let query = parse_query(&request.query)?;
     let allowed: &[&str] = match route.endpoint {
         Endpoint::Relationships => &[
@@ -526,6 +540,9 @@ where
         ));
     }
     let body = read_body(body).await?;
+    if !body.is_empty() {
+        require_json(&request.headers)?;
+    }
     let call = Call {
         state,
         body: &body,
@@ -825,17 +842,22 @@ fn queue(state: &AdminState) -> warp::reply::Response {
     )
 }
 
+/// A text filter of the query: empty counts as absent (no filter).
 fn query_value<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query_raw(query, name).filter(|value| !value.is_empty())
+}
+
+/// A typed parameter of the query, as given: an empty value is a value, and refused as one.
+fn query_raw<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
     query
         .iter()
         .rev()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_str())
-        .filter(|value| !value.is_empty())
 }
 
 async fn relationships(state: &AdminState, query: &[(String, String)]) -> Answer {
-    let status = match query_value(query, "status") {
+    let status = match query_raw(query, "status") {
         None => None,
         Some("active") => Some(Status::Active),
         Some("terminated") => Some(Status::Terminated),
@@ -846,7 +868,7 @@ async fn relationships(state: &AdminState, query: &[(String, String)]) -> Answer
             ))
         }
     };
-    let limit = match query_value(query, "limit") {
+    let limit = match query_raw(query, "limit") {
         None => DEFAULT_PAGE,
         Some(text) => match text.parse::<usize>() {
             Ok(limit) if (1..=MAX_PAGE).contains(&limit) => limit,
@@ -865,9 +887,13 @@ async fn relationships(state: &AdminState, query: &[(String, String)]) -> Answer
         after: query_value(query, "after"),
         limit,
     };
+    // The candidates are gathered under the views' lock, put in order without it (commits wait
+    // for that lock), and the page taken under it again.
+    let mut candidates = state.views().relationships.page_candidates(&page_query);
+    candidates.order();
     let (summaries, next_after) = {
         let views = state.views();
-        let page = views.relationships.page(&page_query);
+        let page = views.relationships.page_of(&page_query, candidates);
         let summaries: Vec<Summary<'static>> =
             page.items.into_iter().map(Summary::into_owned).collect();
         (summaries, page.next_after)
@@ -1155,7 +1181,7 @@ async fn checkpoint(state: &AdminState) -> Answer {
 }
 
 fn seq_parameter(query: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
-    match query_value(query, name) {
+    match query_raw(query, name) {
         None => Ok(None),
         Some(text) => match text.parse::<u64>() {
             Ok(seq) if seq >= 1 => Ok(Some(seq)),
@@ -1172,13 +1198,8 @@ const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
 
 fn export(state: &AdminState, query: &[(String, String)]) -> Answer {
     let from = seq_parameter(query, "from_seq")?.unwrap_or(1);
+    // A to_seq below from_seq is an empty range, not an error: nothing is sent.
     let to = seq_parameter(query, "to_seq")?;
-    if let Some(to) = to.filter(|to| *to < from) {
-        return Err(ApiError::bad_request(
-            "to_seq",
-            format!("to_seq {to} is before from_seq {from}"),
-        ));
-    }
     // Streams are bounded: each holds a thread reading the log until it ends or its client is
     // cut off by the write timeout.
     let Ok(stream_place) = state.exports.clone().try_acquire_owned() else {
@@ -1259,6 +1280,21 @@ pub fn new_token() -> Result<(String, String), getrandom::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_served_document_asks_for_tokens_only_when_the_listener_does() {
+        let document = |tokens| -> Value {
+            serde_json::from_slice(&openapi_document(tokens)).unwrap_or_default()
+        };
+        let (with, without) = (document(true), document(false));
+        let export = |document: &Value| document["paths"]["/v1/audit/export"]["get"].clone();
+        assert_eq!(export(&with)["security"][0]["bearer"], json!([]));
+        assert!(export(&with)["responses"]["401"].is_object());
+        assert!(export(&without).get("security").is_none());
+        assert!(export(&without)["responses"].get("401").is_none());
+        assert!(export(&without)["responses"]["421"].is_object());
+        assert_eq!(without["info"]["version"], env!("CARGO_PKG_VERSION"));
+    }
 
     #[test]
     fn paths_resolve_to_their_routes_and_parameters() {
@@ -1475,6 +1511,20 @@ mod failing_log {
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
             assert_eq!(body["error"]["code"], "log_unreadable", "{path}");
         }
+    }
+
+    #[tokio::test]
+    async fn export_streams_beyond_the_limit_are_refused_until_one_ends() {
+        let state = state_over(Views::default(), MemoryLog::new());
+        let held: Vec<_> = (0..state.live.config.admin.max_exports)
+            .map(|_| state.exports.clone().try_acquire_owned().unwrap())
+            .collect();
+        let (status, body) = call(&state, Method::GET, "/v1/audit/export", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "exports_busy");
+        drop(held);
+        let (status, _) = call(&state, Method::GET, "/v1/audit/export", "").await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[tokio::test]

@@ -695,23 +695,67 @@ impl RelationshipsView {
         self.entries.len == 0
     }
 
-    /// One page of relationships in id order, filtered, starting after the id `query.after`
-    /// (which need not exist). `next_after` is the cursor for the following page, `None` on the
-    /// last one.
+    /// One page of relationships in id order, after `query.after`, with the cursor for the next.
+    /// The same as [`RelationshipsView::page_candidates`], [`PageCandidates::order`] and
+    /// [`RelationshipsView::page_of`] in turn, for a caller that holds no lock.
     pub fn page(&self, query: &PageQuery<'_>) -> Page<'_> {
-        let keep = |summary: &Summary<'_>| {
-            query
-                .patient_agent_id
-                .is_none_or(|patient| summary.patient_agent_id == patient)
-                && query
-                    .provider_npi
-                    .is_none_or(|provider| summary.provider_npi == provider)
-                && query.status.is_none_or(|status| summary.status == status)
-        };
+        let mut candidates = self.page_candidates(query);
+        candidates.order();
+        self.page_of(query, candidates)
+    }
+
+    /// The relationships a page may hold, gathered without being put in order: a server gathers
+    /// them under its views' lock and orders them after letting it go ([`PageCandidates::order`]),
+    /// so that ordering a hundred thousand ids never holds up the commits that update the views.
+    pub fn page_candidates(&self, query: &PageQuery<'_>) -> PageCandidates {
         let limit = query.limit.max(1);
+        if query.patient_agent_id.is_some() {
+            // A patient has few relationships: the page is made from its index, under the lock.
+            return PageCandidates {
+                keyed: Vec::new(),
+                limit,
+            };
+        }
+        let provider = query.provider_npi.map(|npi| self.provider_of(npi));
+        let floor = query.after.map(prefix_of);
+        let keyed = (0..self.entries.len)
+            .filter_map(|slot| {
+                let entry = self.entries.get(slot);
+                let in_page = provider.is_none_or(|provider| provider == Some(entry.provider))
+                    && query
+                        .status
+                        .is_none_or(|status| status == self.status(slot));
+                if !in_page {
+                    return None;
+                }
+                let prefix = self.entries.prefix(slot);
+                // A smaller prefix means a smaller id: only equal prefixes need the whole id.
+                let later = match floor {
+                    None => true,
+                    Some(floor) if prefix > floor => true,
+                    Some(floor) if prefix < floor => false,
+                    Some(_) => query
+                        .after
+                        .is_none_or(|after| *self.entries.id(slot) > *after),
+                };
+                later.then_some((prefix, slot))
+            })
+            .collect();
+        PageCandidates { keyed, limit }
+    }
+
+    /// The page made of `candidates` once ordered: the ids that share a prefix put in order by
+    /// their whole id (under the lock; there are few), the summaries taken.
+    pub fn page_of(&self, query: &PageQuery<'_>, candidates: PageCandidates) -> Page<'_> {
+        let limit = candidates.limit;
         let mut items: Vec<Summary<'_>> = match query.patient_agent_id {
-            // A patient has few relationships: use the index and sort them.
             Some(patient) => {
+                let keep = |summary: &Summary<'_>| {
+                    query
+                        .provider_npi
+                        .is_none_or(|provider| summary.provider_npi == provider)
+                        && query.status.is_none_or(|status| summary.status == status)
+                };
                 let mut items: Vec<(String, Summary<'_>)> = self
                     .by_patient(patient)
                     .filter(keep)
@@ -723,18 +767,17 @@ impl RelationshipsView {
                 items.into_iter().map(|(_, summary)| summary).collect()
             }
             None => {
-                let provider = query.provider_npi.map(|npi| self.provider_of(npi));
-                let in_page = |slot: u32| {
-                    let entry = self.entries.get(slot);
-                    provider.is_none_or(|provider| provider == Some(entry.provider))
-                        && query
-                            .status
-                            .is_none_or(|status| status == self.status(slot))
-                };
-                self.ordered(query.after, in_page, Some(limit + 1))
-                    .into_iter()
-                    .map(|slot| self.summary(slot))
-                    .collect()
+                let mut slots = Vec::with_capacity(candidates.keyed.len());
+                for run in candidates.keyed.chunk_by(|a, b| a.0 == b.0) {
+                    let start = slots.len();
+                    slots.extend(run.iter().map(|(_, slot)| *slot));
+                    if run.len() > 1 {
+                        slots[start..]
+                            .sort_by(|a, b| self.entries.id(*a).cmp(&self.entries.id(*b)));
+                    }
+                }
+                slots.truncate(limit + 1);
+                slots.into_iter().map(|slot| self.summary(slot)).collect()
             }
         };
         let next_after = if items.len() > limit {
@@ -829,6 +872,36 @@ pub struct PageQuery<'a> {
     pub after: Option<&'a str>,
     /// At most this many (at least 1).
     pub limit: usize,
+}
+
+/// The relationships a page may hold, before they are put in order ([`RelationshipsView::page_candidates`]).
+#[derive(Clone, Debug)]
+pub struct PageCandidates {
+    /// Each candidate's id prefix and slot.
+    keyed: Vec<([u8; 16], u32)>,
+    limit: usize,
+}
+
+impl PageCandidates {
+    /// Puts the candidates in order of their id prefixes, keeping only what the page may need:
+    /// its `limit + 1` first and any others sharing the last one's prefix (their whole ids decide).
+    /// Needs no view: a server does this outside its lock.
+    pub fn order(&mut self) {
+        let wanted = self.limit + 1;
+        if self.keyed.len() > wanted {
+            self.keyed
+                .select_nth_unstable_by_key(wanted - 1, |(prefix, _)| *prefix);
+            let boundary = self.keyed[wanted - 1].0;
+            let ties: Vec<([u8; 16], u32)> = self.keyed[wanted..]
+                .iter()
+                .filter(|(prefix, _)| *prefix == boundary)
+                .copied()
+                .collect();
+            self.keyed.truncate(wanted);
+            self.keyed.extend(ties);
+        }
+        self.keyed.sort_unstable_by_key(|(prefix, _)| *prefix);
+    }
 }
 
 /// One page of relationships.
