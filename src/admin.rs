@@ -1265,6 +1265,37 @@ impl Stream for Chunks {
     }
 }
 
+/// Answers one request without a socket, as the listener would: its status and body. For the
+/// fuzz target that holds every answer to what `openapi.json` documents.
+pub(crate) async fn answer_offline(
+    state: &AdminState,
+    method: Method,
+    path_and_query: &str,
+    headers: HeaderMap,
+    body: Vec<u8>,
+) -> (StatusCode, Vec<u8>) {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let request = Request {
+        method,
+        path: path.to_string(),
+        query: query.to_string(),
+        headers,
+    };
+    let chunks = vec![Ok::<_, warp::Error>(Bytes::from(body))];
+    let response = match answer(request, futures_util::stream::iter(chunks), state).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.into_response(),
+    };
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map(|collected| collected.to_bytes().to_vec())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// A fresh bearer token and the hash to configure for it.
 ///
 /// # Errors

@@ -47,3 +47,186 @@ pub fn wire_frames_keep_their_limits(data: &[u8]) {
         }
     }
 }
+
+/// A log that keeps what it was given and refuses every new write: the operator API can then be
+/// fuzzed without its state drifting from input to input (every change ends in 503).
+struct Unwritable(neuron_events::MemoryLog);
+
+impl neuron_events::Log for Unwritable {
+    fn append(
+        &mut self,
+        _: &[neuron_events::store::StoredRecord],
+    ) -> Result<(), neuron_events::Error> {
+        Err(neuron_events::Error::Corrupt {
+            reason: "the fuzzing log takes no writes".into(),
+        })
+    }
+
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<
+        dyn Iterator<Item = Result<neuron_events::store::StoredRecord, neuron_events::Error>> + '_,
+    > {
+        self.0.read(from, to)
+    }
+
+    fn head(&self) -> Result<neuron_events::LogHead, neuron_events::Error> {
+        self.0.head()
+    }
+}
+
+/// An operator listener's state over a fixed log, kept for every input of the fuzz target (its
+/// log refuses writes, so no input changes what the next one sees).
+pub struct Operator {
+    runtime: tokio::runtime::Runtime,
+    state: std::sync::Arc<crate::admin::AdminState>,
+}
+
+impl Operator {
+    /// The listener's state over `records` (encoded records, first sequence number 1).
+    ///
+    /// # Panics
+    /// When no runtime or journal can be started: there is nothing to fuzz then.
+    pub fn over(records: Vec<Vec<u8>>) -> Operator {
+        use std::sync::Arc;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|error| panic!("a runtime for fuzzing: {error}"));
+        let log = neuron_events::MemoryLog::new();
+        let mut views = neuron_projections::Views::serving();
+        let mut stored = Vec::new();
+        for (index, bytes) in records.into_iter().enumerate() {
+            if let Ok(record) = neuron_events::Record::decode(&bytes) {
+                views.apply(&record);
+            }
+            stored.push((index as u64 + 1, bytes));
+        }
+        let mut writable = log.clone();
+        if let Err(error) = neuron_events::Log::append(&mut writable, &stored) {
+            panic!("the fuzzing log: {error}");
+        }
+        let clock = || {
+            neuron_events::SteppingClock::new(
+                neuron_events::Timestamp::saturating_from_millis(1_767_225_600_000),
+                250,
+            )
+        };
+        let state = runtime.block_on(async {
+            let journal = neuron_events::Journal::start(
+                Box::new(Unwritable(log.clone())),
+                Arc::new(neuron_events::NeuronKey::from_seed([7; 32])),
+                Arc::new(clock()),
+                neuron_events::JournalOptions::default(),
+                Box::new(|_: &[neuron_events::Record], _: &neuron_events::BatchReport| {}),
+            )
+            .unwrap_or_else(|error| panic!("a journal for fuzzing: {error}"));
+            let (never_sent, never) = tokio::sync::watch::channel(false);
+            // Nothing ever stops this listener: the sender lives as long as the process.
+            std::mem::forget(never_sent);
+            let live = crate::server::live::Live {
+                config: crate::config::Config::default(),
+                journal,
+                views: Arc::new(std::sync::RwLock::new(views)),
+                metrics: Arc::default(),
+                changes: tokio::sync::RwLock::new(()),
+                ids: Arc::new(crate::ids::SeededIds::new(1)),
+                clock: Arc::new(clock()),
+                stopping: crate::server::live::Stopping {
+                    draining: never.clone(),
+                    stopping: never.clone(),
+                    cut: never,
+                },
+            };
+            Arc::new(crate::admin::AdminState::new(
+                Arc::new(live),
+                Arc::new(log),
+                Vec::new(),
+                std::net::SocketAddr::from(([127, 0, 0, 1], 3001)),
+            ))
+        });
+        Operator { runtime, state }
+    }
+
+    /// Whatever request reaches the operator listener, it gets an answer `openapi.json`
+    /// documents for its route (404 or 405 for none), a JSON error body naming a code when it is
+    /// refused, and no panic. The first byte picks the method, the second where the rest splits
+    /// into the request line's target plus header lines, and the body.
+    pub fn requests_get_documented_answers(&self, data: &[u8]) {
+        use warp::http::{HeaderMap, HeaderName, HeaderValue, Method};
+        let [method, split, rest @ ..] = data else {
+            return;
+        };
+        let method = match method % 5 {
+            0 => Method::GET,
+            1 => Method::POST,
+            2 => Method::DELETE,
+            3 => Method::PUT,
+            _ => Method::HEAD,
+        };
+        let cut = usize::from(*split).min(rest.len());
+        let (head, body) = rest.split_at(cut);
+        let head = String::from_utf8_lossy(head);
+        let (target, header_lines) = head.split_once('\n').unwrap_or((&head, ""));
+        let target = format!("/{}", target.trim_start_matches('/'));
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:3001"));
+        for line in header_lines.lines() {
+            if let Some((name, value)) = line.split_once(':') {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name.trim().as_bytes()),
+                    HeaderValue::from_str(value.trim()),
+                ) {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        let Ok(uri) = target.parse::<warp::http::Uri>() else {
+            return;
+        };
+        let (status, answer) = self.runtime.block_on(crate::admin::answer_offline(
+            &self.state,
+            method.clone(),
+            &uri.to_string(),
+            headers,
+            body.to_vec(),
+        ));
+        let status = status.as_u16();
+        match crate::admin::resolve(method.as_str(), uri.path()) {
+            crate::admin::Resolved::Route(route, _) => {
+                let documented = documented_statuses(route.path, method.as_str());
+                assert!(
+                    documented.contains(&status.to_string()),
+                    "{method} {uri} answered {status}, not documented for {}",
+                    route.path
+                );
+            }
+            _ => assert!(
+                [403, 404, 405, 421].contains(&status),
+                "{method} {uri}: {status} where no route matches"
+            ),
+        }
+        if status >= 400 && !answer.is_empty() {
+            let error: serde_json::Value = serde_json::from_slice(&answer)
+                .unwrap_or_else(|_| panic!("{status} without a JSON error body"));
+            assert!(
+                error["error"]["code"].is_string() && error["error"]["message"].is_string(),
+                "{error}"
+            );
+        }
+    }
+}
+
+/// The statuses `openapi.json` documents for an operation.
+fn documented_statuses(path: &str, method: &str) -> Vec<String> {
+    use std::sync::OnceLock;
+    static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
+    let document =
+        DOCUMENT.get_or_init(|| serde_json::from_str(crate::admin::OPENAPI).unwrap_or_default());
+    document["paths"][path][method.to_lowercase()]["responses"]
+        .as_object()
+        .map(|responses| responses.keys().cloned().collect())
+        .unwrap_or_default()
+}

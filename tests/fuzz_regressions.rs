@@ -16,7 +16,18 @@ const TARGETS: &[(&str, Check)] = &[
     ("jsonl", neuron_events::fuzzing::lines_split_as_planned),
     ("timestamp", neuron_events::fuzzing::timestamps_round_trip),
     ("base64url", neuron_events::fuzzing::base64url_round_trips),
+    ("admin", operator_requests_get_documented_answers),
 ];
+
+/// The `admin` target's check, over the same fixed log as the fuzz target.
+fn operator_requests_get_documented_answers(data: &[u8]) {
+    static OPERATOR: std::sync::OnceLock<neuron::fuzzing::Operator> = std::sync::OnceLock::new();
+    OPERATOR
+        .get_or_init(|| {
+            neuron::fuzzing::Operator::over(neuron_events::testing::fixed_log().unwrap())
+        })
+        .requests_get_documented_answers(data);
+}
 
 #[test]
 fn every_kept_fuzz_input_passes_its_target() {
