@@ -77,6 +77,13 @@ pub enum Endpoint {
     AuditExport,
 }
 
+impl Endpoint {
+    /// Whether its request carries a JSON body (the others' bodies are ignored).
+    pub fn takes_body(self) -> bool {
+        matches!(self, Endpoint::Terminate | Endpoint::AddProvider)
+    }
+}
+
 /// One route of the operator API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route {
@@ -420,7 +427,7 @@ struct ApiError {
     message: String,
     /// The request field, query parameter or path parameter at fault.
     field: Option<String>,
-    /// A header the answer carries (`allow`, `www-authenticate`).
+    /// A header the answer carries (`allow`, `www-authenticate`, `retry-after`, `connection`).
     header: Option<(&'static str, String)>,
 }
 
@@ -539,10 +546,18 @@ where
             format!("unknown query parameter {name:?}"),
         ));
     }
-    let body = read_body(body).await?;
-    if !body.is_empty() {
-        require_json(&request.headers)?;
-    }
+    // Only the changes that take a body read one; any other route's body goes unread (hyper
+    // discards what has arrived and closes the connection rather than wait for the rest).
+    let body = if route.endpoint.takes_body() {
+        let limit = std::time::Duration::from_millis(state.live.config.server.header_timeout_ms);
+        let body = read_body(body, limit).await?;
+        if !body.is_empty() {
+            require_json(&request.headers)?;
+        }
+        body
+    } else {
+        Vec::new()
+    };
     let call = Call {
         state,
         body: &body,
@@ -735,7 +750,27 @@ fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
     })
 }
 
-async fn read_body<S, B>(body: S) -> Result<Vec<u8>, ApiError>
+/// The request's body, which must arrive whole within `limit` (a client that stops half-way is
+/// answered 408 and its connection closed) and be at most [`MAX_BODY_BYTES`].
+async fn read_body<S, B>(body: S, limit: std::time::Duration) -> Result<Vec<u8>, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    let Ok(read) = tokio::time::timeout(limit, read_body_whole(body)).await else {
+        let mut refusal = ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the body did not arrive within {} ms", limit.as_millis()),
+        )
+        .field("body");
+        refusal.header = Some(("connection", "close".to_string()));
+        return Err(refusal);
+    };
+    read
+}
+
+async fn read_body_whole<S, B>(body: S) -> Result<Vec<u8>, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf,

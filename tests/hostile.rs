@@ -370,6 +370,73 @@ async fn idle_and_unfinished_requests_are_closed_on_both_listeners() {
 }
 
 #[tokio::test]
+async fn the_operator_listener_closes_idle_keep_alives_and_stalled_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.server.header_timeout_ms = 300;
+    let server = start(config, fixed_clock(), 36).await;
+    let host = server.admin_addr().to_string();
+
+    // A request answered on a keep-alive connection, then nothing more: closed once idle for the
+    // header timeout (a wait bounded generously, so that a never would fail the test).
+    let mut idle = TcpStream::connect(server.admin_addr()).await.unwrap();
+    idle.write_all(format!("GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let answered = read_to_end(&mut idle).await;
+    assert!(answered.starts_with(b"HTTP/1.1 200"), "{answered:?}");
+    assert!(
+        idle.read(&mut [0; 1]).await.unwrap() == 0,
+        "the idle connection was closed by the server"
+    );
+
+    // A change whose body stops half-way: refused and closed, not held open.
+    let mut stalled = TcpStream::connect(server.admin_addr()).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "POST /v1/providers HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"npi\":"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answered = read_to_end(&mut stalled).await;
+    assert!(
+        answered.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
+    let mut rest = [0; 1];
+    assert!(
+        matches!(stalled.read(&mut rest).await, Ok(0) | Err(_)),
+        "the stalled connection was closed by the server"
+    );
+
+    // A route that takes no body answers without waiting for one, and closes the connection
+    // rather than wait for the rest of it.
+    let mut ignored = TcpStream::connect(server.admin_addr()).await.unwrap();
+    ignored
+        .write_all(
+            format!("GET /health HTTP/1.1\r\nHost: {host}\r\nContent-Length: 50\r\n\r\n{{")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answered = read_to_end(&mut ignored).await;
+    assert!(
+        answered.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
+    assert!(
+        matches!(ignored.read(&mut rest).await, Ok(0) | Err(_)),
+        "the connection was closed by the server"
+    );
+    server.stop("test over").await.unwrap();
+}
+
+#[tokio::test]
 async fn a_flood_while_the_queue_is_full_costs_a_handful_of_records() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
