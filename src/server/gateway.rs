@@ -203,10 +203,8 @@ impl Gateway {
         session: &str,
         data: EventData,
     ) -> Result<neuron_events::Committed, neuron_events::Error> {
-        self.live
-            .journal
-            .append(Event::in_session(session, data))
-            .await
+        // Boxed, so that tasks that wait (queued connections) are not sized for a commit.
+        Box::pin(self.live.journal.append(Event::in_session(session, data))).await
     }
 
     /// A connection that found no slot: it waits in the queue holding its socket and nothing
@@ -256,8 +254,9 @@ impl Gateway {
                     .await;
                 if promoted.is_ok() {
                     let deadline = self.header_deadline();
-                    self.exchange(stream, peer, slot, Some(session), deadline)
-                        .await;
+                    // Boxed: a waiting connection's task then holds only what waiting needs,
+                    // not room for the whole exchange that follows a promotion.
+                    Box::pin(self.exchange(stream, peer, slot, Some(session), deadline)).await;
                 }
                 return;
             }

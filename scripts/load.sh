@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Load measurements of a release `neuron serve` on loopback: the README's server numbers come from
+# here. Not a test (the machine's speed decides the numbers, not the code's correctness): run it by
+# hand on a quiet machine, and compare builds in one run, interleaved.
+#
+#   scripts/load.sh queue [BINARY…]        RSS holding 1,000 live + 10,000 queued upgrades
+#   scripts/load.sh rate  [BINARY…]        handshakes/s, latency and CPU µs a handshake:
+#                                          new and existing relationships at c = 1, 16, 128
+#
+# BINARY defaults to target/release/neuron (built if missing); give a second one (say, a build of
+# the commit before) to measure both in one run. The load itself always comes from the first
+# binary's `loadgen`, so that only the server differs. N=… sets the handshakes a rate run makes
+# (default 20000), ROUNDS=… how many times each is repeated (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-rate}"
+shift || true
+binaries=("$@")
+if [ ${#binaries[@]} -eq 0 ]; then
+  [ -x target/release/neuron ] || cargo build --release --quiet
+  binaries=(target/release/neuron)
+fi
+loadgen="${binaries[0]}"
+n="${N:-20000}"
+rounds="${ROUNDS:-2}"
+scratch="$(mktemp -d)"
+server=""
+trap '[ -n "$server" ] && kill -9 "$server" 2>/dev/null; rm -rf "$scratch"' EXIT
+
+# Starts BINARY on a fresh data directory with the environment given; sets $server and $addr
+# and $admin.
+start() {
+  local binary="$1"
+  shift
+  local data="$scratch/data-$RANDOM"
+  mkdir -p "$data"
+  env "$@" NEURON_ADMIN__PORT=0 "$binary" serve --data-dir "$data" --port 0 \
+    >"$data/serve.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 600); do
+    [ -s "$data/serve.addr" ] && [ -s "$data/admin.addr" ] && break
+    sleep 0.05
+  done
+  addr="$(cat "$data/serve.addr")"
+  admin="$(cat "$data/admin.addr")"
+}
+
+stop() {
+  kill -TERM "$server"
+  wait "$server" || true
+  server=""
+}
+
+# User plus system CPU of the server so far, in clock ticks.
+ticks() {
+  awk '{ print $14 + $15 }' "/proc/$server/stat"
+}
+
+metric() {
+  curl -s "http://$admin/metrics" | awk -v name="$1" '$1 == name { print $2 }'
+}
+
+rss() {
+  awk -v key="$1:" '$1 == key { printf "%.1f MiB", $2 / 1024 }' "/proc/$server/status"
+}
+
+case "$what" in
+queue)
+  for binary in "${binaries[@]}"; do
+    start "$binary" NEURON_WEBSOCKET__MAX_CONCURRENT_HANDSHAKES=1000 \
+      NEURON_WEBSOCKET__MAX_QUEUED=10000
+    echo "== $binary: 1,000 live + 10,000 queued (RSS at start $(rss VmRSS))"
+    "$loadgen" loadgen --mode idle --n 11000 --c 11000 \
+      --url "ws://$addr/ws/handshake" >/dev/null 2>&1 &
+    load=$!
+    # Wait (up to two minutes) until both are full, then read the resident set.
+    peak_live=0
+    peak_queued=0
+    for _ in $(seq 1 1200); do
+      live="$(metric neuron_live_sessions)"
+      queued="$(metric neuron_queue_length)"
+      peak_live=$((live > peak_live ? live : peak_live))
+      peak_queued=$((queued > peak_queued ? queued : peak_queued))
+      if [ "${live:-0}" -ge 1000 ] && [ "${queued:-0}" -ge 10000 ]; then
+        break
+      fi
+      sleep 0.1
+    done
+    echo "live $live, queued $queued: RSS $(rss VmRSS), peak $(rss VmHWM)"
+    kill "$load" 2>/dev/null || true
+    wait "$load" 2>/dev/null || true
+    stop
+  done
+  ;;
+rate)
+  for round in $(seq 1 "$rounds"); do
+    for mode in new existing; do
+      for c in 1 16 128; do
+        for binary in "${binaries[@]}"; do
+          start "$binary" NEURON_WEBSOCKET__MAX_CONCURRENT_HANDSHAKES=1000
+          before="$(ticks)"
+          result="$("$loadgen" loadgen --mode "$mode" --n "$n" --c "$c" \
+            --url "ws://$addr/ws/handshake" || true)"
+          after="$(ticks)"
+          completed="$(echo "$result" | awk '{ print $1 }')"
+          hz="$(getconf CLK_TCK)"
+          cpu="$(awk -v t=$((after - before)) -v hz="$hz" -v n="$completed" \
+            'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "-" }')"
+          echo "round $round $mode c=$c $binary: $result; server CPU $cpu µs a handshake, peak RSS $(rss VmHWM)"
+          stop
+        done
+      done
+    done
+  done
+  ;;
+*)
+  echo "usage: scripts/load.sh queue|rate [BINARY…]" >&2
+  exit 2
+  ;;
+esac
