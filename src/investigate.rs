@@ -462,23 +462,7 @@ pub fn expected_head(argument: &str) -> Result<LogHead, InvestigateError> {
     })
 }
 
-/// Text from a log made safe for a terminal: control characters (C0, DEL, C1: escape sequences,
-/// newlines, carriage returns) are written as `\u{..}` escapes, so that no logged string, however
-/// it got into a log, can move the cursor, clear the screen or forge a line of output.
-pub fn safe(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-        } else {
-            escaped.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(escaped)
-}
+pub use neuron_events::narrate::{describe, safe};
 
 /// The human report of a verification.
 pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
@@ -625,7 +609,7 @@ impl Source {
     }
 }
 
-use neuron_events::event::{ChangeSource, ClosedBy, EventData, RejectReason, RelationshipStatus};
+use neuron_events::event::EventData;
 use neuron_events::Record;
 
 /// The entity a timeline follows.
@@ -1019,145 +1003,6 @@ fn envelope_session(bytes: &[u8]) -> Option<&[u8]> {
     let start = SESSION.find(&bytes[..data])? + KEY.len();
     let length = memchr::memchr(b'"', &bytes[start..data])?;
     Some(&bytes[start..start + length])
-}
-
-fn seconds(millis: u64) -> String {
-    format!("{:.1} s", millis as f64 / 1000.0)
-}
-
-/// A record's event in plain language.
-pub fn describe(event: &EventData) -> String {
-    match event {
-        EventData::ServerStarted(data) => format!(
-            "Neuron {} started for organization {} (key {})",
-            data.version, data.organization_npi, data.public_key
-        ),
-        EventData::ServerStopping(data) => format!("Neuron stopping ({})", data.reason),
-        EventData::ProviderRegistered(data) => format!(
-            "provider {} \"{}\" registered (by {})",
-            data.npi,
-            data.name,
-            source_name(data.by)
-        ),
-        EventData::ProviderRemoved(data) => format!(
-            "provider {} \"{}\" removed (by {})",
-            data.npi,
-            data.name,
-            source_name(data.by)
-        ),
-        EventData::ConnectionAccepted(data) => format!(
-            "connection from {} accepted ({} live)",
-            data.peer, data.live_sessions
-        ),
-        EventData::ConnectionQueued(data) => format!(
-            "connection from {} queued at position {}",
-            data.peer, data.position
-        ),
-        EventData::ConnectionPromoted(data) => format!(
-            "waited {} in the queue, then got a slot",
-            seconds(data.waited_ms)
-        ),
-        EventData::ConnectionQueueTimeout(data) => format!(
-            "gave up after {} in the queue: HTTP 503",
-            seconds(data.waited_ms)
-        ),
-        EventData::ConnectionRejected(data) => match data.reason {
-            RejectReason::QueueFull => format!(
-                "connection from {} refused: queue full (HTTP 503)",
-                data.peer
-            ),
-            RejectReason::Shutdown => format!(
-                "connection from {} refused: shutting down (HTTP 503)",
-                data.peer
-            ),
-        },
-        EventData::HandshakeStarted(data) => format!(
-            "auth from patient agent {} (as claimed), endpoint {}",
-            data.patient_agent_id, data.patient_endpoint
-        ),
-        EventData::ConsentVerified(data) => format!(
-            "consent verified: {} for provider {}, actions [{}], token valid until {}",
-            data.patient_agent_id,
-            data.provider_npi,
-            data.consented_actions.join(", "),
-            neuron_events::Timestamp::saturating_from_millis(data.exp.saturating_mul(1000))
-        ),
-        EventData::ChallengeIssued(data) if data.existing_relationship().is_none() => {
-            "challenge sent (no relationship yet)".into()
-        }
-        EventData::ChallengeIssued(data) => format!(
-            "challenge sent (existing relationship {})",
-            data.relationship
-        ),
-        EventData::ChallengeVerified(_) => "challenge answered: key possession proven".into(),
-        EventData::RelationshipEstablished(data) => format!(
-            "relationship {} established between {} and provider {} (key {})",
-            data.relationship_id, data.patient_agent_id, data.provider_npi, data.patient_public_key
-        ),
-        EventData::HandshakeCompleted(data) => format!(
-            "handshake complete ({} relationship {}); given {}",
-            match data.status {
-                RelationshipStatus::New => "new",
-                RelationshipStatus::Existing => "existing",
-            },
-            data.relationship_id,
-            data.provider_endpoint
-        ),
-        EventData::HandshakeFailed(data) => format!(
-            "refused at {}: {} {}",
-            data.stage.as_str(),
-            data.code.as_str(),
-            data.reason
-        ),
-        EventData::ConnectionTimeout(data) => format!(
-            "timed out at {}: {}",
-            data.stage.as_str(),
-            data.code.as_str()
-        ),
-        EventData::ConnectionClosed(data) => format!(
-            "closed by the {} {} at {}",
-            match data.by {
-                ClosedBy::Client => "client",
-                ClosedBy::Server => "server",
-            },
-            data.code.map_or_else(
-                || "before its HTTP 101".to_string(),
-                |code| format!("with {code}")
-            ),
-            data.stage.as_str()
-        ),
-        EventData::ConnectionRefused(data) => format!(
-            "{} connection(s) turned away between {} and {}: {} (HTTP 503), from {}",
-            data.count,
-            data.first_at,
-            data.last_at,
-            match data.reason {
-                neuron_events::event::RefuseReason::QueueFull => "queue full",
-                neuron_events::event::RefuseReason::ConnectionLimit => "connection limit reached",
-            },
-            if data.peers.is_empty() {
-                "-".to_string()
-            } else {
-                data.peers
-                    .iter()
-                    .map(|peer| format!("{} ({})", peer.peer, peer.count))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        ),
-        EventData::RelationshipTerminated(data) => format!(
-            "relationship {} terminated by {}: {}",
-            data.relationship_id, data.by, data.reason
-        ),
-        EventData::LogCheckpoint(data) => format!("checkpoint signed up to seq {}", data.upto),
-    }
-}
-
-fn source_name(source: ChangeSource) -> &'static str {
-    match source {
-        ChangeSource::Config => "config",
-        ChangeSource::Api => "api",
-    }
 }
 
 /// One line of the human form of a timeline.

@@ -174,8 +174,7 @@ fn lock_json(name: &str, value: &Value) {
 }
 
 fn lock_records(name: &str, dir: &Path) {
-    let text = common::records(dir);
-    snapshot_settings().bind(|| insta::assert_snapshot!(name, text));
+    neuron_events::lock_records!(name, &common::records(dir));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use neuron::client;
 use neuron::server::Server;
-use neuron_events::testing::{fixed_clock, snapshot_settings};
+use neuron_events::testing::fixed_clock;
 use neuron_events::Record;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -91,8 +91,7 @@ fn assert_one_terminal_each(records: &[Record]) {
 }
 
 fn lock(name: &str, dir: &std::path::Path) {
-    let text = records(dir);
-    snapshot_settings().bind(|| insta::assert_snapshot!(name, text));
+    neuron_events::lock_records!(name, &records(dir));
 }
 
 /// A request to the operator listener; its status and body.

@@ -16,7 +16,7 @@ use neuron::config::Config;
 use neuron::ids::SeededIds;
 use neuron::server::{Options, Server};
 use neuron_events::b64;
-use neuron_events::testing::{fixed_clock, neuron_key, snapshot_settings};
+use neuron_events::testing::{fixed_clock, neuron_key};
 use tokio_tungstenite::tungstenite::Message;
 
 /// What the client does after connecting.
@@ -104,7 +104,7 @@ fn refused(transcript: &Transcript) -> (String, u16) {
 }
 
 fn lock(name: &str, records: &str) {
-    snapshot_settings().bind(|| insta::assert_snapshot!(name, records));
+    neuron_events::lock_records!(name, records);
 }
 
 fn auth_with(mutate: impl FnOnce(&mut serde_json::Value)) -> Message {

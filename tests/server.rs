@@ -13,7 +13,7 @@ use common::{ada, config, records, until_queued, url, NOW, PROVIDER};
 use neuron::client::{self, ClientError, Patient};
 use neuron::config::Config;
 use neuron::server::Server;
-use neuron_events::testing::{fixed_clock, snapshot_settings};
+use neuron_events::testing::fixed_clock;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn start(config: Config) -> Server {
@@ -33,8 +33,7 @@ fn source(test: u8, client: u8) -> Option<SocketAddr> {
 }
 
 fn lock(name: &str, dir: &Path) {
-    let text = records(dir);
-    snapshot_settings().bind(|| insta::assert_snapshot!(name, text));
+    neuron_events::lock_records!(name, &records(dir));
 }
 
 #[tokio::test]

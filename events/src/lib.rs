@@ -28,6 +28,7 @@ pub mod export;
 pub mod fuzzing;
 pub mod journal;
 pub mod jsonl;
+pub mod narrate;
 pub mod parallel;
 pub mod record;
 pub mod store;

@@ -8,7 +8,7 @@ use crate::event::*;
 use crate::journal::{Journal, JournalOptions};
 use crate::store::MemoryLog;
 use crate::time::{SteppingClock, Timestamp};
-use crate::{Error, NeuronKey};
+use crate::{Digest, Error, NeuronKey, Record};
 
 /// The seed of the Neuron's key in every test.
 pub const NEURON_SEED: [u8; 32] = [0x4e; 32];
@@ -369,4 +369,99 @@ pub fn verified_records(log_dir: &std::path::Path) -> String {
         panic!("cannot read {}: {error}", log_dir.display());
     }
     text
+}
+
+/// The first line of a review form's story section.
+const STORY_HEADING: &str = "# What happened, in the words of `neuron timeline`:";
+/// The first line of a review form's records section.
+pub const RECORDS_HEADING: &str =
+    "# The records as stored, each without its \"prev\" (the chain is checked; the head sums it up):";
+/// What begins a review form's last line.
+const HEAD_PREFIX: &str = "head: ";
+
+/// A path's records (one stored record per line) in the form its snapshot locks them, the form a
+/// reviewer reads in a pull request (`docs/reviewing.md`): first the story, one line per record in
+/// the words of `neuron timeline`; then each record exactly as stored but for its `prev`; then the
+/// head, the hash of the last record's bytes. The chain is checked here (each `prev` the hash of
+/// the bytes before it), so the records and the head fix every stored byte, and a change to one
+/// record shows as that record's lines and the head, not as every later line.
+///
+/// # Panics
+/// When a line is not a record, does not end with its `prev`, or the chain is broken: the test
+/// then fails, naming the seq.
+pub fn review_form(records: &str) -> String {
+    let mut story = format!("{STORY_HEADING}\n");
+    let mut stored = format!("{RECORDS_HEADING}\n");
+    let mut head = Digest::GENESIS;
+    for line in records.lines() {
+        let record = match Record::decode(line.as_bytes()) {
+            Ok(record) => record,
+            Err(error) => panic!("not a record ({error}): {line}"),
+        };
+        assert_eq!(
+            record.prev, head,
+            "the chain is broken at seq {}: its prev is not the hash of the record before",
+            record.seq
+        );
+        let at = record.at.to_string();
+        story.push_str(&format!(
+            "{:>4}  {}  {:<10}  {}\n",
+            record.seq,
+            at.get(11..23).unwrap_or(&at),
+            crate::narrate::safe(record.session.as_deref().unwrap_or("-")),
+            crate::narrate::safe(&crate::narrate::describe(&record.event)),
+        ));
+        stored.push_str(without_prev(line));
+        stored.push('\n');
+        head = record.hash;
+    }
+    format!("{story}\n{stored}\n{HEAD_PREFIX}{}\n", head.to_hex())
+}
+
+/// A stored record's bytes without their last field, `"prev"`.
+fn without_prev(line: &str) -> &str {
+    const PREV: &str = ",\"prev\":\"";
+    let Some(start) = line.rfind(PREV) else {
+        panic!("a record without prev: {line}");
+    };
+    let hash = &line[start + PREV.len()..];
+    assert!(
+        hash.len() == 64 + 2 && hash.ends_with("\"}"),
+        "a record whose last field is not its prev: {line}"
+    );
+    &line[..start]
+}
+
+/// The stored records a review form stands for: each record line with its `prev` put back, the
+/// hash of the line before. With [`review_head`], what a test needs to check that a snapshot
+/// stands for exactly the bytes a log holds.
+pub fn rechain(review: &str) -> Vec<Vec<u8>> {
+    let mut records = Vec::new();
+    let mut prev = Digest::GENESIS;
+    let mut lines = review.lines().skip_while(|line| *line != RECORDS_HEADING);
+    lines.next();
+    for line in lines.take_while(|line| !line.is_empty()) {
+        let bytes = format!("{line},\"prev\":\"{}\"}}", prev.to_hex()).into_bytes();
+        prev = Digest::of(&bytes);
+        records.push(bytes);
+    }
+    records
+}
+
+/// The head a review form names.
+pub fn review_head(review: &str) -> Option<String> {
+    review
+        .lines()
+        .find_map(|line| line.strip_prefix(HEAD_PREFIX))
+        .map(str::to_string)
+}
+
+/// Locks a path's records (one stored record per line) in [`review_form`] as snapshot `name`. A
+/// macro, so that the snapshot names the test that locked it as its source.
+#[macro_export]
+macro_rules! lock_records {
+    ($name:expr, $records:expr) => {{
+        let review = $crate::testing::review_form($records);
+        $crate::testing::snapshot_settings().bind(|| ::insta::assert_snapshot!($name, review));
+    }};
 }

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
 
-use neuron_events::testing::{fixed_log, snapshot_settings};
+use neuron_events::testing::fixed_log;
 use neuron_events::Record;
 
 #[test]
@@ -13,7 +13,7 @@ fn the_fixed_story_records_are_locked() {
         .iter()
         .map(|record| format!("{}\n", String::from_utf8_lossy(record)))
         .collect();
-    snapshot_settings().bind(|| insta::assert_snapshot!("log__fixed_story", text));
+    neuron_events::lock_records!("log__fixed_story", &text);
     let kinds: Vec<&str> = records
         .iter()
         .map(|r| Record::decode(r).unwrap().event.kind())
