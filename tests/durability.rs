@@ -5,7 +5,9 @@
 //! - a stopped server's store that lost records is refused by `serve` and reported by `verify`,
 //!   naming what is missing;
 //! - a full disk (a file size limit) stops the server at once with the real cause, and the log
-//!   verifies after a restart.
+//!   verifies after a restart;
+//! - under a small open-file limit it cannot raise, idle sockets never take the descriptors the
+//!   operator API and new clients need.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
 
@@ -31,8 +33,27 @@ struct Served {
     output: PathBuf,
 }
 
+/// A resource limit the server starts under, soft and hard alike (so that it cannot raise it).
+#[derive(Clone, Copy)]
+enum Limit {
+    /// `RLIMIT_FSIZE`: the largest file it may write, in bytes (a full disk).
+    FileSize(u64),
+    /// `RLIMIT_NOFILE`: how many files it may hold open.
+    OpenFiles(u64),
+}
+
 /// Starts `neuron serve` on `data` and waits (generously) until it listens or exits.
-fn serve(data: &Path, run: usize, limit_file_size: Option<u64>) -> Result<Served, String> {
+fn serve(data: &Path, run: usize, limit: Option<Limit>) -> Result<Served, String> {
+    serve_with(data, run, limit, &[])
+}
+
+/// As [`serve`], with more configuration in the environment.
+fn serve_with(
+    data: &Path,
+    run: usize,
+    limit: Option<Limit>,
+    environment: &[(&str, &str)],
+) -> Result<Served, String> {
     let _ = std::fs::remove_file(data.join("serve.addr"));
     let output = data.with_extension(format!("serve-{run}.log"));
     let logged = std::fs::File::create(&output).unwrap();
@@ -42,18 +63,23 @@ fn serve(data: &Path, run: usize, limit_file_size: Option<u64>) -> Result<Served
         .env("NEURON_ADMIN__PORT", "0")
         .env("NEURON_AUDIT__CHECKPOINT_EVERY", "50")
         .env("NO_COLOR", "1")
+        .envs(environment.iter().copied())
         .stdout(Stdio::from(logged.try_clone().unwrap()))
         .stderr(Stdio::from(logged));
-    if let Some(bytes) = limit_file_size {
+    if let Some(limit) = limit {
         use std::os::unix::process::CommandExt;
+        let (resource, value) = match limit {
+            Limit::FileSize(bytes) => (libc::RLIMIT_FSIZE, bytes),
+            Limit::OpenFiles(files) => (libc::RLIMIT_NOFILE, files),
+        };
         // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
         unsafe {
             command.pre_exec(move || {
                 let limit = libc::rlimit {
-                    rlim_cur: bytes,
-                    rlim_max: bytes,
+                    rlim_cur: value,
+                    rlim_max: value,
                 };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
+                if libc::setrlimit(resource, &limit) == 0 {
                     Ok(())
                 } else {
                     Err(std::io::Error::last_os_error())
@@ -317,7 +343,7 @@ fn copy_tree(from: &Path, to: &Path) {
 fn a_full_disk_stops_the_server_with_its_cause_and_the_log_verifies_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = serve(&data, 0, Some(1_500_000)).unwrap();
+    let server = serve(&data, 0, Some(Limit::FileSize(1_500_000))).unwrap();
     let url = server.url.clone();
     let summary = load(&url, 5_000);
     let (status, logged) = server.wait();
@@ -338,5 +364,70 @@ fn a_full_disk_stops_the_server_with_its_cause_and_the_log_verifies_after_a_rest
     assert!(status.success(), "{logged}");
     let key = public_key(&data);
     let verified = neuron(&["verify", data.to_str().unwrap(), "--trusted-key", &key]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+}
+
+/// Sends `request` on a fresh connection to `addr` and reads the answer's first line (a generous
+/// bound, so that a never fails the test rather than hangs it).
+fn first_line(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn under_a_small_open_file_limit_idle_sockets_starve_neither_the_operator_api_nor_new_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Idle sockets are not closed for their silence or their wait during the test: what they
+    // hold, they hold.
+    let server = serve_with(
+        &data,
+        0,
+        Some(Limit::OpenFiles(64)),
+        &[
+            ("NEURON_SERVER__HEADER_TIMEOUT_MS", "600000"),
+            ("NEURON_WEBSOCKET__QUEUE_TIMEOUT_MS", "600000"),
+        ],
+    )
+    .unwrap();
+    let public = server.url["ws://".len()..]
+        .trim_end_matches("/ws/handshake")
+        .to_string();
+    let admin = std::fs::read_to_string(data.join("admin.addr"))
+        .unwrap()
+        .trim()
+        .to_string();
+    // 55 sockets that never send a byte, then a look at the operator API and a new client.
+    let idle: Vec<_> = (0..55)
+        .map(|_| std::net::TcpStream::connect(&public).unwrap())
+        .collect();
+    let health = first_line(
+        &admin,
+        &format!("GET /health HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(health, "HTTP/1.1 200 OK");
+    let upgrade = first_line(
+        &public,
+        "GET /ws/handshake HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    assert!(upgrade.starts_with("HTTP/1.1 "), "{upgrade:?}");
+    drop(idle);
+    server.signal(libc::SIGTERM);
+    let (status, logged) = server.wait();
+    assert!(status.success(), "{logged}");
+    // The limit it could not raise, and the fewer connections it served, are logged.
+    assert!(logged.contains("serving fewer"), "{logged}");
+    let verified = neuron(&["verify", data.to_str().unwrap()]);
     assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
 }

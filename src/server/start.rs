@@ -178,7 +178,8 @@ pub(super) fn connection_budget(config: &Config) -> u32 {
     }
     let room = limit
         .rlim_cur
-        .saturating_sub(RESERVED_DESCRIPTORS + u64::from(config.admin.max_connections));
+        .saturating_sub(RESERVED_DESCRIPTORS + u64::from(config.admin.max_connections))
+        .max(1);
     if room < wanted {
         warn!(
             open_file_limit = limit.rlim_cur,
@@ -186,5 +187,5 @@ pub(super) fn connection_budget(config: &Config) -> u32 {
             "server.max_connections is more than the open-file limit leaves room for: serving fewer"
         );
     }
-    u32::try_from(room.min(wanted).max(1)).unwrap_or(config.server.max_connections)
+    u32::try_from(room.min(wanted)).unwrap_or(config.server.max_connections)
 }
