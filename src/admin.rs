@@ -30,8 +30,8 @@ use neuron_projections::sessions::SessionStage;
 use neuron_projections::Views;
 
 use crate::metrics::{Gauges, Metrics};
-use crate::npi;
 use crate::server::live::{until_set, Live};
+use neuron_handshake::npi;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -179,7 +179,7 @@ impl Transcript {
     /// Whether the handshake completed and the socket closed normally.
     pub fn completed(&self) -> bool {
         self.types().last().map(String::as_str) == Some("handshake.complete")
-            && self.close_code == Some(1000)
+            && self.close_code == Some(neuron_handshake::CloseCode::Normal.code())
     }
 }
 
@@ -213,7 +213,11 @@ pub async fn converse(
                 }
             }
             Ok(Message::Close(frame)) => {
-                transcript.close_code = Some(frame.map_or(1005, |frame| u16::from(frame.code)));
+                transcript.close_code = Some(
+                    frame.map_or(neuron_handshake::CloseCode::NoStatus.code(), |frame| {
+                        u16::from(frame.code)
+                    }),
+                );
                 // Keep reading: that sends our close reply and ends once the server closes.
                 while let Some(Ok(_)) = connection.next().await {}
                 break;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::npi;
+use neuron_handshake::npi;
 
 /// Why a configuration was refused. The message always names the key at fault.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! arbitrary bytes and panics when the code it exercises breaks its own rules. `fuzz/` runs them
 //! under libFuzzer; `tests/fuzz_regressions.rs` runs every input the fuzzers ever found again.
 
-use crate::wire::{self, ClientMessage};
+use neuron_handshake::wire::{self, ClientMessage};
 
 /// A frame either parses into a message within every field limit of SPEC §2.2, or is refused
 /// with a short, printable reason (built from field names and numbers only, so it never echoes

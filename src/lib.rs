@@ -4,11 +4,7 @@
 //! - [`metrics`]: the counters and histograms behind `/metrics`.
 //! - [`client`]: a patient agent's side of the handshake (demo client, load tool, tests).
 //! - [`config`]: configuration from defaults, a TOML file, the environment and flags.
-//! - [`npi`]: the NPI check digit.
-//! - [`wire`]: the v1 wire messages, parsed and validated at the edge.
-//! - [`consent`]: consent token verification.
 //! - [`fhir`]: the log as a FHIR R4 Bundle of AuditEvents (`neuron export --format fhir`).
-//! - [`handshake`]: the pure handshake state machine.
 //! - [`loadgen`]: the load tool: real WebSocket patients, handshakes/s and latency percentiles.
 //! - [`investigate`]: `neuron verify` and `neuron export` over a data directory, a sled log or an export.
 //! - [`ids`]: session ids, relationship ids and nonces (random, or seeded for tests).
@@ -19,17 +15,13 @@
 pub mod admin;
 pub mod client;
 pub mod config;
-pub mod consent;
 pub mod fhir;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod handshake;
 pub mod ids;
 pub mod investigate;
 pub mod loadgen;
 pub mod metrics;
-pub mod npi;
 pub mod restore;
 pub mod selfcheck;
 pub mod server;
-pub mod wire;

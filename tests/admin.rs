@@ -556,7 +556,7 @@ async fn a_removed_provider_is_refused_and_its_relationships_stay() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(with_token(config(dir.path()))).await;
     let operator = Operator::of(&server, Some(TOKEN));
-    assert!(neuron::npi::is_valid(OTHER_PROVIDER));
+    assert!(neuron_handshake::npi::is_valid(OTHER_PROVIDER));
 
     for (body, field) in [
         (json!({"npi": "1234567890", "name": "Bad Digit"}), "npi"),

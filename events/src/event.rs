@@ -291,6 +291,16 @@ pub struct HandshakeFailed {
     pub provider_npi: String,
 }
 
+impl HandshakeFailed {
+    /// What `provider_npi` says when the token did not verify far enough to name one.
+    pub const NO_PROVIDER: &'static str = "unknown";
+
+    /// The provider the refused token named, if it verified far enough to name one.
+    pub fn provider(&self) -> Option<&str> {
+        (self.provider_npi != Self::NO_PROVIDER).then_some(self.provider_npi.as_str())
+    }
+}
+
 /// `connection.timeout`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionTimeout {

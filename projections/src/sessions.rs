@@ -202,8 +202,8 @@ impl SessionsView {
                 session.stage = SessionStage::Failed;
                 session.failure_code = Some(failed.code);
                 session.failure_reason = Some(failed.reason.clone());
-                if failed.provider_npi != "unknown" {
-                    session.provider_npi = Some(failed.provider_npi.clone());
+                if let Some(provider) = failed.provider() {
+                    session.provider_npi = Some(provider.to_string());
                 }
                 *self.tally.failed.entry(failed.code).or_default() += 1;
             }

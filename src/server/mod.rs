@@ -4,7 +4,7 @@
 //!   slots, the FIFO queue), the upgrade exchange, refusals.
 //! - [`http`]: the one HTTP exchange of the handshake port, pure.
 //! - [`session`]: one handshake session over its WebSocket, driving the pure
-//!   [`crate::handshake::step`], event first.
+//!   [`neuron_handshake::machine::step`], event first.
 //! - [`live`]: the shared live state sessions and the operator API work on.
 //! - [`refusals`]: connections turned away before a session exists, summarised.
 //! - [`timed`]: sockets whose writes time out.

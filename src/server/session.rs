@@ -22,7 +22,8 @@ use neuron_events::Event;
 
 use super::live::{until_set, Live};
 use super::timed::TimedWrites;
-use crate::handshake::{self, Context, Effect, Input, Phase};
+use neuron_handshake::machine::{self as handshake, Context, Effect, Input, Phase};
+use neuron_handshake::CloseCode as Close;
 
 /// A session's socket: the connection with its write timeout, speaking WebSocket.
 pub type Socket = WebSocketStream<TimedWrites<TcpStream>>;
@@ -61,15 +62,15 @@ pub async fn run(session: String, mut socket: Socket, slot: OwnedSemaphorePermit
                 _ => Input::AuthTimerFired,
             },
             frame = socket.next() => match frame {
-                None => Input::Disconnected { code: 1006 },
+                None => Input::Disconnected { code: Close::Abnormal.code() },
                 Some(Err(tungstenite::Error::Capacity(_))) => Input::Oversized,
                 Some(Err(tungstenite::Error::Io(error))) if error.kind() == std::io::ErrorKind::TimedOut => Input::WriteTimedOut,
-                Some(Err(_)) => Input::Disconnected { code: 1006 },
+                Some(Err(_)) => Input::Disconnected { code: Close::Abnormal.code() },
                 Some(Ok(Message::Text(text))) if text.len() > websocket.max_payload_bytes => Input::Oversized,
                 Some(Ok(Message::Binary(bytes))) if bytes.len() > websocket.max_payload_bytes => Input::Oversized,
                 Some(Ok(Message::Text(text))) => Input::Text(text.as_str().to_string()),
                 Some(Ok(Message::Binary(_))) => Input::Binary,
-                Some(Ok(Message::Close(frame))) => Input::Disconnected { code: frame.map_or(1005, |frame| u16::from(frame.code)) },
+                Some(Ok(Message::Close(frame))) => Input::Disconnected { code: frame.map_or(Close::NoStatus.code(), |frame| u16::from(frame.code)) },
                 // Pings are answered by the protocol layer; pongs and raw frames change nothing.
                 Some(Ok(_)) => continue,
             },
@@ -88,7 +89,7 @@ pub async fn run(session: String, mut socket: Socket, slot: OwnedSemaphorePermit
                 Effect::Send(message) => frames.push(Message::text(message.to_text())),
                 Effect::Close(code) => {
                     frames.push(Message::Close(Some(CloseFrame {
-                        code: CloseCode::from(code),
+                        code: CloseCode::from(code.code()),
                         reason: "".into(),
                     })));
                     closing = true;
@@ -117,7 +118,9 @@ pub async fn run(session: String, mut socket: Socket, slot: OwnedSemaphorePermit
             {
                 Input::WriteTimedOut
             } else {
-                Input::Disconnected { code: 1006 }
+                Input::Disconnected {
+                    code: Close::Abnormal.code(),
+                }
             };
             let ended = decide(&live, &session, &phase, input).await;
             drop(slot.take());

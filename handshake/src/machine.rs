@@ -12,6 +12,7 @@ use neuron_projections::relationships::Status;
 use neuron_projections::{ProvidersView, RelationshipsView};
 
 use crate::consent::{self, Claims};
+use crate::refusal::{CloseCode, Refusal};
 use crate::wire::{self, ClientMessage, ServerMessage};
 
 /// Where a session stands.
@@ -83,7 +84,7 @@ pub enum Effect {
     /// Send this frame.
     Send(ServerMessage),
     /// Close the socket with this code.
-    Close(u16),
+    Close(CloseCode),
     /// Start the challenge timer.
     StartChallengeTimer,
 }
@@ -125,7 +126,7 @@ fn ended(events: Vec<EventData>, effects: Vec<Effect>) -> Transition {
     }
 }
 
-fn error_effects(code: ErrorCode, message: &str, close: u16) -> Vec<Effect> {
+fn error_effects(code: ErrorCode, message: &str, close: CloseCode) -> Vec<Effect> {
     vec![
         Effect::Send(ServerMessage::Error {
             code,
@@ -135,20 +136,17 @@ fn error_effects(code: ErrorCode, message: &str, close: u16) -> Vec<Effect> {
     ]
 }
 
-fn failed(
-    stage: Stage,
-    code: ErrorCode,
-    reason: String,
-    provider_npi: Option<&str>,
-    close: u16,
-    mut events: Vec<EventData>,
-) -> Transition {
-    let effects = error_effects(code, &reason, close);
+/// The handshake ends refused: `events`, then the refusal's record; its error frame, then its
+/// close.
+fn failed(refusal: Refusal, mut events: Vec<EventData>) -> Transition {
+    let effects = error_effects(refusal.code, &refusal.reason, refusal.close);
     events.push(EventData::HandshakeFailed(HandshakeFailed {
-        stage,
-        code,
-        reason,
-        provider_npi: provider_npi.unwrap_or("unknown").to_string(),
+        stage: refusal.stage,
+        code: refusal.code,
+        reason: refusal.reason,
+        provider_npi: refusal
+            .provider_npi
+            .unwrap_or_else(|| HandshakeFailed::NO_PROVIDER.to_string()),
     }));
     ended(events, effects)
 }
@@ -171,7 +169,7 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
             error_effects(
                 ErrorCode::ServerError,
                 "the event log could not be written",
-                1011,
+                CloseCode::ServerError,
             ),
         ),
         (_, Input::Disconnected { code }) => ended(
@@ -185,16 +183,16 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
         (_, Input::ShuttingDown) => ended(
             vec![EventData::ConnectionClosed(ConnectionClosed {
                 by: ClosedBy::Server,
-                code: Some(1001),
+                code: Some(CloseCode::GoingAway.code()),
                 stage,
             })],
-            vec![Effect::Close(1001)],
+            vec![Effect::Close(CloseCode::GoingAway)],
         ),
         // A client that does not read is cut off: no close frame can reach it (1006).
         (_, Input::WriteTimedOut) => ended(
             vec![EventData::ConnectionClosed(ConnectionClosed {
                 by: ClosedBy::Server,
-                code: Some(1006),
+                code: Some(CloseCode::Abnormal.code()),
                 stage,
             })],
             Vec::new(),
@@ -204,7 +202,11 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
                 stage,
                 code: ErrorCode::AuthTimeout,
             })],
-            error_effects(ErrorCode::AuthTimeout, "no handshake.auth in time", 4001),
+            error_effects(
+                ErrorCode::AuthTimeout,
+                "no handshake.auth in time",
+                CloseCode::for_error(ErrorCode::AuthTimeout, stage),
+            ),
         ),
         (Phase::Challenged(_), Input::ChallengeTimerFired) => ended(
             vec![EventData::ConnectionTimeout(ConnectionTimeout {
@@ -214,7 +216,7 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
             error_effects(
                 ErrorCode::ChallengeTimeout,
                 "no handshake.challenge_response in time",
-                4001,
+                CloseCode::for_error(ErrorCode::ChallengeTimeout, stage),
             ),
         ),
         // A timer of a stage already left is stale: nothing happens.
@@ -224,37 +226,36 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
             effects: Vec::new(),
         },
         (phase, Input::Binary) => failed(
-            stage,
-            ErrorCode::InvalidMessage,
-            "binary frames are not accepted".into(),
-            provider_of(phase),
-            4002,
+            Refusal::new(
+                stage,
+                ErrorCode::InvalidMessage,
+                "binary frames are not accepted",
+            )
+            .naming(provider_of(phase)),
             Vec::new(),
         ),
         (phase, Input::Oversized) => failed(
-            stage,
-            ErrorCode::InvalidMessage,
-            "frame larger than max_payload_bytes".into(),
-            provider_of(phase),
-            1009,
+            Refusal::new(
+                stage,
+                ErrorCode::InvalidMessage,
+                "frame larger than max_payload_bytes",
+            )
+            .naming(provider_of(phase))
+            .closing(CloseCode::TooBig),
             Vec::new(),
         ),
         (Phase::AwaitingAuth, Input::Text(text)) => match wire::parse(&text) {
             Err(wire::Invalid(reason)) => failed(
-                stage,
-                ErrorCode::InvalidMessage,
-                reason,
-                None,
-                4002,
+                Refusal::new(stage, ErrorCode::InvalidMessage, reason),
                 Vec::new(),
             ),
             Ok(ClientMessage::Auth(auth)) => on_auth(auth, context),
             Ok(other) => failed(
-                stage,
-                ErrorCode::InvalidMessage,
-                format!("expected handshake.auth, got {}", other.type_name()),
-                None,
-                4002,
+                Refusal::new(
+                    stage,
+                    ErrorCode::InvalidMessage,
+                    format!("expected handshake.auth, got {}", other.type_name()),
+                ),
                 Vec::new(),
             ),
         },
@@ -262,25 +263,22 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
             let provider = Some(challenge.claims.provider_npi.as_str());
             match wire::parse(&text) {
                 Err(wire::Invalid(reason)) => failed(
-                    stage,
-                    ErrorCode::InvalidMessage,
-                    reason,
-                    provider,
-                    4002,
+                    Refusal::new(stage, ErrorCode::InvalidMessage, reason).naming(provider),
                     Vec::new(),
                 ),
                 Ok(ClientMessage::ChallengeResponse { signed_nonce }) => {
                     on_response(challenge, &signed_nonce, context)
                 }
                 Ok(other) => failed(
-                    stage,
-                    ErrorCode::InvalidMessage,
-                    format!(
-                        "expected handshake.challenge_response, got {}",
-                        other.type_name()
-                    ),
-                    provider,
-                    4002,
+                    Refusal::new(
+                        stage,
+                        ErrorCode::InvalidMessage,
+                        format!(
+                            "expected handshake.challenge_response, got {}",
+                            other.type_name()
+                        ),
+                    )
+                    .naming(provider),
                     Vec::new(),
                 ),
             }
@@ -302,29 +300,16 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
     });
     let (claims, key) = match consent::verify(&auth, context.now, context.providers) {
         Ok(verified) => (verified.claims, verified.key),
-        Err(refusal) => {
-            return failed(
-                Stage::Consent,
-                refusal.code,
-                refusal.reason,
-                refusal.provider_npi.as_deref(),
-                refusal.close,
-                vec![started],
-            );
-        }
+        Err(refusal) => return failed(refusal, vec![started]),
     };
     let existing = context
         .relationships
         .active_for(&claims.patient_agent_id, &claims.provider_npi);
     if let Some(existing) = &existing {
         if !existing.has_key(&auth.patient_public_key) {
-            let provider = claims.provider_npi.clone();
             return failed(
-                Stage::Consent,
-                ErrorCode::ConsentFailed,
-                "patient_public_key differs from the key of the established relationship".into(),
-                Some(&provider),
-                4003,
+                Refusal::new(Stage::Consent, ErrorCode::ConsentFailed, KEY_DIFFERS)
+                    .naming(Some(&claims.provider_npi)),
                 vec![started],
             );
         }
@@ -380,21 +365,23 @@ fn on_response(
         .verify_strict(&challenge.nonce, &Signature::from_bytes(signed_nonce));
     if verified.is_err() {
         return failed(
-            Stage::Challenge,
-            ErrorCode::ConsentFailed,
-            "signed_nonce does not verify under patient_public_key".into(),
-            provider,
-            4003,
+            Refusal::new(
+                Stage::Challenge,
+                ErrorCode::ConsentFailed,
+                "signed_nonce does not verify under patient_public_key",
+            )
+            .naming(provider),
             Vec::new(),
         );
     }
     if claims.exp <= context.now.seconds() {
         return failed(
-            Stage::Challenge,
-            ErrorCode::ConsentFailed,
-            "consent token expired before the challenge was answered".into(),
-            provider,
-            4003,
+            Refusal::new(
+                Stage::Challenge,
+                ErrorCode::ConsentFailed,
+                "consent token expired before the challenge was answered",
+            )
+            .naming(provider),
             Vec::new(),
         );
     }
@@ -405,14 +392,15 @@ fn on_response(
     // made during the handshake wins (SPEC 2.3 step 7).
     if !context.providers.is_registered(&claims.provider_npi) {
         return failed(
-            Stage::Challenge,
-            ErrorCode::ProviderNotFound,
-            format!(
-                "provider {} was removed during the handshake",
-                claims.provider_npi
-            ),
-            provider,
-            4003,
+            Refusal::new(
+                Stage::Challenge,
+                ErrorCode::ProviderNotFound,
+                format!(
+                    "provider {} was removed during the handshake",
+                    claims.provider_npi
+                ),
+            )
+            .naming(provider),
             events,
         );
     }
@@ -423,11 +411,12 @@ fn on_response(
             .is_some_and(|relationship| relationship.status == Status::Active);
         if !still_active {
             return failed(
-                Stage::Challenge,
-                ErrorCode::ConsentFailed,
-                format!("relationship {id} was terminated during the handshake"),
-                provider,
-                4003,
+                Refusal::new(
+                    Stage::Challenge,
+                    ErrorCode::ConsentFailed,
+                    format!("relationship {id} was terminated during the handshake"),
+                )
+                .naming(provider),
                 events,
             );
         }
@@ -442,11 +431,8 @@ fn on_response(
         }
         Some(_) => {
             return failed(
-                Stage::Challenge,
-                ErrorCode::ConsentFailed,
-                "patient_public_key differs from the key of the established relationship".into(),
-                provider,
-                4003,
+                Refusal::new(Stage::Challenge, ErrorCode::ConsentFailed, KEY_DIFFERS)
+                    .naming(provider),
                 events,
             );
         }
@@ -478,10 +464,13 @@ fn on_response(
                 provider_endpoint: endpoint,
                 status,
             }),
-            Effect::Close(1000),
+            Effect::Close(CloseCode::Normal),
         ],
     )
 }
+
+/// Why a key that is not the relationship's is refused.
+const KEY_DIFFERS: &str = "patient_public_key differs from the key of the established relationship";
 
 fn hex_lower(bytes: &[u8; 32]) -> String {
     neuron_events::Digest(*bytes).to_hex()

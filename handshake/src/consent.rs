@@ -4,11 +4,12 @@
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
 
-use neuron_events::event::ErrorCode;
+use neuron_events::event::{ErrorCode, Stage};
 use neuron_events::Timestamp;
 use neuron_projections::ProvidersView;
 
 use crate::npi;
+use crate::refusal::Refusal;
 use crate::wire::Auth;
 
 /// How far in the future a token's `iat` may lie.
@@ -34,27 +35,9 @@ pub struct Claims {
     pub nonce: Option<String>,
 }
 
-/// Why a consent was refused: the code, the close code, words for the patient and the log, and
-/// the provider when the token verified far enough to name one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    /// The error code.
-    pub code: ErrorCode,
-    /// The WebSocket close code.
-    pub close: u16,
-    /// What was wrong (no secrets).
-    pub reason: String,
-    /// The token's provider, once its signature and claims held.
-    pub provider_npi: Option<String>,
-}
-
+/// A refusal at the consent stage (closed with 4003, SPEC §2.2).
 fn refuse(code: ErrorCode, reason: impl Into<String>, provider_npi: Option<&str>) -> Refusal {
-    Refusal {
-        code,
-        close: 4003,
-        reason: reason.into(),
-        provider_npi: provider_npi.map(str::to_string),
-    }
+    Refusal::new(Stage::Consent, code, reason).naming(provider_npi)
 }
 
 /// A consent that passed every check, with the patient's key, decompressed once for the challenge.

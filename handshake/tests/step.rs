@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
 
 use ed25519_dalek::{Signer, SigningKey};
-use neuron::handshake::{step, Context, Effect, Input, Phase, Transition};
-use neuron::wire::ServerMessage;
 use neuron_events::b64;
 use neuron_events::event::*;
 use neuron_events::{Digest, Event, Record, Timestamp};
+use neuron_handshake::wire::ServerMessage;
+use neuron_handshake::{step, CloseCode, Context, Effect, Input, Phase, Transition};
 use neuron_projections::{ProvidersView, RelationshipsView, Views};
 
 const PROVIDER: &str = "1234567893";
@@ -112,7 +112,10 @@ fn error_of(transition: &Transition) -> (ErrorCode, u16) {
         Effect::Close(code) => Some(*code),
         _ => None,
     });
-    (code.expect("an error frame"), close.expect("a close"))
+    (
+        code.expect("an error frame"),
+        close.expect("a close").code(),
+    )
 }
 
 fn failure(transition: &Transition) -> HandshakeFailed {
@@ -166,7 +169,7 @@ fn a_new_patient_is_challenged_then_gets_a_new_relationship() {
                 provider_endpoint: "http://localhost:3000/ws/provider/1234567893".into(),
                 status: RelationshipStatus::New,
             }),
-            Effect::Close(1000)
+            Effect::Close(CloseCode::Normal)
         ]
     );
     assert_eq!(completed.next, Phase::Ended);
@@ -382,7 +385,7 @@ fn timers_disconnects_shutdown_and_commit_failures_end_the_session_once() {
     assert!(gone.effects.is_empty());
 
     let shutdown = step(&Phase::AwaitingAuth, Input::ShuttingDown, &context);
-    assert_eq!(shutdown.effects, vec![Effect::Close(1001)]);
+    assert_eq!(shutdown.effects, vec![Effect::Close(CloseCode::GoingAway)]);
 
     let broken = step(&challenged, Input::CommitFailed, &context);
     assert!(

@@ -1,0 +1,18 @@
+//! The Neuron's handshake domain (SPEC §2): what a patient agent sends and is sent, what makes a
+//! consent acceptable, and the handshake as a pure state machine. Inputs in, events and effects
+//! out: no socket, no clock, no async runtime (this crate depends on none, so none can creep in).
+//!
+//! - [`wire`]: the v1 client frames parsed and validated into domain values; the server's frames.
+//! - [`consent`]: strict Ed25519 verification of a consent token and its claims.
+//! - [`npi`]: the NPI check digit.
+//! - [`refusal`]: close codes, and the refusal a handshake ends with when it does not complete.
+//! - [`machine`]: `step(&phase, input, &context) -> Transition`, the handshake itself.
+
+pub mod consent;
+pub mod machine;
+pub mod npi;
+pub mod refusal;
+pub mod wire;
+
+pub use machine::{step, Context, Effect, Input, Phase, Transition};
+pub use refusal::{CloseCode, Refusal};
