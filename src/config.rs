@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use neuron_handshake::npi;
 
+/// The demo organization's NPI, the built-in default (`organization.npi`).
+pub const DEMO_ORGANIZATION_NPI: &str = "1245319599";
+/// The demo provider's NPI, the one provider of the built-in defaults; the demo client and the
+/// load tool consent to it unless told otherwise.
+pub const DEMO_PROVIDER_NPI: &str = "1234567893";
+
 /// Why a configuration was refused. The message always names the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -59,7 +65,7 @@ pub struct Organization {
 impl Default for Organization {
     fn default() -> Self {
         Self {
-            npi: "1245319599".into(),
+            npi: DEMO_ORGANIZATION_NPI.into(),
             name: "Demo Clinic".into(),
         }
     }
@@ -243,7 +249,7 @@ impl Default for Config {
             storage: Storage::default(),
             audit: Audit::default(),
             providers: vec![Provider {
-                npi: "1234567893".into(),
+                npi: DEMO_PROVIDER_NPI.into(),
                 name: "Demo Provider".into(),
             }],
         }

@@ -109,7 +109,7 @@ fn session_story(index: usize) -> Vec<Event> {
     let session = format!("self-check-{index}");
     let patient = format!("self-check-patient-{index}");
     let relationship = format!("00000000-0000-4000-8000-{index:012}");
-    let provider = "1234567893".to_string();
+    let provider = crate::config::DEMO_PROVIDER_NPI.to_string();
     let event = |data| Event::in_session(session.clone(), data);
     vec![
         event(EventData::ConnectionAccepted(ConnectionAccepted {

@@ -476,3 +476,33 @@ fn hostile_exports_are_refused_by_line_without_being_held_whole() {
         text(&output)
     );
 }
+
+#[test]
+fn an_output_that_cannot_be_written_is_named_as_such_not_as_an_unreadable_log() {
+    let dir = data_dir();
+    let path = dir.path().to_str().unwrap();
+    for args in [
+        vec!["export", path],
+        vec!["export", path, "--format", "fhir"],
+        vec!["verify", path],
+        vec!["replay", path],
+        vec!["timeline", path, "--patient", "self-check-patient-1"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_neuron"))
+            .args(&args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let said = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains("writing the output: No space left on device"),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains("cannot read the log"), "{args:?}: {said}");
+    }
+}
