@@ -81,7 +81,7 @@ impl neuron_events::Log for Unwritable {
 /// log refuses writes, so no input changes what the next one sees).
 pub struct Operator {
     runtime: tokio::runtime::Runtime,
-    state: std::sync::Arc<crate::admin::AdminState>,
+    state: std::sync::Arc<crate::operator::OperatorState>,
 }
 
 impl Operator {
@@ -140,7 +140,7 @@ impl Operator {
                     cut: never,
                 },
             };
-            Arc::new(crate::admin::AdminState::new(
+            Arc::new(crate::operator::OperatorState::new(
                 Arc::new(live),
                 Arc::new(log),
                 Vec::new(),
@@ -186,7 +186,7 @@ impl Operator {
         let Ok(uri) = target.parse::<warp::http::Uri>() else {
             return;
         };
-        let (status, answer) = self.runtime.block_on(crate::admin::answer_offline(
+        let (status, answer) = self.runtime.block_on(crate::operator::answer_offline(
             &self.state,
             method.clone(),
             &uri.to_string(),
@@ -194,8 +194,8 @@ impl Operator {
             body.to_vec(),
         ));
         let status = status.as_u16();
-        match crate::admin::resolve(method.as_str(), uri.path()) {
-            crate::admin::Resolved::Route(route, _) => {
+        match crate::operator::resolve(method.as_str(), uri.path()) {
+            crate::operator::Resolved::Route(route, _) => {
                 let documented = documented_statuses(route.path, method.as_str());
                 assert!(
                     documented.contains(&status.to_string()),
@@ -224,7 +224,7 @@ fn documented_statuses(path: &str, method: &str) -> Vec<String> {
     use std::sync::OnceLock;
     static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
     let document =
-        DOCUMENT.get_or_init(|| serde_json::from_str(crate::admin::OPENAPI).unwrap_or_default());
+        DOCUMENT.get_or_init(|| serde_json::from_str(crate::operator::OPENAPI).unwrap_or_default());
     document["paths"][path][method.to_lowercase()]["responses"]
         .as_object()
         .map(|responses| responses.keys().cloned().collect())

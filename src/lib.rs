@@ -12,7 +12,6 @@
 //! - [`selfcheck`]: a durable-log self-check for a fresh machine.
 //! - [`restore`]: a data directory rebuilt from a verified export.
 
-pub mod admin;
 pub mod client;
 pub mod config;
 pub mod fhir;
@@ -22,6 +21,7 @@ pub mod ids;
 pub mod investigate;
 pub mod loadgen;
 pub mod metrics;
+pub mod operator;
 pub mod restore;
 pub mod selfcheck;
 pub mod server;

@@ -4,7 +4,7 @@ use super::Outcome;
 
 pub fn run() -> anyhow::Result<Outcome> {
     let (token, hash) =
-        neuron::admin::new_token().map_err(|error| anyhow::anyhow!("random source: {error}"))?;
+        neuron::operator::new_token().map_err(|error| anyhow::anyhow!("random source: {error}"))?;
     println!("token: {token}");
     println!("hash:  {hash}");
     println!();

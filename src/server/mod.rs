@@ -39,10 +39,10 @@ use neuron_events::{
 };
 use neuron_projections::Views;
 
-use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::ids::IdSource;
 use crate::metrics::Metrics;
+use crate::operator::{self, OperatorState};
 pub use live::ActiveSession;
 use live::{Live, Stopping};
 
@@ -269,13 +269,14 @@ impl Server {
         ));
         let serving = tokio::spawn(gateway.clone().serve(listener));
         let summaries = tokio::spawn(refusals::summarize(live.clone(), refusals.clone()));
-        let admin_state = Arc::new(AdminState::new(
+        let admin_state = Arc::new(OperatorState::new(
             live.clone(),
             Arc::new(reader),
             tokens,
             admin_addr,
         ));
-        let admin_serving = tokio::spawn(admin::serve(admin_listener, admin_state, admin_stopping));
+        let admin_serving =
+            tokio::spawn(operator::serve(admin_listener, admin_state, admin_stopping));
         info!(%addr, max_connections = budget, "listening for handshakes");
         info!(addr = %admin_addr, "operator API listening");
         Ok(Self {

@@ -1,0 +1,160 @@
+//! The endpoints that change something: providers added and removed, relationships terminated,
+//! checkpoints. Each is an event, committed before it is answered, one change at a time.
+
+use warp::http::StatusCode;
+
+use neuron_events::event::{ChangeSource, EventData, ProviderChanged, RelationshipTerminated};
+use neuron_events::Event;
+use neuron_projections::relationships::Status;
+
+use neuron_handshake::npi;
+
+use super::errors::{json_reply, Answer, ApiError};
+use super::reads::{relationship, relationship_not_found};
+use super::request::{text_field, Call};
+use super::OperatorState;
+
+pub(super) async fn terminate(call: &Call<'_>, id: &str) -> Answer {
+    let object = call.object(&["provider_npi", "reason"])?;
+    let provider_npi = text_field(&object, "provider_npi")?;
+    let reason = text_field(&object, "reason")?;
+    let state = call.state;
+    let one_change_at_a_time = state.live.changes.write().await;
+    {
+        let views = state.views();
+        let relationship = views
+            .relationships
+            .get(id)
+            .ok_or_else(|| relationship_not_found(id))?;
+        if relationship.provider_npi != provider_npi {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "provider_mismatch",
+                format!(
+                    "relationship {id} is with provider {}, not {provider_npi}",
+                    relationship.provider_npi
+                ),
+            )
+            .field("provider_npi"));
+        }
+        if relationship.status == Status::Terminated {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_terminated",
+                format!("relationship {id} is already terminated"),
+            )
+            .field("id"));
+        }
+    }
+    commit(
+        state,
+        EventData::RelationshipTerminated(RelationshipTerminated {
+            relationship_id: id.to_string(),
+            provider_npi,
+            reason,
+            by: call.caller.recorded_as(),
+        }),
+    )
+    .await?;
+    // The observer applied the record before the append returned. Handshakes may go on while the
+    // answer's details are read from the log.
+    drop(one_change_at_a_time);
+    relationship(state, id).await
+}
+
+/// Appends an operator's change and waits until it is durable (and in the views).
+pub(super) async fn commit(state: &OperatorState, data: EventData) -> Result<(), ApiError> {
+    state
+        .live
+        .journal
+        .append(Event::global(data))
+        .await
+        .map(|_| ())
+        .map_err(|failure| ApiError::log_unavailable(&failure))
+}
+
+pub(super) fn provider_not_found(npi: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no registered provider {npi}"),
+    )
+    .field("npi")
+}
+
+pub(super) fn provider_reply(state: &OperatorState, status: StatusCode, npi: &str) -> Answer {
+    match state.views().providers.get(npi) {
+        Some(provider) => Ok(json_reply(status, provider)),
+        None => Err(provider_not_found(npi)),
+    }
+}
+
+pub(super) async fn add_provider(call: &Call<'_>) -> Answer {
+    let object = call.object(&["npi", "name"])?;
+    let npi = text_field(&object, "npi")?;
+    let name = text_field(&object, "name")?;
+    if !npi::is_valid(&npi) {
+        return Err(ApiError::bad_request(
+            "npi",
+            format!("{npi:?} is not an NPI: ten digits with a valid check digit"),
+        ));
+    }
+    let state = call.state;
+    let _one_change_at_a_time = state.live.changes.write().await;
+    if state.views().providers.is_registered(&npi) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "provider_exists",
+            format!("provider {npi} is already registered"),
+        )
+        .field("npi"));
+    }
+    commit(
+        state,
+        EventData::ProviderRegistered(ProviderChanged {
+            npi: npi.clone(),
+            name,
+            by: ChangeSource::Api,
+        }),
+    )
+    .await?;
+    provider_reply(state, StatusCode::CREATED, &npi)
+}
+
+pub(super) async fn remove_provider(call: &Call<'_>, npi: &str) -> Answer {
+    let state = call.state;
+    let _one_change_at_a_time = state.live.changes.write().await;
+    let name = match state.views().providers.get(npi) {
+        Some(provider) if provider.registered => provider.name.clone(),
+        _ => return Err(provider_not_found(npi)),
+    };
+    commit(
+        state,
+        EventData::ProviderRemoved(ProviderChanged {
+            npi: npi.to_string(),
+            name,
+            by: ChangeSource::Api,
+        }),
+    )
+    .await?;
+    provider_reply(state, StatusCode::OK, npi)
+}
+
+pub(super) async fn checkpoint(state: &OperatorState) -> Answer {
+    let committed = state
+        .live
+        .journal
+        .checkpoint()
+        .await
+        .map_err(|failure| ApiError::log_unavailable(&failure))?;
+    let seen = state.metrics().last_checkpoint().cloned();
+    match seen {
+        Some(seen) if seen.seq == committed.seq => Ok(json_reply(StatusCode::CREATED, &seen)),
+        // The observer sees every record before its append returns: not reached.
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("checkpoint {} was written but not observed", committed.seq),
+        )),
+    }
+}

@@ -1,0 +1,146 @@
+//! Who may ask: bearer tokens checked by hash in constant time, and browsers refused (a foreign
+//! `Origin`, a `Host` that does not name the listener, a change not declared JSON).
+
+use warp::http::{HeaderMap, StatusCode};
+
+use super::errors::ApiError;
+use super::listener::Request;
+use super::OperatorState;
+
+/// Who made a change, as recorded in its event.
+#[derive(Debug)]
+pub(super) enum Caller {
+    /// No tokens are configured (loopback only).
+    Open,
+    /// A configured token; the first 16 hex digits of its hash name it.
+    Token(String),
+}
+
+impl Caller {
+    pub(super) fn recorded_as(&self) -> String {
+        match self {
+            Self::Open => "api".into(),
+            Self::Token(id) => format!("api:{id}"),
+        }
+    }
+}
+
+pub(super) fn authenticate(
+    tokens: &[blake3::Hash],
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    if tokens.is_empty() {
+        return Ok(Caller::Open);
+    }
+    let unauthorized = |message: &str| {
+        let mut refusal = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        refusal.header = Some((
+            "www-authenticate",
+            "Bearer realm=\"neuron-admin\"".to_string(),
+        ));
+        refusal
+    };
+    let Some(value) = headers.get("authorization") else {
+        return Err(unauthorized("an Authorization: Bearer token is required"));
+    };
+    let Some(token) = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+    else {
+        return Err(unauthorized(
+            "the Authorization header is not a Bearer token",
+        ));
+    };
+    let presented = blake3::hash(token.as_bytes());
+    // blake3::Hash compares in constant time; every configured hash is compared.
+    let accepted = tokens
+        .iter()
+        .fold(false, |found, hash| found | (*hash == presented));
+    if accepted {
+        let id = presented.to_hex();
+        Ok(Caller::Token(id.as_str()[..16].to_string()))
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the bearer token is not accepted",
+        ))
+    }
+}
+
+/// Refuses what only a browser would send (SPEC §5): a `Host` that does not name this listener (a
+/// DNS rebinding page) is 421, an `Origin` not listed in `admin.allowed_origins` (a page of another
+/// site) is 403.
+pub(super) fn refuse_browsers(state: &OperatorState, request: &Request) -> Result<(), ApiError> {
+    let admin = &state.live.config.admin;
+    let host = request
+        .headers
+        .get("host")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let port = state.listen.port();
+    let named = host.eq_ignore_ascii_case(&state.listen.to_string())
+        || host.eq_ignore_ascii_case(&format!("localhost:{port}"))
+        || admin
+            .allowed_hosts
+            .iter()
+            .any(|allowed| host.eq_ignore_ascii_case(allowed));
+    if !named {
+        return Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            format!(
+                "the Host header does not name this listener ({}, localhost:{port}, or admin.allowed_hosts)",
+                state.listen
+            ),
+        ));
+    }
+    if let Some(origin) = request.headers.get("origin") {
+        let origin = origin.to_str().unwrap_or_default();
+        if !admin
+            .allowed_origins
+            .iter()
+            .any(|allowed| allowed == origin)
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_refused",
+                "requests from browser pages are refused unless their origin is in admin.allowed_origins",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A change's body must be declared JSON: a browser's form or `text/plain` post (which needs no
+/// preflight) is refused with 415.
+pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let declared = headers
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(str::trim);
+    if declared.is_some_and(|media| media.eq_ignore_ascii_case("application/json")) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "a change's body must be sent as Content-Type: application/json",
+    ))
+}
+
+/// A fresh bearer token and the hash to configure for it.
+///
+/// # Errors
+/// When the operating system's random source fails.
+pub fn new_token() -> Result<(String, String), getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes)?;
+    let token = format!("neuron_{}", neuron_events::Digest(bytes).to_hex());
+    let hash = blake3::hash(token.as_bytes()).to_hex().to_string();
+    Ok((token, hash))
+}

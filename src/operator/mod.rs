@@ -1,0 +1,141 @@
+//! The operator listener (SPEC §5): health, readiness, Prometheus metrics, the live views, provider
+//! management, relationship termination and the audit log, as JSON over HTTP on its own address.
+//! It works on the server's shared live state ([`crate::server::live`]), never on the server.
+//!
+//! - `listener`: the accept loop and its limits, and the dispatcher every request goes through.
+//! - `routes`: the route table, [`ROUTES`], which `openapi.json` is checked against.
+//! - `guard`: bearer tokens, and browsers refused (`Origin`, `Host`, content type).
+//! - `request`: a request's query and body, read within their limits.
+//! - `reads`, `changes`, `export`: the endpoints. Every change is an event, committed before it
+//!   is answered; changes are made one at a time so that a check and its event cannot interleave
+//!   with another change.
+//! - `errors`: the refusals, as JSON with a code.
+//! - `openapi`: the description, as this listener serves it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Bytes;
+use tokio::sync::Semaphore;
+
+use neuron_events::SledReader;
+use neuron_projections::Views;
+
+use crate::metrics::Metrics;
+use crate::server::live::Live;
+
+mod changes;
+mod errors;
+mod export;
+mod guard;
+mod listener;
+mod openapi;
+mod reads;
+mod request;
+mod routes;
+#[cfg(test)]
+mod tests;
+
+pub use guard::new_token;
+pub use openapi::OPENAPI;
+pub use routes::{resolve, Endpoint, Resolved, Route, ROUTES};
+
+pub(crate) use listener::{answer_offline, serve};
+use openapi::openapi_document;
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The most relationships one page returns.
+pub const MAX_PAGE: usize = 1000;
+/// A page's size when `limit` is not given.
+pub const DEFAULT_PAGE: usize = 100;
+/// The longest termination reason or provider name accepted, in characters.
+pub const MAX_TEXT_CHARS: usize = 1000;
+
+/// Where the export stream reads records: the live server's sled log (through a read-only
+/// handle), or a memory log in tests.
+pub trait RecordSource: Send + Sync + 'static {
+    /// Calls `visit` with each record with `from <= seq <= to`, in seq order, until it returns
+    /// `false`.
+    ///
+    /// # Errors
+    /// The store's error.
+    fn scan_while(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), neuron_events::Error>;
+}
+
+impl RecordSource for SledReader {
+    fn scan_while(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), neuron_events::Error> {
+        SledReader::scan_while(self, from, to, visit)
+    }
+}
+
+impl RecordSource for neuron_events::MemoryLog {
+    fn scan_while(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), neuron_events::Error> {
+        use neuron_events::Log;
+        for record in self.read(from, to) {
+            let (seq, bytes) = record?;
+            if !visit(seq, &bytes) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the operator listener works with: the server's live state, a read-only handle on the log
+/// for exports and relationship details, and its own limits.
+pub(crate) struct OperatorState {
+    pub live: Arc<Live>,
+    pub reader: Arc<dyn RecordSource>,
+    /// blake3 hashes of the accepted bearer tokens; empty means `/v1/*` is open (loopback only).
+    pub tokens: Vec<blake3::Hash>,
+    pub openapi: Bytes,
+    /// The listener's own address: a request's `Host` must name it, `localhost`, or an entry of
+    /// `admin.allowed_hosts` (DNS rebinding).
+    pub listen: SocketAddr,
+    /// Export streams at once.
+    pub exports: Arc<Semaphore>,
+}
+
+impl OperatorState {
+    /// The operator listener's state over `live`, listening on `listen`.
+    pub fn new(
+        live: Arc<Live>,
+        reader: Arc<dyn RecordSource>,
+        tokens: Vec<blake3::Hash>,
+        listen: SocketAddr,
+    ) -> Self {
+        let exports = Arc::new(Semaphore::new(live.config.admin.max_exports as usize));
+        Self {
+            live,
+            reader,
+            openapi: openapi_document(!tokens.is_empty()),
+            tokens,
+            listen,
+            exports,
+        }
+    }
+
+    pub(super) fn views(&self) -> std::sync::RwLockReadGuard<'_, Views> {
+        self.live.views()
+    }
+
+    pub(super) fn metrics(&self) -> std::sync::MutexGuard<'_, Metrics> {
+        self.live.metrics()
+    }
+}

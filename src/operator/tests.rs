@@ -1,0 +1,261 @@
+//! Unit tests of the operator API's parts: the served document, the route table, tokens, and the
+//! answers when the log cannot be written.
+
+mod parts {
+    use serde_json::{json, Value};
+    use warp::http::{HeaderMap, StatusCode};
+
+    use super::super::guard::{authenticate, Caller};
+    use super::super::openapi::openapi_document;
+    use super::super::{new_token, resolve, Endpoint, Resolved};
+
+    #[test]
+    fn the_served_document_asks_for_tokens_only_when_the_listener_does() {
+        let document = |tokens| -> Value {
+            serde_json::from_slice(&openapi_document(tokens)).unwrap_or_default()
+        };
+        let (with, without) = (document(true), document(false));
+        let export = |document: &Value| document["paths"]["/v1/audit/export"]["get"].clone();
+        assert_eq!(export(&with)["security"][0]["bearer"], json!([]));
+        assert!(export(&with)["responses"]["401"].is_object());
+        assert!(export(&without).get("security").is_none());
+        assert!(export(&without)["responses"].get("401").is_none());
+        assert!(export(&without)["responses"]["421"].is_object());
+        assert_eq!(without["info"]["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn paths_resolve_to_their_routes_and_parameters() {
+        let Resolved::Route(route, parameter) = resolve("POST", "/v1/relationships/abc/terminate")
+        else {
+            panic!("terminate did not resolve");
+        };
+        assert_eq!(route.endpoint, Endpoint::Terminate);
+        assert_eq!(parameter.as_deref(), Some("abc"));
+        assert!(matches!(
+            resolve("GET", "/v1/relationships"),
+            Resolved::Route(route, None) if route.endpoint == Endpoint::Relationships
+        ));
+        assert_eq!(
+            resolve("PUT", "/v1/providers"),
+            Resolved::WrongMethod(vec!["GET", "POST"])
+        );
+        assert_eq!(resolve("GET", "/v1/relationships/"), Resolved::NotFound);
+        assert_eq!(resolve("GET", "/v1/relationships/a/b"), Resolved::NotFound);
+        assert_eq!(resolve("GET", "/v1"), Resolved::NotFound);
+    }
+
+    #[test]
+    fn a_token_is_accepted_by_its_hash_only() {
+        let (token, hash) = new_token().unwrap_or_default();
+        assert!(token.starts_with("neuron_"));
+        let tokens = vec![blake3::Hash::from_hex(&hash).unwrap_or(blake3::hash(b"x"))];
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            authenticate(&tokens, &headers).err().map(|r| r.status),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        headers.insert(
+            "authorization",
+            format!("Bearer {token}x")
+                .parse()
+                .unwrap_or_else(|_| panic!()),
+        );
+        assert_eq!(
+            authenticate(&tokens, &headers).err().map(|r| r.status),
+            Some(StatusCode::FORBIDDEN)
+        );
+        headers.insert(
+            "authorization",
+            format!("Bearer {token}")
+                .parse()
+                .unwrap_or_else(|_| panic!()),
+        );
+        assert!(
+            matches!(authenticate(&tokens, &headers), Ok(Caller::Token(id)) if hash.starts_with(&id))
+        );
+        assert!(matches!(
+            authenticate(&[], &HeaderMap::new()),
+            Ok(Caller::Open)
+        ));
+    }
+}
+
+#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+mod failing_log {
+    use std::sync::Arc;
+
+    use neuron_events::event::EventData;
+    use neuron_events::store::StoredRecord;
+    use neuron_events::testing::{fixed_clock, neuron_key};
+    use neuron_events::{BatchReport, Event, JournalOptions, Log, LogHead, MemoryLog, Record};
+    use neuron_projections::Views;
+    use serde_json::Value;
+    use tokio::sync::watch;
+    use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+    use super::super::{answer_offline, OperatorState};
+    use crate::server::live::Live;
+
+    /// A disk that refuses every write.
+    struct FullDisk(MemoryLog);
+
+    impl Log for FullDisk {
+        fn append(&mut self, _: &[StoredRecord]) -> Result<(), neuron_events::Error> {
+            Err(neuron_events::Error::Corrupt {
+                reason: "disk full".into(),
+            })
+        }
+        fn read(
+            &self,
+            from: u64,
+            to: u64,
+        ) -> Box<dyn Iterator<Item = Result<StoredRecord, neuron_events::Error>> + '_> {
+            self.0.read(from, to)
+        }
+        fn head(&self) -> Result<LogHead, neuron_events::Error> {
+            self.0.head()
+        }
+    }
+
+    /// A request as an operator's tool sends it (to the listener's address, a change as JSON),
+    /// answered as the listener would: its status and JSON body.
+    async fn call(
+        state: &OperatorState,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:3001"));
+        if method == Method::POST {
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+        }
+        let (status, bytes) =
+            answer_offline(state, method, path, headers, body.as_bytes().to_vec()).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn state_over(views: Views, reader: MemoryLog) -> OperatorState {
+        let journal = neuron_events::Journal::start(
+            Box::new(FullDisk(MemoryLog::new())),
+            Arc::new(neuron_key()),
+            Arc::new(fixed_clock()),
+            JournalOptions::default(),
+            Box::new(|_: &[Record], _: &BatchReport| {}),
+        )
+        .unwrap();
+        let (_signal, never) = watch::channel(false);
+        let live = Live {
+            config: crate::config::Config::default(),
+            journal,
+            views: Arc::new(std::sync::RwLock::new(views)),
+            metrics: Arc::default(),
+            changes: tokio::sync::RwLock::new(()),
+            ids: Arc::new(crate::ids::SeededIds::new(1)),
+            clock: Arc::new(fixed_clock()),
+            stopping: crate::server::live::Stopping {
+                draining: never.clone(),
+                stopping: never.clone(),
+                cut: never,
+            },
+        };
+        OperatorState::new(
+            Arc::new(live),
+            Arc::new(reader),
+            Vec::new(),
+            "127.0.0.1:3001".parse().unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn relationship_details_are_read_from_the_log_and_an_unreadable_record_is_503() {
+        use neuron_events::event::RelationshipEstablished;
+        let id = "6f1c3a52-8d4e-4b7a-9c2f-0e5d6a7b8c9d";
+        let event = Event::in_session(
+            "s1",
+            EventData::RelationshipEstablished(RelationshipEstablished {
+                relationship_id: id.into(),
+                patient_agent_id: "patient-agent-ada".into(),
+                provider_npi: "1234567893".into(),
+                patient_public_key: neuron_events::b64::encode([7u8; 32]),
+                patient_endpoint: "wss://ada.example/agent".into(),
+                consented_actions: vec!["read:observations".into()],
+            }),
+        );
+        let at = neuron_events::Timestamp::saturating_from_millis(1_795_687_200_000);
+        let bytes =
+            neuron_events::record::encode(1, at, &event, &neuron_events::Digest::GENESIS).unwrap();
+        let mut views = Views::serving();
+        views.apply(&Record::decode(&bytes).unwrap());
+        let mut log = MemoryLog::new();
+        log.append(&[(1, bytes)]).unwrap();
+
+        let state = state_over(views.clone(), log);
+        let (status, body) =
+            call(&state, Method::GET, &format!("/v1/relationships/{id}"), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["patient_endpoint"], "wss://ada.example/agent");
+        assert_eq!(body["consented_actions"][0], "read:observations");
+        assert_eq!(body["established_by_session"], "s1");
+        let (status, body) = call(&state, Method::GET, "/v1/relationships", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["relationships"][0]["id"], id);
+
+        // The views name a record the log does not give back.
+        let state = state_over(views, MemoryLog::new());
+        for path in [
+            format!("/v1/relationships/{id}"),
+            "/v1/relationships".into(),
+        ] {
+            let (status, body) = call(&state, Method::GET, &path, "").await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert_eq!(body["error"]["code"], "log_unreadable", "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn export_streams_beyond_the_limit_are_refused_until_one_ends() {
+        let state = state_over(Views::default(), MemoryLog::new());
+        let held: Vec<_> = (0..state.live.config.admin.max_exports)
+            .map(|_| state.exports.clone().try_acquire_owned().unwrap())
+            .collect();
+        let (status, body) = call(&state, Method::GET, "/v1/audit/export", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "exports_busy");
+        drop(held);
+        let (status, _) = call(&state, Method::GET, "/v1/audit/export", "").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_written_makes_the_server_unready_and_changes_fail() {
+        let state = state_over(Views::default(), MemoryLog::new());
+        let (status, _) = call(&state, Method::GET, "/ready", "").await;
+        assert_eq!(status, StatusCode::OK);
+
+        let (status, body) = call(
+            &state,
+            Method::POST,
+            "/v1/providers",
+            r#"{"npi":"1003000126","name":"Dr. Who"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "log_unavailable");
+        assert!(state.views().providers.get("1003000126").is_none());
+
+        let (status, body) = call(&state, Method::GET, "/ready", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "not_ready");
+        let (status, body) = call(&state, Method::GET, "/health", "").await;
+        assert_eq!(status, StatusCode::OK, "the process is alive");
+        assert_eq!(body["log_writable"], false);
+        let (status, body) = call(&state, Method::POST, "/v1/audit/checkpoint", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "log_unavailable");
+    }
+}
