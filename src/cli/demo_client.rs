@@ -25,7 +25,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 async fn handshake(args: &Args) -> anyhow::Result<Outcome> {
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|error| anyhow::anyhow!("random source: {error}"))?;
-    let patient = neuron::client::Patient::from_seed(&args.patient, seed);
+    let patient = neuron::tools::client::Patient::from_seed(&args.patient, seed);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .context("system clock before 1970")?
@@ -37,12 +37,12 @@ async fn handshake(args: &Args) -> anyhow::Result<Outcome> {
         neuron_events::b64::encode(patient.key.verifying_key().as_bytes())
     );
     println!("connecting to {}", args.url);
-    let mut connection = neuron::client::connect(&args.url, None)
+    let mut connection = neuron::tools::client::connect(&args.url, None)
         .await
         .context("connecting")?;
     let auth = patient.auth_frame(&payload);
     println!("-> {auth}");
-    let transcript = neuron::client::converse(
+    let transcript = neuron::tools::client::converse(
         &mut connection,
         vec![tokio_tungstenite::tungstenite::Message::text(auth)],
         Some(&patient),

@@ -41,7 +41,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             out.flush().map_err(super::output_error)?;
         }
         Format::Fhir => {
-            let mut bundle = neuron::fhir::BundleWriter::start(out).map_err(super::output_error)?;
+            let mut bundle =
+                neuron::investigate::fhir::BundleWriter::start(out).map_err(super::output_error)?;
             let mut failure = None;
             let wanted = args.from_seq..=args.to_seq;
             source.for_each_record_shown("converting", &mut |record| {

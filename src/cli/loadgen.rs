@@ -15,22 +15,22 @@ pub struct Args {
     c: u64,
     /// new: a new patient per handshake; existing: repeat handshakes of established patients;
     /// idle: hold upgrade requests open without sending anything.
-    #[arg(long, value_enum, default_value_t = neuron::loadgen::Mode::New)]
-    mode: neuron::loadgen::Mode,
+    #[arg(long, value_enum, default_value_t = neuron::tools::loadgen::Mode::New)]
+    mode: neuron::tools::loadgen::Mode,
     /// The provider the consents name.
     #[arg(long, default_value = neuron::config::DEMO_PROVIDER_NPI)]
     provider: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let load = neuron::loadgen::Load {
+    let load = neuron::tools::loadgen::Load {
         url: args.url,
         total: args.n,
         concurrency: args.c,
         mode: args.mode,
         provider: args.provider,
     };
-    let summary = super::runtime()?.block_on(neuron::loadgen::run(load));
+    let summary = super::runtime()?.block_on(neuron::tools::loadgen::run(load));
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     println!(
         "{} completed, {} failed in {:.2} s: {:.0} handshakes/s; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

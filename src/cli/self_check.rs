@@ -25,7 +25,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     println!("neuron self-check: event log in {}", dir.display());
     let outcome = super::runtime()?
-        .block_on(neuron::selfcheck::run(&dir))
+        .block_on(neuron::tools::selfcheck::run(&dir))
         .context("self-check")?;
     println!(
         "appended {} events from 8 concurrent sessions in {} durable batches ({:.1} ms, fdatasync'd)",

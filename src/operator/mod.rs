@@ -21,8 +21,8 @@ use tokio::sync::Semaphore;
 use neuron_events::SledReader;
 use neuron_projections::Views;
 
-use crate::metrics::Metrics;
 use crate::server::live::Live;
+use crate::server::metrics::Metrics;
 
 mod changes;
 mod errors;

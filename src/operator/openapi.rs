@@ -3,7 +3,7 @@
 use hyper::body::Bytes;
 use serde_json::Value;
 
-/// The OpenAPI 3.1 description of [`ROUTES`].
+/// The OpenAPI 3.1 description of [`super::ROUTES`].
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The OpenAPI document as this listener serves it: this build's version filled in, and, when no

@@ -12,7 +12,7 @@ use neuron_events::Record;
 use neuron_projections::relationships::{PageQuery, Relationship, Status, Summary};
 use neuron_projections::sessions::SessionStage;
 
-use crate::metrics::Gauges;
+use crate::server::metrics::Gauges;
 
 use super::errors::{json_reply, set_content_type, Answer, ApiError};
 use super::request::{query_raw, query_value};

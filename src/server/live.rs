@@ -12,7 +12,7 @@ use neuron_projections::Views;
 
 use crate::config::Config;
 use crate::ids::IdSource;
-use crate::metrics::Metrics;
+use crate::server::metrics::Metrics;
 
 /// A live session as the views show it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -1,12 +1,13 @@
 //! The server (SPEC §2, §3.4, §5, §7), one room per concern:
 //!
-//! - [`gateway`]: the public listener: admission at the connection level (connection limit,
+//! - `gateway`: the public listener: admission at the connection level (connection limit,
 //!   slots, the FIFO queue), the upgrade exchange, refusals.
 //! - [`http`]: the one HTTP exchange of the handshake port, pure.
-//! - [`session`]: one handshake session over its WebSocket, driving the pure
+//! - `session`: one handshake session over its WebSocket, driving the pure
 //!   [`neuron_handshake::machine::step`], event first.
 //! - [`live`]: the shared live state sessions and the operator API work on.
-//! - [`refusals`]: connections turned away before a session exists, summarised.
+//! - [`metrics`]: the counters and histograms behind `/metrics`, fed from committed records.
+//! - `refusals`: connections turned away before a session exists, summarised.
 //! - [`timed`]: sockets whose writes time out.
 //! - `start`: the stored log checked and folded, providers reconciled, listeners bound.
 //!
@@ -20,6 +21,7 @@
 mod gateway;
 pub mod http;
 pub mod live;
+pub mod metrics;
 mod refusals;
 mod session;
 mod start;
@@ -41,8 +43,8 @@ use neuron_projections::Views;
 
 use crate::config::Config;
 use crate::ids::IdSource;
-use crate::metrics::Metrics;
 use crate::operator::{self, OperatorState};
+use crate::server::metrics::Metrics;
 pub use live::ActiveSession;
 use live::{Live, Stopping};
 

@@ -13,7 +13,7 @@ use neuron_projections::Views;
 
 use super::{io_error, ServerError};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::server::metrics::Metrics;
 
 /// Binds `addr` and writes the bound address (a chosen port when `addr` asked for 0) to
 /// `{data_dir}/{file}`.

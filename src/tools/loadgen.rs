@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::{self, Patient};
+use crate::tools::client::{self, Patient};
 
 /// What each simulated patient does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

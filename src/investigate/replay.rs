@@ -1,0 +1,153 @@
+//! `neuron replay`: the views as of a point in the log, and their table.
+
+use super::{safe, InvestigateError, Source};
+
+/// The views of the log as of `until`.
+///
+/// # Errors
+/// As [`Source::for_each_record`].
+pub fn replay(
+    source: &Source,
+    until: neuron_projections::Until,
+) -> Result<neuron_projections::Views, InvestigateError> {
+    // The state at a point: live sessions only (ended ones stay in the tallies; `timeline` tells
+    // their story), so memory follows what was live, not the length of the log.
+    let mut views = neuron_projections::Views::live_only();
+    let mut done = false;
+    source.for_each_record_shown("replaying", &mut |record| {
+        if done || !until.includes(&record) {
+            done = true;
+            return;
+        }
+        views.apply(&record);
+    })?;
+    Ok(views)
+}
+
+/// The human form of a replay; at most `limit` rows per list.
+pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: usize) -> String {
+    use neuron_projections::relationships::Status;
+    use neuron_projections::sessions::SessionStage;
+    let mut text = format!(
+        "log {} as of seq {} ({})\n",
+        safe(&source.describe()),
+        views.last_seq,
+        views
+            .last_at
+            .map(|at| at.to_string())
+            .unwrap_or_else(|| "empty".into())
+    );
+    if let Some(org) = &views.organization_npi {
+        text.push_str(&format!(
+            "organization {}, Neuron key {}\n",
+            safe(org),
+            safe(views.server_key.as_deref().unwrap_or("-"))
+        ));
+    }
+    text.push_str("\nproviders\n");
+    for provider in views.providers.all() {
+        let state = match provider.removed_at {
+            Some(at) if !provider.registered => format!("removed {at}"),
+            _ => format!("registered {}", provider.registered_at),
+        };
+        text.push_str(&format!(
+            "  {}  {:<24}  {}\n",
+            safe(&provider.npi),
+            safe(&provider.name),
+            state
+        ));
+    }
+    let (active, terminated) = views.relationships.counts();
+    text.push_str(&format!(
+        "\nrelationships: {active} active, {terminated} terminated\n"
+    ));
+    let shown = views
+        .relationships
+        .all()
+        .take(limit)
+        .filter_map(|summary| views.relationships.full(&summary));
+    for relationship in shown {
+        let status = match (&relationship.status, &relationship.termination) {
+            (Status::Terminated, Some(end)) => {
+                format!("terminated {} ({})", end.at, safe(&end.reason))
+            }
+            _ => "active".to_string(),
+        };
+        text.push_str(&format!(
+            "  {}  {}  provider {}  established {}  {} later handshake(s)  {}\n",
+            safe(&relationship.id),
+            safe(&relationship.patient_agent_id),
+            safe(&relationship.provider_npi),
+            relationship.established_at,
+            relationship.existing_handshakes,
+            status
+        ));
+    }
+    let total = active + terminated;
+    if total > limit {
+        text.push_str(&format!(
+            "  … and {} more (--limit, or --format json)\n",
+            total - limit
+        ));
+    }
+    text.push_str(&format!(
+        "\nlive sessions: {}\n",
+        views.sessions.live_count()
+    ));
+    for session in views.sessions.live().take(limit) {
+        text.push_str(&format!(
+            "  {}  {}  patient {}  provider {}  since {}\n",
+            safe(&session.id),
+            match session.stage {
+                SessionStage::Queued => "queued",
+                SessionStage::Authenticating => "authenticating",
+                SessionStage::Challenged => "challenged",
+                SessionStage::Completed => "completed",
+                SessionStage::Failed => "failed",
+                SessionStage::Closed => "closed",
+            },
+            safe(session.patient_agent_id.as_deref().unwrap_or("-")),
+            safe(session.provider_npi.as_deref().unwrap_or("-")),
+            session.started
+        ));
+    }
+    text.push_str(&format!("\nqueue: {} waiting\n", views.queue.len()));
+    for position in views.queue.positions().take(limit) {
+        text.push_str(&format!(
+            "  {:>4}  {}  {}  since {}\n",
+            position.position,
+            safe(&position.waiting.session),
+            safe(&position.waiting.peer),
+            position.waiting.since
+        ));
+    }
+    let tally = views.sessions.tally();
+    let failed: Vec<String> = tally
+        .failed
+        .iter()
+        .map(|(code, count)| format!("{} {count}", code.as_str()))
+        .collect();
+    let rejected: Vec<String> = tally
+        .rejected
+        .iter()
+        .map(|(reason, count)| format!("{reason} {count}"))
+        .collect();
+    let refused: String = tally
+        .refused
+        .iter()
+        .map(|(reason, count)| format!("; refused before a session {reason} {count}"))
+        .collect();
+    text.push_str(&format!(
+        "\nhandshakes: completed {} ({} new, {} existing); failed {} [{}]; closed {}; queue timeouts {}; rejected [{}]; interrupted {}{refused}\n",
+        tally.completed_new + tally.completed_existing,
+        tally.completed_new,
+        tally.completed_existing,
+        tally.failed.values().sum::<u64>(),
+        failed.join(", "),
+        tally.closed,
+        tally.queue_timeouts,
+        rejected.join(", "),
+        tally.interrupted
+    ));
+    text
+}

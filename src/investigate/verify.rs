@@ -1,0 +1,71 @@
+//! `neuron verify`'s report, in words.
+
+use neuron_events::Report;
+
+use super::{safe, Source};
+
+/// The human report of a verification.
+pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
+    let mut text = format!(
+        "log:             {}\nrecords checked: {}\n",
+        safe(&source.describe()),
+        report.records
+    );
+    let at = report
+        .last_at
+        .map(|at| at.to_string())
+        .unwrap_or_else(|| "-".into());
+    text.push_str(&format!(
+        "head:            {} (seq {}, at {})\n",
+        report.head, report.last_seq, at
+    ));
+    if let Some(acknowledged) = &report.acknowledged {
+        text.push_str(&format!(
+            "acknowledged:    seq {} ({})\n",
+            acknowledged.seq,
+            match acknowledged.anchor {
+                neuron_events::verify::Anchor::StoreRecord => {
+                    "recorded inside the store, which predates head files"
+                }
+                _ => "the store's head file",
+            }
+        ));
+    }
+    match &report.last_checkpoint {
+        Some(checkpoint) => text.push_str(&format!(
+            "last checkpoint: seq {} covering up to seq {}, signed by {}{}\n",
+            checkpoint.seq,
+            checkpoint.upto,
+            checkpoint.signer,
+            if trusted {
+                " (the trusted key)"
+            } else {
+                " (no trusted key given: signer not checked)"
+            }
+        )),
+        None => text.push_str("last checkpoint: none\n"),
+    }
+    if let Some(tail) = &report.unsigned_tail {
+        text.push_str(&format!(
+            "unsigned tail:   {tail} signed by no trusted checkpoint (accepted: --allow-unsigned-tail)\n"
+        ));
+    }
+    match &report.problem {
+        None => text.push_str("result:          INTACT\n"),
+        Some(problem) => text.push_str(&format!(
+            "result:          NOT INTACT at seq {}{}{}: {}\n",
+            problem.seq,
+            problem
+                .kind
+                .as_ref()
+                .map(|kind| format!(" ({})", safe(kind)))
+                .unwrap_or_default(),
+            problem
+                .line
+                .map(|line| format!(", line {line}"))
+                .unwrap_or_default(),
+            safe(&problem.fault.describe())
+        )),
+    }
+    text
+}
