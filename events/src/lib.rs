@@ -9,7 +9,7 @@
 //! - [`evidence`]: the head file that proves which records the log acknowledged, outside the
 //!   store's own recovery.
 //! - [`journal`]: the group-commit writer every append goes through.
-//! - [`verify`]: chain, numbering and checkpoint verification naming the first bad seq.
+//! - [`mod@verify`]: chain, numbering and checkpoint verification naming the first bad seq.
 //! - [`export`]: JSONL export and import that keep every record's bytes.
 //! - [`jsonl`]: an export split into blocks of whole lines, linear and bounded whatever it holds.
 //! - [`parallel`]: the one parallel reader: work on worker threads, results in order.

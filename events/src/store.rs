@@ -132,7 +132,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// it is resident in the server.
 const SLED_CACHE_BYTES: u64 = 4 << 20;
 
-/// The highest seq a sled log files: keys above it would sort past [`LEGACY_HEAD_KEY`].
+/// The highest seq a sled log files: keys above it would sort past the legacy head key.
 pub const MAX_SEQ: u64 = (1 << 56) - 1;
 
 /// A step of [`SledLog::append`] that a test can make fail (`SledLog::fail_at`, feature
