@@ -13,6 +13,10 @@
 //! - [`restore`]: a data directory rebuilt from a verified export.
 //! - [`tools`]: the demo client, the load generator, the self-check.
 
+// Every error this crate's own code meets is handled; its tests may unwrap (a panic is a failed
+// test).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,6 +1,10 @@
 //! The `neuron` command: the process's setup (allocator, signals), then the command line
 //! ([`cli`]), which calls into the library.
 
+// Every error this crate's own code meets is handled; its tests may unwrap (a panic is a failed
+// test).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod cli;
 
 use std::process::ExitCode;

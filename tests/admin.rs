@@ -3,8 +3,6 @@
 //! status is checked against what `openapi.json` documents for its route; bodies and the record
 //! sequences of changes are locked as snapshots.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -14,10 +12,10 @@ use common::{ada, bob, config, until, until_queued, url, NOW, PROVIDER};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper::HeaderMap;
-use neuron::client::{self, Patient};
 use neuron::config::Config;
 use neuron::operator::{resolve, Resolved, OPENAPI, ROUTES};
 use neuron::server::Server;
+use neuron::tools::client::{self, Patient};
 use neuron_events::testing::{fixed_clock, neuron_key, snapshot_settings};
 use neuron_events::VerifyOptions;
 use serde_json::{json, Value};

@@ -9,22 +9,16 @@
 //! - under a small open-file limit it cannot raise, idle sockets never take the descriptors the
 //!   operator API and new clients need.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
+mod common;
+
+use common::{neuron, said};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NEURON: &str = env!("CARGO_BIN_EXE_neuron");
-
-fn neuron(args: &[&str]) -> Output {
-    Command::new(NEURON).args(args).output().unwrap()
-}
-
-fn text(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-}
 
 /// A `neuron serve` child on free loopback ports, its output in `{dir}/serve-N.log`.
 struct Served {
@@ -131,17 +125,17 @@ impl Served {
     }
 }
 
-fn load(url: &str, total: u64) -> neuron::loadgen::Summary {
+fn load(url: &str, total: u64) -> neuron::tools::loadgen::Summary {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(neuron::loadgen::run(neuron::loadgen::Load {
+    runtime.block_on(neuron::tools::loadgen::run(neuron::tools::loadgen::Load {
         url: url.to_string(),
         total,
         concurrency: 8,
-        mode: neuron::loadgen::Mode::New,
+        mode: neuron::tools::loadgen::Mode::New,
         provider: "1234567893".into(),
     }))
 }
@@ -223,7 +217,7 @@ fn a_server_killed_under_load_restarts_cleanly_and_a_store_that_lost_records_is_
             verified.status.code(),
             Some(0),
             "round {round}: {}",
-            text(&verified)
+            said(&verified)
         );
         // A killed server leaves records after its last checkpoint: accepted when asked, unless
         // no checkpoint was written at all (then nothing is signed by the trusted key).
@@ -234,20 +228,20 @@ fn a_server_killed_under_load_restarts_cleanly_and_a_store_that_lost_records_is_
             &key,
             "--allow-unsigned-tail",
         ]);
-        if text(&verified).contains("last checkpoint: none") {
+        if said(&verified).contains("last checkpoint: none") {
             assert_eq!(
                 trusted.status.code(),
                 Some(1),
                 "round {round}: {}",
-                text(&trusted)
+                said(&trusted)
             );
-            assert!(text(&trusted).contains("signed by no trusted checkpoint"));
+            assert!(said(&trusted).contains("signed by no trusted checkpoint"));
         } else {
             assert_eq!(
                 trusted.status.code(),
                 Some(0),
                 "round {round}: {}",
-                text(&trusted)
+                said(&trusted)
             );
         }
         for args in [
@@ -256,7 +250,7 @@ fn a_server_killed_under_load_restarts_cleanly_and_a_store_that_lost_records_is_
             &["export", path],
         ] {
             let output = neuron(args);
-            assert_eq!(output.status.code(), Some(0), "{args:?}: {}", text(&output));
+            assert_eq!(output.status.code(), Some(0), "{args:?}: {}", said(&output));
         }
         assert_eq!(tree(&data), before, "round {round}: an investigator wrote");
     }
@@ -272,7 +266,7 @@ fn a_server_killed_under_load_restarts_cleanly_and_a_store_that_lost_records_is_
     let key = public_key(&data);
     let path = data.to_str().unwrap();
     let verified = neuron(&["verify", path, "--trusted-key", &key]);
-    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    assert_eq!(verified.status.code(), Some(0), "{}", said(&verified));
     let before = tree(&data);
     for args in [&["verify", path][..], &["replay", path], &["export", path]] {
         assert!(neuron(args).status.success());
@@ -298,7 +292,7 @@ fn a_server_killed_under_load_restarts_cleanly_and_a_store_that_lost_records_is_
         drop(file);
         let verified = neuron(&["verify", copy.to_str().unwrap(), "--format", "json"]);
         let report: serde_json::Value = serde_json::from_slice(&verified.stdout)
-            .unwrap_or_else(|_| panic!("cut to {keep_per_cent}%: {}", text(&verified)));
+            .unwrap_or_else(|_| panic!("cut to {keep_per_cent}%: {}", said(&verified)));
         match verified.status.code() {
             Some(0) => {
                 assert_eq!(
@@ -321,7 +315,7 @@ fn a_server_killed_under_load_restarts_cleanly_and_a_store_that_lost_records_is_
             }
             other => panic!(
                 "cut to {keep_per_cent}%: exit {other:?}: {}",
-                text(&verified)
+                said(&verified)
             ),
         }
     }
@@ -364,7 +358,7 @@ fn a_full_disk_stops_the_server_with_its_cause_and_the_log_verifies_after_a_rest
     assert!(status.success(), "{logged}");
     let key = public_key(&data);
     let verified = neuron(&["verify", data.to_str().unwrap(), "--trusted-key", &key]);
-    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    assert_eq!(verified.status.code(), Some(0), "{}", said(&verified));
 }
 
 /// Sends `request` on a fresh connection to `addr` and reads the answer's first line (a generous
@@ -429,5 +423,5 @@ fn under_a_small_open_file_limit_idle_sockets_starve_neither_the_operator_api_no
     // The limit it could not raise, and the fewer connections it served, are logged.
     assert!(logged.contains("serving fewer"), "{logged}");
     let verified = neuron(&["verify", data.to_str().unwrap()]);
-    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    assert_eq!(verified.status.code(), Some(0), "{}", said(&verified));
 }

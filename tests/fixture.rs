@@ -4,18 +4,16 @@
 //! regenerates it and fails if the committed file differs. To change it on purpose, run with
 //! `NEURON_WRITE_FIXTURE=1` and review the diff.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::{until, until_queued, NOW, PROVIDER};
-use neuron::client::{self, Patient};
 use neuron::config::Config;
 use neuron::ids::SeededIds;
 use neuron::server::{Options, Server};
+use neuron::tools::client::{self, Patient};
 use neuron_events::testing::{fixed_clock, neuron_key, verified_records};
 use tokio_tungstenite::tungstenite::Message;
 

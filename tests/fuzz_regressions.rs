@@ -2,8 +2,6 @@
 //! `fuzz/regressions/TARGET`) is run again through what its target holds true, on every build,
 //! with the stable toolchain.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::path::Path;
 
 /// What a fuzz target holds true of every input: it panics when that does not hold.

@@ -3,8 +3,6 @@
 //! Each asserts the invariants rather than timings: one terminal record per session in the log,
 //! queue and live counts back to 0, the slot free for the next client, the stop finishing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 mod common;
 
 use std::collections::BTreeMap;
@@ -12,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use neuron::client;
 use neuron::server::Server;
+use neuron::tools::client;
 use neuron_events::testing::fixed_clock;
 use neuron_events::Record;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -174,7 +172,7 @@ async fn clients_that_leave_the_queue_free_their_places_at_once() {
     server.stop("test over").await.unwrap();
     let records = decoded(dir.path());
     assert_one_terminal_each(&records);
-    lock("queue__clients_leave_the_queue", dir.path());
+    lock("hostile__clients_leave_the_queue", dir.path());
 }
 
 #[tokio::test]
@@ -597,7 +595,7 @@ async fn a_provider_removed_mid_handshake_wins() {
     until(&server, |server| server.active_sessions().is_empty()).await;
     server.stop("test over").await.unwrap();
     assert!(server_less_views(dir.path()).relationships.is_empty());
-    lock("path__provider_removed_mid_handshake", dir.path());
+    lock("hostile__provider_removed_mid_handshake", dir.path());
 }
 
 #[tokio::test]
@@ -630,7 +628,7 @@ async fn a_relationship_terminated_mid_handshake_wins() {
     // No fresh relationship was made from the consent shown before the termination.
     let views = server_less_views(dir.path());
     assert_eq!(views.relationships.counts(), (0, 1));
-    lock("path__relationship_terminated_mid_handshake", dir.path());
+    lock("hostile__relationship_terminated_mid_handshake", dir.path());
 }
 
 /// The views folded from a stopped server's log.

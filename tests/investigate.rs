@@ -1,8 +1,6 @@
 //! `neuron replay` and `neuron timeline` over the committed server-run fixture, each output and
 //! format locked as a snapshot.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::process::Command;
 
 use neuron_events::testing::snapshot_settings;
@@ -40,9 +38,9 @@ fn replay_shows_the_state_at_the_end_and_at_a_point() {
         "{end}"
     );
     assert!(end.contains("completed 3 (1 new, 2 existing)"), "{end}");
-    lock("replay__table", &end);
+    lock("investigate__replay_table", &end);
     lock_json(
-        "replay__json",
+        "investigate__replay_json",
         &neuron(&["replay", FIXTURE, "--format", "json"]),
     );
     // At seq 23 Bob holds the slot and Ada waits first in line.
@@ -51,7 +49,7 @@ fn replay_shows_the_state_at_the_end_and_at_a_point() {
         queued.contains("queue: 1 waiting") && queued.contains("live sessions: 2"),
         "{queued}"
     );
-    lock("replay__table_until_seq_23", &queued);
+    lock("investigate__replay_table_until_seq_23", &queued);
     let by_time = neuron(&[
         "replay",
         FIXTURE,
@@ -72,9 +70,9 @@ fn timelines_follow_a_patient_a_session_a_relationship_and_a_provider() {
         patient.contains("refused at consent: CONSENT_FAILED"),
         "{patient}"
     );
-    lock("timeline__patient", &patient);
+    lock("investigate__timeline_patient", &patient);
     lock_json(
-        "timeline__patient_json",
+        "investigate__timeline_patient_json",
         &neuron(&[
             "timeline",
             FIXTURE,
@@ -85,7 +83,7 @@ fn timelines_follow_a_patient_a_session_a_relationship_and_a_provider() {
         ]),
     );
     lock(
-        "timeline__session",
+        "investigate__timeline_session",
         &neuron(&["timeline", FIXTURE, "--session", "session-5"]),
     );
     let relationship = neuron(&[
@@ -94,9 +92,9 @@ fn timelines_follow_a_patient_a_session_a_relationship_and_a_provider() {
         "--relationship",
         "825ac313-ce7f-4e8d-94cd-359c12c94ab0",
     ]);
-    lock("timeline__relationship", &relationship);
+    lock("investigate__timeline_relationship", &relationship);
     lock(
-        "timeline__provider",
+        "investigate__timeline_provider",
         &neuron(&["timeline", FIXTURE, "--provider", "1003000126"]),
     );
     let jsonl = neuron(&[
@@ -129,9 +127,9 @@ fn verify_reports_the_fixture_intact_in_both_formats() {
         "--trusted-key",
         "jkhuj7eUmduip4nGsWOdQJSVIzx54Or1Li6h_J27tz8",
     ]);
-    lock("verify__table", &table);
+    lock("investigate__verify_table", &table);
     lock_json(
-        "verify__json",
+        "investigate__verify_json",
         &neuron(&["verify", FIXTURE, "--format", "json"]),
     );
     let exported = neuron(&["export", FIXTURE]);
@@ -185,7 +183,7 @@ fn the_fhir_export_is_a_bundle_of_audit_events_with_every_r4_required_element() 
     assert!(refused
         .iter()
         .all(|resource| resource["subtype"][0]["code"] == "AuthZ-Consent"));
-    lock_json("export__fhir", &output);
+    lock_json("investigate__export_fhir", &output);
 }
 
 #[test]

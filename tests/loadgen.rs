@@ -1,13 +1,11 @@
 //! The load tool against a real server: it counts only handshakes that complete with close 1000,
 //! in both modes, and the server ends up with the relationships the modes imply.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::sync::Arc;
 
 use neuron::config::Config;
-use neuron::loadgen::{self, Load, Mode};
 use neuron::server::{Options, Server};
+use neuron::tools::loadgen::{self, Load, Mode};
 use neuron_events::testing::neuron_key;
 use neuron_events::SystemClock;
 
@@ -37,7 +35,11 @@ async fn loadgen_counts_completed_handshakes_in_new_and_existing_modes() {
     let new = loadgen::run(load(Mode::New, 24)).await;
     assert_eq!((new.completed, new.failed), (24, 0));
     assert_eq!(new.latencies.len(), 24);
-    assert!(new.percentile(0.5) <= new.percentile(0.99));
+    // Each latency is one handshake's, measured within the run.
+    assert!(new
+        .latencies
+        .iter()
+        .all(|latency| !latency.is_zero() && *latency <= new.elapsed));
     assert_eq!(server.views().relationships.counts(), (24, 0));
 
     let existing = loadgen::run(load(Mode::Existing, 20)).await;

@@ -1,8 +1,6 @@
 //! Every refusal path of SPEC §2.2 against a real server: for each, what the client received (the
 //! error code and the close code) and the exact record sequence, locked as a snapshot.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 mod common;
 
 use std::net::SocketAddr;
@@ -11,10 +9,10 @@ use std::time::Duration;
 
 use common::{ada, records, NOW, PROVIDER};
 use ed25519_dalek::Signer;
-use neuron::client::{self, Patient, Transcript};
 use neuron::config::Config;
 use neuron::ids::SeededIds;
 use neuron::server::{Options, Server};
+use neuron::tools::client::{self, Patient, Transcript};
 use neuron_events::b64;
 use neuron_events::testing::{fixed_clock, neuron_key};
 use tokio_tungstenite::tungstenite::Message;
@@ -131,7 +129,7 @@ macro_rules! refusal {
         async fn $name() {
             let (transcript, records) = run($test, $tweak, $script).await;
             assert_eq!(refused(&transcript), ($code.to_string(), $close));
-            lock(concat!("path__", stringify!($name)), &records);
+            lock(concat!("paths__", stringify!($name)), &records);
         }
     };
 }
@@ -265,7 +263,7 @@ async fn disconnect_before_auth() {
             .contains(r#""kind":"connection.closed","session":"session-1","data":{"by":"client""#),
         "{records}"
     );
-    lock("path__disconnect_before_auth", &records);
+    lock("paths__disconnect_before_auth", &records);
 }
 
 #[tokio::test]
@@ -277,7 +275,7 @@ async fn disconnect_after_the_challenge() {
     )
     .await;
     assert!(records.contains(r#""stage":"challenge""#), "{records}");
-    lock("path__disconnect_after_the_challenge", &records);
+    lock("paths__disconnect_after_the_challenge", &records);
 }
 
 refusal!(

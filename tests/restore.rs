@@ -2,32 +2,18 @@
 //! with the same records byte for byte; an export that does not verify, a non-empty target and a
 //! key that did not sign the log are refused, and leave nothing behind.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use common::*;
-use neuron::client;
+use neuron::tools::client;
 use neuron_events::testing::{fixed_clock, neuron_key};
 use neuron_events::NeuronKey;
 
-fn neuron(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_neuron"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-}
-
 fn export(dir: &Path) -> Vec<u8> {
     let output = neuron(&["export", dir.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", said(&output));
     output.stdout
 }
 
@@ -67,11 +53,11 @@ async fn a_restored_directory_is_the_same_log_and_the_server_continues_it() {
         key.to_str().unwrap(),
         &trusted,
     ]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", said(&output));
     assert!(
-        text(&output).contains("the Neuron's key was restored"),
+        said(&output).contains("the Neuron's key was restored"),
         "{}",
-        text(&output)
+        said(&output)
     );
     assert_eq!(
         export(&restored),
@@ -96,7 +82,7 @@ async fn a_restored_directory_is_the_same_log_and_the_server_continues_it() {
     assert_eq!(again.received.last().unwrap()["status"], "existing");
     server.stop("test").await.unwrap();
     let output = neuron(&["verify", restored.to_str().unwrap(), &trusted]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", said(&output));
     let continued = export(&restored);
     assert!(continued.starts_with(&exported) && continued.len() > exported.len());
 }
@@ -131,11 +117,11 @@ async fn a_bad_export_a_used_target_and_a_foreign_key_are_refused_leaving_nothin
         1,
     );
     let output = restore(&write("altered.jsonl", altered.as_bytes()), &[]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
     assert!(
-        text(&output).contains("the export does not verify"),
+        said(&output).contains("the export does not verify"),
         "{}",
-        text(&output)
+        said(&output)
     );
     assert!(!target.exists(), "a refused restore left the target behind");
 
@@ -146,8 +132,8 @@ async fn a_bad_export_a_used_target_and_a_foreign_key_are_refused_leaving_nothin
     let cut = write("cut.jsonl", &cut);
     let trusted = format!("--trusted-key={}", neuron_key().public_b64());
     let output = restore(&cut, &[&trusted]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(text(&output).contains("signed by no trusted checkpoint"));
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
+    assert!(said(&output).contains("signed by no trusted checkpoint"));
     assert!(!target.exists());
 
     // A key that did not sign the log.
@@ -157,19 +143,19 @@ async fn a_bad_export_a_used_target_and_a_foreign_key_are_refused_leaving_nothin
         .unwrap();
     let key = stranger.path().join(neuron_events::checkpoint::KEY_FILE);
     let output = restore(&backup, &["--key", key.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("did not sign the export's checkpoints"));
+    assert_eq!(output.status.code(), Some(2), "{}", said(&output));
+    assert!(said(&output).contains("did not sign the export's checkpoints"));
     assert!(!target.exists());
 
     let output = restore(&cut, &[&trusted, "--allow-unsigned-tail"]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert!(text(&output).contains("signed by no trusted checkpoint (accepted"));
+    assert_eq!(output.status.code(), Some(0), "{}", said(&output));
+    assert!(said(&output).contains("signed by no trusted checkpoint (accepted"));
 
     // The target now holds a log: a second restore never writes over it.
     let before = export(&target);
     let output = restore(&backup, &[]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("is not empty"), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", said(&output));
+    assert!(said(&output).contains("is not empty"), "{}", said(&output));
     assert_eq!(export(&target), before);
     let leftovers: Vec<_> = std::fs::read_dir(work.path())
         .unwrap()

@@ -1,8 +1,6 @@
 //! `neuron self-check` on a real data directory: it writes a durable, verifiable log that a second
 //! run continues.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::process::Command;
 
 use neuron_events::{verify_log, NeuronKey, SledLog, VerifyOptions};

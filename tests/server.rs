@@ -2,17 +2,15 @@
 //! fixed loopback source addresses, the injected clock, ids and keys. Each path asserts what the
 //! client received and locks the exact record sequence (whole records, hashes included).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use common::{ada, config, records, until_queued, url, NOW, PROVIDER};
-use neuron::client::{self, ClientError, Patient};
 use neuron::config::Config;
 use neuron::server::Server;
+use neuron::tools::client::{self, ClientError, Patient};
 use neuron_events::testing::fixed_clock;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -57,7 +55,7 @@ async fn a_new_patient_completes_and_gets_a_new_relationship() {
     assert_eq!(transcript.received[0]["organization_npi"], "1245319599");
     assert!(server.active_sessions().is_empty());
     server.stop("test over").await.unwrap();
-    lock("handshake__new_relationship", dir.path());
+    lock("server__new_relationship", dir.path());
 }
 
 #[tokio::test]
@@ -109,7 +107,7 @@ async fn an_existing_relationship_is_challenged_again_and_survives_a_restart() {
         (Some("CONSENT_FAILED"), Some(4003))
     );
     server.stop("test over").await.unwrap();
-    lock("handshake__existing_relationship_and_restart", dir.path());
+    lock("server__existing_relationship_and_restart", dir.path());
 }
 
 #[tokio::test]
@@ -148,7 +146,7 @@ async fn a_tampered_token_is_an_early_consent_failure() {
     let log = records(dir.path());
     assert!(log.contains(r#""kind":"connection.handshake_failed","session":"session-1","data":{"stage":"consent","code":"CONSENT_FAILED""#));
     assert!(log.contains(r#""provider_npi":"unknown""#));
-    lock("handshake__early_consent_failure", dir.path());
+    lock("server__early_consent_failure", dir.path());
 }
 
 #[tokio::test]
@@ -177,7 +175,7 @@ async fn malformed_frames_get_invalid_message_and_4002() {
         );
     }
     server.stop("test over").await.unwrap();
-    lock("handshake__invalid_messages", dir.path());
+    lock("server__invalid_messages", dir.path());
 }
 
 #[tokio::test]
@@ -201,7 +199,7 @@ async fn an_oversized_frame_is_refused_with_1009() {
     let mut flood = client::connect(&url(&server), source(5, 2)).await.unwrap();
     let _ = client::converse(&mut flood, vec![Message::text("x".repeat(1 << 20))], None).await;
     server.stop("test over").await.unwrap();
-    lock("handshake__oversized_frame", dir.path());
+    lock("server__oversized_frame", dir.path());
 }
 
 #[tokio::test]
@@ -221,7 +219,7 @@ async fn a_silent_client_times_out_with_4001() {
         (Some("AUTH_TIMEOUT"), Some(4001))
     );
     server.stop("test over").await.unwrap();
-    lock("handshake__auth_timeout", dir.path());
+    lock("server__auth_timeout", dir.path());
 }
 
 #[tokio::test]
@@ -265,7 +263,7 @@ async fn beyond_the_ceiling_upgrades_wait_in_order_then_are_promoted_or_refused(
     let promoted = waiting.await.unwrap().unwrap();
     assert!(promoted.completed(), "{promoted:?}");
     server.stop("test over").await.unwrap();
-    lock("queue__promoted_and_full", dir.path());
+    lock("server__queue_promoted_and_full", dir.path());
 }
 
 #[tokio::test]
@@ -313,5 +311,5 @@ async fn shutdown_closes_live_sessions_with_1001_and_answers_queued_ones_503() {
         queued.await.unwrap(),
         Err(ClientError::Refused { status: 503, .. })
     ));
-    lock("shutdown__live_and_queued", dir.path());
+    lock("server__shutdown_live_and_queued", dir.path());
 }

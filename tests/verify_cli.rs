@@ -1,23 +1,14 @@
 //! `neuron verify` and `neuron export` on a real data directory written by `neuron self-check`:
 //! exit 0 when intact, 1 when not (naming the seq), 2 when the path holds no readable log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
+mod common;
+
+use common::{neuron, said};
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use neuron_events::NeuronKey;
-
-fn neuron(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_neuron"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-}
 
 fn data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -31,7 +22,7 @@ fn data_dir() -> tempfile::TempDir {
 
 fn export(dir: &Path) -> Vec<u8> {
     let output = neuron(&["export", dir.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", said(&output));
     output.stdout
 }
 
@@ -48,8 +39,8 @@ fn an_intact_data_directory_and_its_export_verify_under_the_neurons_key() {
         "--trusted-key",
         &key,
     ]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", said(&output));
+    let out = said(&output);
     assert!(
         out.contains("records checked: 57")
             && out.contains("result:          INTACT")
@@ -61,7 +52,7 @@ fn an_intact_data_directory_and_its_export_verify_under_the_neurons_key() {
     std::fs::write(&jsonl, export(dir.path())).unwrap();
     assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 57);
     let output = neuron(&["verify", jsonl.to_str().unwrap(), "--format", "json"]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", said(&output));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
         (json["intact"].as_bool(), json["report"]["records"].as_u64()),
@@ -96,14 +87,14 @@ fn tampering_a_foreign_signer_and_a_torn_tail_exit_1_naming_the_seq() {
     let tampered = dir.path().join("tampered.jsonl");
     std::fs::write(&tampered, altered.join("\n") + "\n").unwrap();
     let output = neuron(&["verify", tampered.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
     assert!(
-        text(&output).contains(&format!(
+        said(&output).contains(&format!(
             "NOT INTACT at seq {} (consent.verified)",
             target + 1
         )),
         "{}",
-        text(&output)
+        said(&output)
     );
 
     let stranger = NeuronKey::from_seed([3; 32]).public_b64();
@@ -115,9 +106,9 @@ fn tampering_a_foreign_signer_and_a_torn_tail_exit_1_naming_the_seq() {
     ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        text(&output).contains("not by the trusted key"),
+        said(&output).contains("not by the trusted key"),
         "{}",
-        text(&output)
+        said(&output)
     );
 
     let torn = dir.path().join("torn.jsonl");
@@ -125,9 +116,9 @@ fn tampering_a_foreign_signer_and_a_torn_tail_exit_1_naming_the_seq() {
     let output = neuron(&["verify", torn.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        text(&output).contains("NOT INTACT at seq 57") && text(&output).contains("torn"),
+        said(&output).contains("NOT INTACT at seq 57") && said(&output).contains("torn"),
         "{}",
-        text(&output)
+        said(&output)
     );
 }
 
@@ -136,7 +127,7 @@ fn a_path_without_a_log_exits_2() {
     let empty = tempfile::tempdir().unwrap();
     for path in [empty.path().to_str().unwrap(), "/nonexistent/neuron/log"] {
         let output = neuron(&["verify", path]);
-        assert_eq!(output.status.code(), Some(2), "{path}: {}", text(&output));
+        assert_eq!(output.status.code(), Some(2), "{path}: {}", said(&output));
         assert!(String::from_utf8_lossy(&output.stderr).starts_with("neuron: "));
     }
     let output = neuron(&[
@@ -179,11 +170,11 @@ fn every_tamper_class_exits_1_with_the_right_seq() {
     for (name, damaged, seq) in cases {
         let path = write(&format!("{name}.jsonl"), &damaged);
         let output = neuron(&["verify", path.to_str().unwrap()]);
-        assert_eq!(output.status.code(), Some(1), "{name}: {}", text(&output));
+        assert_eq!(output.status.code(), Some(1), "{name}: {}", said(&output));
         assert!(
-            text(&output).contains(&format!("NOT INTACT at seq {seq}")),
+            said(&output).contains(&format!("NOT INTACT at seq {seq}")),
             "{name}: {}",
-            text(&output)
+            said(&output)
         );
     }
     // A removed tail shows against the head the investigator trusts.
@@ -196,11 +187,11 @@ fn every_tamper_class_exits_1_with_the_right_seq() {
         "--expect-head",
         &format!("{last}:{head}"),
     ]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
     assert!(
-        text(&output).contains("its tail was removed"),
+        said(&output).contains("its tail was removed"),
         "{}",
-        text(&output)
+        said(&output)
     );
 }
 
@@ -232,20 +223,20 @@ fn a_forged_checkpoint_exits_1_at_its_seq() {
         .0
         .public_b64();
     let output = neuron(&["verify", path.to_str().unwrap(), "--trusted-key", &key]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
     assert!(
-        text(&output).contains(&format!("NOT INTACT at seq {} (log.checkpoint)", last + 1)),
+        said(&output).contains(&format!("NOT INTACT at seq {} (log.checkpoint)", last + 1)),
         "{}",
-        text(&output)
+        said(&output)
     );
     // Only the signature changed (not re-signed): the signature no longer verifies.
     lines[last] = lines[last].replace(&forged.key, &original.key);
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let output = neuron(&["verify", path.to_str().unwrap()]);
     assert!(
-        text(&output).contains("checkpoint signature does not verify"),
+        said(&output).contains("checkpoint signature does not verify"),
         "{}",
-        text(&output)
+        said(&output)
     );
 }
 
@@ -279,13 +270,13 @@ fn exporting_a_damaged_export_stops_at_the_first_line_that_is_no_record() {
                 output.status.code(),
                 Some(2),
                 "{name} {args:?}: {}",
-                text(&output)
+                said(&output)
             );
             assert!(
                 String::from_utf8_lossy(&output.stderr)
                     .contains(&format!("line {line} is not a record")),
                 "{name} {args:?}: {}",
-                text(&output)
+                said(&output)
             );
         }
     }
@@ -342,28 +333,28 @@ fn a_trusted_key_covers_every_record_or_names_the_uncovered_ones() {
         output.status.code(),
         Some(0),
         "the chain alone holds: {}",
-        text(&output)
+        said(&output)
     );
     let output = neuron(&["verify", forged, &trusted]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
     assert!(
-        text(&output).contains(&format!(
+        said(&output).contains(&format!(
             "NOT INTACT at seq {}: record {} signed by no trusted checkpoint",
             count + 1,
             count + 1
         )),
         "{}",
-        text(&output)
+        said(&output)
     );
     let output = neuron(&["verify", forged, &trusted, "--allow-unsigned-tail"]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", said(&output));
     assert!(
-        text(&output).contains(&format!(
+        said(&output).contains(&format!(
             "unsigned tail:   record {} signed by no trusted checkpoint (accepted: --allow-unsigned-tail)",
             count + 1
         )),
         "{}",
-        text(&output)
+        said(&output)
     );
     let output = neuron(&["verify", forged, "--allow-unsigned-tail"]);
     assert_eq!(
@@ -390,13 +381,13 @@ fn a_trusted_key_covers_every_record_or_names_the_uncovered_ones() {
             args.push("--allow-unsigned-tail");
         }
         let output = neuron(&args);
-        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert_eq!(output.status.code(), Some(1), "{}", said(&output));
         assert!(
-            text(&output).contains(&format!(
+            said(&output).contains(&format!(
                 "records 1..{first_checkpoint} signed by no trusted checkpoint"
             )),
             "{}",
-            text(&output)
+            said(&output)
         );
     }
 }
@@ -414,11 +405,11 @@ fn a_trusted_key_that_begins_with_a_hyphen_is_a_value_not_a_flag() {
         "--trusted-key",
         &key,
     ]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
     assert!(
-        text(&output).contains("not by the trusted key"),
+        said(&output).contains("not by the trusted key"),
         "{}",
-        text(&output)
+        said(&output)
     );
 }
 
@@ -432,11 +423,11 @@ fn hostile_exports_are_refused_by_line_without_being_held_whole() {
     huge.push(b'\n');
     let path = write_to(&dir, "huge.jsonl", &huge);
     let output = neuron(&["verify", path.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
     assert!(
-        text(&output).contains("NOT INTACT at seq 2, line 2: not a record: a line of 134217728 bytes, longer than the largest record"),
+        said(&output).contains("NOT INTACT at seq 2, line 2: not a record: a line of 134217728 bytes, longer than the largest record"),
         "{}",
-        text(&output)
+        said(&output)
     );
     for args in [
         &["replay"][..],
@@ -446,22 +437,22 @@ fn hostile_exports_are_refused_by_line_without_being_held_whole() {
         let mut args = args.to_vec();
         args.insert(1, path.to_str().unwrap());
         let output = neuron(&args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", said(&output));
         assert!(
-            text(&output).contains("line 2 is not a record (a line of 134217728 bytes"),
+            said(&output).contains("line 2 is not a record (a line of 134217728 bytes"),
             "{args:?}: {}",
-            text(&output)
+            said(&output)
         );
     }
 
     // Plain text: no line names the subject, and still none is skipped unread.
     let garbage = write_to(&dir, "garbage.jsonl", b"hello\nworld\n");
     let output = neuron(&["timeline", garbage.to_str().unwrap(), "--patient", "ada"]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", said(&output));
     assert!(
-        text(&output).contains("line 1 is not a record"),
+        said(&output).contains("line 1 is not a record"),
         "{}",
-        text(&output)
+        said(&output)
     );
 
     // A line missing from the middle: the passes name where numbering breaks.
@@ -469,11 +460,11 @@ fn hostile_exports_are_refused_by_line_without_being_held_whole() {
     gapped.remove(9);
     let path = write_to(&dir, "gapped.jsonl", (gapped.join("\n") + "\n").as_bytes());
     let output = neuron(&["replay", path.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", said(&output));
     assert!(
-        text(&output).contains("line 10 is not a record (seq 11 follows seq 9"),
+        said(&output).contains("line 10 is not a record (seq 11 follows seq 9"),
         "{}",
-        text(&output)
+        said(&output)
     );
 }
 
@@ -497,7 +488,7 @@ fn an_output_that_cannot_be_written_is_named_as_such_not_as_an_unreadable_log() 
             .stdout(full)
             .output()
             .unwrap();
-        let said = text(&output);
+        let said = said(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {said}");
         assert!(
             said.contains("writing the output: No space left on device"),

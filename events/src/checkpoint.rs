@@ -245,7 +245,6 @@ pub fn verify_checkpoint(checkpoint: &LogCheckpoint) -> Result<VerifyingKey, Che
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 mod tests {
     use super::*;
 

@@ -275,7 +275,6 @@ fn parse(bytes: &[u8]) -> Acknowledged {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 mod tests {
     use super::*;
 

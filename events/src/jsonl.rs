@@ -348,7 +348,6 @@ pub fn split_lines(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -11,8 +11,6 @@
 //!   bytes flipped, ranges zeroed): every damage is refused at opening or reported by
 //!   verification, or else changes nothing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};

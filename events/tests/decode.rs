@@ -1,8 +1,6 @@
 //! Parallel decoding gives every record once, in seq order, as a plain sequential read does, from
 //! a store spanning many worker ranges and from a JSONL export cut into many blocks.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use neuron_events::export::{decode_jsonl, decode_log, Unpicked};
 use neuron_events::testing::fixed_log;
 use neuron_events::{Log, MemoryLog, Record};

@@ -8,8 +8,6 @@
 //! restarting server would: no false alarm, the log verifies, the three acknowledged records are
 //! there, nothing after the failed one is, and the journal continues the chain.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;

@@ -1,8 +1,6 @@
 //! The group-commit writer: numbering, chaining, durability order, batching, failure, checkpoints,
 //! and continuing a log after re-opening it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::sync::{Arc, Mutex};
 
 use neuron_events::event::{ConnectionPromoted, ServerStopping};

@@ -3,8 +3,6 @@
 //! put back chain to the head it names), and a change to one field of one record shows as two
 //! lines: that record and the head.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::path::{Path, PathBuf};
 
 use neuron_events::event::{Event, EventData};
@@ -116,7 +114,7 @@ fn raise_iat(data: &mut EventData) {
 
 #[test]
 fn one_changed_field_is_two_changed_lines() {
-    let records = rechain(&body("handshake__new_relationship"));
+    let records = rechain(&body("server__new_relationship"));
     let consent = records
         .iter()
         .position(|bytes| Record::decode(bytes).unwrap().event.kind() == "consent.verified")
@@ -159,6 +157,6 @@ fn one_changed_field_is_two_changed_lines() {
 #[should_panic(expected = "the chain is broken at seq 2")]
 fn a_broken_chain_is_refused_when_rendering() {
     // Without its first record, the path's first prev is not the genesis: refused by seq.
-    let records = rechain(&body("handshake__new_relationship"));
+    let records = rechain(&body("server__new_relationship"));
     review_form(&lines(&records[1..]));
 }

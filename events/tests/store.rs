@@ -1,8 +1,6 @@
 //! Opening a sled log: at once after the previous handle was dropped (a restart in one process),
 //! and never while another handle holds it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use neuron_events::{Log, SledLog};
 
 #[test]

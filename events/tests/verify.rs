@@ -1,8 +1,6 @@
 //! Verification catches every kind of damage and names the right seq: hand-picked cases for each
 //! fault, then property tests over random damage to the fixed log, over JSONL and over sled.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::io::Cursor;
 
 use neuron_events::export::{export, import, read_jsonl};

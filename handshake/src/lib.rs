@@ -8,6 +8,10 @@
 //! - [`refusal`]: close codes, and the refusal a handshake ends with when it does not complete.
 //! - [`machine`]: `step(&phase, input, &context) -> Transition`, the handshake itself.
 
+// Every error this crate's own code meets is handled; its tests may unwrap (a panic is a failed
+// test).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod consent;
 pub mod machine;
 pub mod npi;

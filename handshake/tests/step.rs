@@ -1,7 +1,5 @@
 //! The handshake state machine alone: inputs in, events and effects out. No socket, no runtime.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use ed25519_dalek::{Signer, SigningKey};
 use neuron_events::b64;
 use neuron_events::event::*;

@@ -9,6 +9,10 @@
 //! Architecture invariant: nothing here does I/O, reads a clock, or can fail. `apply` is total, and
 //! the same records always give the same views, whether folded at once or one at a time.
 
+// Every error this crate's own code meets is handled; its tests may unwrap (a panic is a failed
+// test).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod providers;
 pub mod queue;
 pub mod relationships;

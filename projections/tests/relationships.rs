@@ -2,8 +2,6 @@
 //! terminations (ids that are UUIDs and ids that are not, sharing long prefixes; keys canonical
 //! and not) give the same relationships, order, indexes and pages as a map of full records.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use std::collections::BTreeMap;
 
 use neuron_events::b64;

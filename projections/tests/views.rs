@@ -1,8 +1,6 @@
 //! The views folded from the fixed story, from hand-made sequences (restart, re-establishment after
 //! termination), and from random sequences (fold at once equals fold one at a time, from any split).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use neuron_events::event::*;
 use neuron_events::testing::{
     fixed_log, snapshot_settings, OTHER_PROVIDER, PATIENT, PROVIDER, RELATIONSHIP_ID,

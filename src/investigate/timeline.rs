@@ -422,7 +422,6 @@ pub fn timeline_line(step: &Step) -> String {
 pub const TIMELINE_EMPTY: &str = "no record touches it\n";
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 mod tests {
     use std::fs::File;
 

@@ -81,7 +81,6 @@ mod parts {
     }
 }
 
-#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 mod failing_log {
     use std::sync::Arc;
 

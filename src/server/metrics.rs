@@ -159,7 +159,7 @@ impl Metrics {
             }
             EventData::ConnectionPromoted(promoted) => {
                 self.queued.remove(session);
-                self.queue_wait_seconds.observe(millis(promoted.waited_ms));
+                self.queue_wait_seconds.observe(seconds(promoted.waited_ms));
                 None
             }
             EventData::ConnectionAccepted(_) => {
@@ -184,12 +184,12 @@ impl Metrics {
             }
             EventData::ConnectionQueueTimeout(timeout) => {
                 self.queued.remove(session);
-                self.queue_wait_seconds.observe(millis(timeout.waited_ms));
+                self.queue_wait_seconds.observe(seconds(timeout.waited_ms));
                 Some(("queue_timeout", "none".into()))
             }
             EventData::ConnectionRejected(rejected) => {
                 if self.queued.remove(session) {
-                    self.queue_wait_seconds.observe(millis(rejected.waited_ms));
+                    self.queue_wait_seconds.observe(seconds(rejected.waited_ms));
                 }
                 let reason = match rejected.reason {
                     RejectReason::QueueFull => "queue_full",
@@ -343,12 +343,12 @@ impl Metrics {
     }
 }
 
-fn millis(ms: u64) -> f64 {
+/// Milliseconds as the seconds Prometheus histograms are in.
+fn seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 mod tests {
     use super::*;
     use neuron_events::event::*;

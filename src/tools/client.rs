@@ -183,8 +183,8 @@ impl Transcript {
     }
 }
 
-/// Sends `frames` (text) one by one, answering a challenge with `patient` when `answer` is true,
-/// and reads until the server closes.
+/// Sends `frames` (text) one by one, then reads until the server closes, answering a challenge
+/// with `patient`'s key when one is given.
 pub async fn converse(
     connection: &mut Connection,
     frames: Vec<Message>,

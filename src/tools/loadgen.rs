@@ -220,3 +220,34 @@ pub async fn run(load: Load) -> Summary {
         latencies,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_read_from_the_sorted_latencies_by_nearest_rank() {
+        let summary = Summary {
+            completed: 100,
+            failed: 0,
+            elapsed: Duration::from_secs(2),
+            latencies: (1..=100).map(Duration::from_millis).collect(),
+        };
+        let ms = |q| summary.percentile(q).as_millis();
+        assert_eq!(
+            (ms(0.0), ms(0.5), ms(0.9), ms(0.99), ms(1.0)),
+            (1, 51, 90, 99, 100)
+        );
+        assert_eq!(summary.rate(), 50.0);
+        let empty = Summary {
+            completed: 0,
+            failed: 3,
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
+        };
+        assert_eq!(
+            (empty.percentile(0.99), empty.rate()),
+            (Duration::ZERO, 0.0)
+        );
+    }
+}

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use neuron::client::Patient;
 use neuron::config::Config;
 use neuron::ids::SeededIds;
 use neuron::server::{Options, Server};
+use neuron::tools::client::Patient;
 use neuron_events::testing::neuron_key;
 use neuron_events::SteppingClock;
 use neuron_projections::sessions::SessionStage;
@@ -84,4 +84,20 @@ pub async fn until_queued(server: &Server, count: usize) {
 /// test key.
 pub fn records(dir: &Path) -> String {
     neuron_events::testing::verified_records(&dir.join("log"))
+}
+
+/// Runs the `neuron` binary built for these tests with `args`; what it exited with and printed.
+pub fn neuron(args: &[&str]) -> std::process::Output {
+    match std::process::Command::new(env!("CARGO_BIN_EXE_neuron"))
+        .args(args)
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) => panic!("cannot run neuron {args:?}: {error}"),
+    }
+}
+
+/// What a run printed, standard output then standard error.
+pub fn said(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
 }

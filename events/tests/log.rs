@@ -1,8 +1,6 @@
 //! The fixed story's records, locked whole: bytes, times, signatures and hashes. A change here is a
 //! change of the log format or of the fixed story, and must be intended.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap: a panic is a failed test
-
 use neuron_events::testing::fixed_log;
 use neuron_events::Record;
 
