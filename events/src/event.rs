@@ -4,126 +4,128 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Who caused a provider change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeSource {
-    /// The configuration file, reconciled at start-up.
-    Config,
-    /// The operator API.
-    Api,
-}
-
-/// Why an upgrade request was turned away without ever getting a slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    /// The waiting queue already held `max_queued` requests.
-    QueueFull,
-    /// The server was shutting down.
-    Shutdown,
-}
-
-/// Why connections were turned away before any session existed (summarised, not one by one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefuseReason {
-    /// The waiting queue already held `max_queued` connections.
-    QueueFull,
-    /// The listener already held `server.max_connections` connections.
-    ConnectionLimit,
-}
-
-impl RefuseReason {
-    /// The reason as the log and the metrics write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::QueueFull => "queue_full",
-            Self::ConnectionLimit => "connection_limit",
+/// Declares an enum whose variants are written as fixed words (in the log, on the wire, in
+/// metrics labels): each word is given once, beside its variant, and serde, [`as_str`] and
+/// `Display` all take it from there.
+///
+/// [`as_str`]: ErrorCode::as_str
+macro_rules! worded {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident = $word:literal, )+
         }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $( $(#[$variant_meta])* #[serde(rename = $word)] $variant, )+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The word the log, the wire and the metrics write for this variant.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $word, )+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+worded! {
+    /// Who caused a provider change.
+    pub enum ChangeSource {
+        /// The configuration file, reconciled at start-up.
+        Config = "config",
+        /// The operator API.
+        Api = "api",
     }
 }
 
-/// The stage a handshake had reached when it ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Waiting in the upgrade queue, or promoted from it and not yet upgraded (before the 101).
-    #[serde(rename = "queued", alias = "queue")]
-    Queue,
-    /// Waiting for, or validating, `handshake.auth`.
-    Auth,
-    /// Verifying the consent token and the provider.
-    Consent,
-    /// Waiting for, or verifying, the challenge response.
-    Challenge,
-    /// After `handshake.complete` was sent.
-    Complete,
-}
-
-impl Stage {
-    /// The stage as the log writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queue => "queued",
-            Self::Auth => "auth",
-            Self::Consent => "consent",
-            Self::Challenge => "challenge",
-            Self::Complete => "complete",
-        }
+worded! {
+    /// Why an upgrade request was turned away without ever getting a slot.
+    pub enum RejectReason {
+        /// The waiting queue already held `max_queued` requests.
+        QueueFull = "queue_full",
+        /// The server was shutting down.
+        Shutdown = "shutdown",
     }
 }
 
-/// The documented handshake error codes (SPEC §2.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    /// No `handshake.auth` in time.
-    AuthTimeout,
-    /// No challenge response in time.
-    ChallengeTimeout,
-    /// A frame that is not a valid message for the stage.
-    InvalidMessage,
-    /// The consent or the proof of key possession did not hold.
-    ConsentFailed,
-    /// The token names no provider of this organization.
-    ProviderNotFound,
-    /// The event log could not be written.
-    ServerError,
-}
-
-impl ErrorCode {
-    /// The code as it is written on the wire and in the log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AuthTimeout => "AUTH_TIMEOUT",
-            Self::ChallengeTimeout => "CHALLENGE_TIMEOUT",
-            Self::InvalidMessage => "INVALID_MESSAGE",
-            Self::ConsentFailed => "CONSENT_FAILED",
-            Self::ProviderNotFound => "PROVIDER_NOT_FOUND",
-            Self::ServerError => "SERVER_ERROR",
-        }
+worded! {
+    /// Why connections were turned away before any session existed (summarised, not one by one).
+    pub enum RefuseReason {
+        /// The waiting queue already held `max_queued` connections.
+        QueueFull = "queue_full",
+        /// The listener already held `server.max_connections` connections.
+        ConnectionLimit = "connection_limit",
     }
 }
 
-/// Whether a completed handshake created a relationship or reused one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RelationshipStatus {
-    /// A relationship was established by this handshake.
-    New,
-    /// An active relationship with the same key already existed.
-    Existing,
+worded! {
+    /// The stage a handshake had reached when it ended.
+    pub enum Stage {
+        /// Waiting in the upgrade queue, or promoted from it and not yet upgraded (before the 101).
+        /// Records written before the word was settled say `queue`.
+        #[serde(alias = "queue")]
+        Queue = "queued",
+        /// Waiting for, or validating, `handshake.auth`.
+        Auth = "auth",
+        /// Verifying the consent token and the provider.
+        Consent = "consent",
+        /// Waiting for, or verifying, the challenge response.
+        Challenge = "challenge",
+        /// After `handshake.complete` was sent.
+        Complete = "complete",
+    }
 }
 
-/// Which side ended a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClosedBy {
-    /// The patient's agent disconnected.
-    Client,
-    /// The Neuron closed the socket (for example at shutdown).
-    Server,
+worded! {
+    /// The documented handshake error codes (SPEC §2.2).
+    pub enum ErrorCode {
+        /// No `handshake.auth` in time.
+        AuthTimeout = "AUTH_TIMEOUT",
+        /// No challenge response in time.
+        ChallengeTimeout = "CHALLENGE_TIMEOUT",
+        /// A frame that is not a valid message for the stage.
+        InvalidMessage = "INVALID_MESSAGE",
+        /// The consent or the proof of key possession did not hold.
+        ConsentFailed = "CONSENT_FAILED",
+        /// The token names no provider of this organization.
+        ProviderNotFound = "PROVIDER_NOT_FOUND",
+        /// The event log could not be written.
+        ServerError = "SERVER_ERROR",
+    }
+}
+
+worded! {
+    /// Whether a completed handshake created a relationship or reused one.
+    pub enum RelationshipStatus {
+        /// A relationship was established by this handshake.
+        New = "new",
+        /// An active relationship with the same key already existed.
+        Existing = "existing",
+    }
+}
+
+worded! {
+    /// Which side ended a connection.
+    pub enum ClosedBy {
+        /// The patient's agent disconnected.
+        Client = "client",
+        /// The Neuron closed the socket (for example at shutdown).
+        Server = "server",
+    }
 }
 
 /// `server.started`
@@ -507,5 +509,48 @@ impl Event {
             session: None,
             data,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// serde, `as_str` and `Display` write one word per variant, and serde reads it back.
+    fn words_agree<T>(all: &[T], as_str: fn(T) -> &'static str)
+    where
+        T: Copy + std::fmt::Debug + PartialEq + Serialize + serde::de::DeserializeOwned,
+        T: std::fmt::Display,
+    {
+        for &variant in all {
+            let word = as_str(variant);
+            assert_eq!(
+                serde_json::to_string(&variant).ok(),
+                Some(format!("\"{word}\""))
+            );
+            assert_eq!(variant.to_string(), word);
+            let read: T = serde_json::from_str(&format!("\"{word}\"")).unwrap();
+            assert_eq!(read, variant);
+        }
+    }
+
+    #[test]
+    fn every_worded_enum_writes_and_reads_its_word() {
+        words_agree(ChangeSource::ALL, ChangeSource::as_str);
+        words_agree(RejectReason::ALL, RejectReason::as_str);
+        words_agree(RefuseReason::ALL, RefuseReason::as_str);
+        words_agree(Stage::ALL, Stage::as_str);
+        words_agree(ErrorCode::ALL, ErrorCode::as_str);
+        words_agree(RelationshipStatus::ALL, RelationshipStatus::as_str);
+        words_agree(ClosedBy::ALL, ClosedBy::as_str);
+        assert_eq!(ErrorCode::ALL.len(), 6);
+        assert_eq!(ErrorCode::ConsentFailed.as_str(), "CONSENT_FAILED");
+        assert_eq!(Stage::Queue.as_str(), "queued");
+    }
+
+    #[test]
+    fn the_stage_written_before_queued_was_settled_still_reads() {
+        let stage: Stage = serde_json::from_str("\"queue\"").unwrap();
+        assert_eq!(stage, Stage::Queue);
     }
 }

@@ -1,9 +1,7 @@
 //! Records in plain language: the words `neuron timeline` prints for each event, and the escaping
 //! that keeps any logged string from acting on a terminal. Pure: an event in, a sentence out.
 
-use crate::event::{
-    ChangeSource, ClosedBy, EventData, RefuseReason, RejectReason, RelationshipStatus,
-};
+use crate::event::{EventData, RefuseReason, RejectReason};
 use crate::Timestamp;
 
 /// Text from a log made safe for a terminal: control characters (C0, DEL, C1: escape sequences,
@@ -39,15 +37,11 @@ pub fn describe(event: &EventData) -> String {
         EventData::ServerStopping(data) => format!("Neuron stopping ({})", data.reason),
         EventData::ProviderRegistered(data) => format!(
             "provider {} \"{}\" registered (by {})",
-            data.npi,
-            data.name,
-            source_name(data.by)
+            data.npi, data.name, data.by
         ),
         EventData::ProviderRemoved(data) => format!(
             "provider {} \"{}\" removed (by {})",
-            data.npi,
-            data.name,
-            source_name(data.by)
+            data.npi, data.name, data.by
         ),
         EventData::ConnectionAccepted(data) => format!(
             "connection from {} accepted ({} live)",
@@ -100,12 +94,7 @@ pub fn describe(event: &EventData) -> String {
         ),
         EventData::HandshakeCompleted(data) => format!(
             "handshake complete ({} relationship {}); given {}",
-            match data.status {
-                RelationshipStatus::New => "new",
-                RelationshipStatus::Existing => "existing",
-            },
-            data.relationship_id,
-            data.provider_endpoint
+            data.status, data.relationship_id, data.provider_endpoint
         ),
         EventData::HandshakeFailed(data) => format!(
             "refused at {}: {} {}",
@@ -120,10 +109,7 @@ pub fn describe(event: &EventData) -> String {
         ),
         EventData::ConnectionClosed(data) => format!(
             "closed by the {} {} at {}",
-            match data.by {
-                ClosedBy::Client => "client",
-                ClosedBy::Server => "server",
-            },
+            data.by,
             data.code.map_or_else(
                 || "before its HTTP 101".to_string(),
                 |code| format!("with {code}")
@@ -154,13 +140,5 @@ pub fn describe(event: &EventData) -> String {
             data.relationship_id, data.by, data.reason
         ),
         EventData::LogCheckpoint(data) => format!("checkpoint signed up to seq {}", data.upto),
-    }
-}
-
-/// Who made a change.
-fn source_name(source: ChangeSource) -> &'static str {
-    match source {
-        ChangeSource::Config => "config",
-        ChangeSource::Api => "api",
     }
 }

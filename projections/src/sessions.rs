@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use neuron_events::event::{ErrorCode, EventData, RejectReason, RelationshipStatus};
+use neuron_events::event::{ErrorCode, EventData, RefuseReason, RejectReason, RelationshipStatus};
 use neuron_events::{Record, Timestamp};
 use serde::Serialize;
 
@@ -26,6 +26,18 @@ pub enum SessionStage {
 }
 
 impl SessionStage {
+    /// The stage as the replay and the operator API write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Authenticating => "authenticating",
+            Self::Challenged => "challenged",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Closed => "closed",
+        }
+    }
+
     /// Whether the session has ended.
     pub fn is_ended(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Closed)
@@ -106,10 +118,10 @@ pub struct HandshakeTally {
     /// Gave up in the queue.
     pub queue_timeouts: u64,
     /// Refused without a slot, by reason.
-    pub rejected: BTreeMap<String, u64>,
+    pub rejected: BTreeMap<RejectReason, u64>,
     /// Connections turned away before any session existed, by reason (from the summaries).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub refused: BTreeMap<String, u64>,
+    pub refused: BTreeMap<RefuseReason, u64>,
     /// Cut off by an unclean stop.
     pub interrupted: u64,
 }
@@ -144,11 +156,7 @@ impl SessionsView {
                 return;
             }
             EventData::ConnectionRefused(refused) => {
-                *self
-                    .tally
-                    .refused
-                    .entry(refused.reason.as_str().to_string())
-                    .or_default() += refused.count;
+                *self.tally.refused.entry(refused.reason).or_default() += refused.count;
                 return;
             }
             _ => {}
@@ -231,12 +239,8 @@ impl SessionsView {
                 session.stage = SessionStage::Failed;
                 session.peer = Some(rejected.peer.clone());
                 session.waited_ms = Some(rejected.waited_ms);
-                let reason = match rejected.reason {
-                    RejectReason::QueueFull => "queue_full",
-                    RejectReason::Shutdown => "shutdown",
-                };
-                session.failure_reason = Some(format!("rejected: {reason}"));
-                *self.tally.rejected.entry(reason.to_string()).or_default() += 1;
+                session.failure_reason = Some(format!("rejected: {}", rejected.reason));
+                *self.tally.rejected.entry(rejected.reason).or_default() += 1;
             }
             _ => {}
         }
@@ -288,5 +292,28 @@ impl SessionsView {
     /// How handshakes ended.
     pub fn tally(&self) -> &HandshakeTally {
         &self.tally
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionStage;
+
+    #[test]
+    fn a_stage_is_written_the_same_by_serde_and_by_as_str() {
+        let all = [
+            SessionStage::Queued,
+            SessionStage::Authenticating,
+            SessionStage::Challenged,
+            SessionStage::Completed,
+            SessionStage::Failed,
+            SessionStage::Closed,
+        ];
+        for stage in all {
+            assert_eq!(
+                serde_json::to_string(&stage).ok(),
+                Some(format!("\"{}\"", stage.as_str()))
+            );
+        }
     }
 }

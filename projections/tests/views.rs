@@ -83,7 +83,7 @@ fn the_fixed_story_folds_into_the_expected_views() {
         (1, 1, 2, 1)
     );
     assert_eq!(tally.failed.get(&ErrorCode::ConsentFailed), Some(&1));
-    assert_eq!(tally.rejected.get("queue_full"), Some(&1));
+    assert_eq!(tally.rejected.get(&RejectReason::QueueFull), Some(&1));
 }
 
 #[test]

@@ -27,7 +27,6 @@ pub fn replay(
 /// The human form of a replay; at most `limit` rows per list.
 pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: usize) -> String {
     use neuron_projections::relationships::Status;
-    use neuron_projections::sessions::SessionStage;
     let mut text = format!(
         "log {} as of seq {} ({})\n",
         safe(&source.describe()),
@@ -98,14 +97,7 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
         text.push_str(&format!(
             "  {}  {}  patient {}  provider {}  since {}\n",
             safe(&session.id),
-            match session.stage {
-                SessionStage::Queued => "queued",
-                SessionStage::Authenticating => "authenticating",
-                SessionStage::Challenged => "challenged",
-                SessionStage::Completed => "completed",
-                SessionStage::Failed => "failed",
-                SessionStage::Closed => "closed",
-            },
+            session.stage.as_str(),
             safe(session.patient_agent_id.as_deref().unwrap_or("-")),
             safe(session.provider_npi.as_deref().unwrap_or("-")),
             session.started

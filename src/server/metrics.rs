@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
-use neuron_events::event::{EventData, LogCheckpoint, RejectReason};
+use neuron_events::event::{EventData, LogCheckpoint};
 use neuron_events::{BatchReport, Record, Timestamp};
 
 /// A cumulative histogram with fixed upper bounds.
@@ -191,11 +191,7 @@ impl Metrics {
                 if self.queued.remove(session) {
                     self.queue_wait_seconds.observe(seconds(rejected.waited_ms));
                 }
-                let reason = match rejected.reason {
-                    RejectReason::QueueFull => "queue_full",
-                    RejectReason::Shutdown => "shutdown",
-                };
-                Some(("rejected", reason.into()))
+                Some(("rejected", rejected.reason.as_str().into()))
             }
             EventData::ServerStarted(_) => {
                 self.accepted_at.clear();
