@@ -9,7 +9,7 @@ use neuron_projections::relationships::Status;
 
 use neuron_handshake::npi;
 
-use super::errors::{json_reply, Answer, ApiError};
+use super::errors::{json_reply, Answer, ApiError, Code};
 use super::reads::{relationship, relationship_not_found};
 use super::request::{text_field, Call};
 use super::OperatorState;
@@ -28,8 +28,7 @@ pub(super) async fn terminate(call: &Call<'_>, id: &str) -> Answer {
             .ok_or_else(|| relationship_not_found(id))?;
         if relationship.provider_npi != provider_npi {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "provider_mismatch",
+                Code::ProviderMismatch,
                 format!(
                     "relationship {id} is with provider {}, not {provider_npi}",
                     relationship.provider_npi
@@ -39,8 +38,7 @@ pub(super) async fn terminate(call: &Call<'_>, id: &str) -> Answer {
         }
         if relationship.status == Status::Terminated {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "already_terminated",
+                Code::AlreadyTerminated,
                 format!("relationship {id} is already terminated"),
             )
             .field("id"));
@@ -74,12 +72,7 @@ pub(super) async fn commit(state: &OperatorState, data: EventData) -> Result<(),
 }
 
 pub(super) fn provider_not_found(npi: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no registered provider {npi}"),
-    )
-    .field("npi")
+    ApiError::new(Code::NotFound, format!("no registered provider {npi}")).field("npi")
 }
 
 pub(super) fn provider_reply(state: &OperatorState, status: StatusCode, npi: &str) -> Answer {
@@ -103,8 +96,7 @@ pub(super) async fn add_provider(call: &Call<'_>) -> Answer {
     let _one_change_at_a_time = state.live.changes.write().await;
     if state.views().providers.is_registered(&npi) {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "provider_exists",
+            Code::ProviderExists,
             format!("provider {npi} is already registered"),
         )
         .field("npi"));
@@ -152,8 +144,7 @@ pub(super) async fn checkpoint(state: &OperatorState) -> Answer {
         Some(seen) if seen.seq == committed.seq => Ok(json_reply(StatusCode::CREATED, &seen)),
         // The observer sees every record before its append returns: not reached.
         _ => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            Code::Internal,
             format!("checkpoint {} was written but not observed", committed.seq),
         )),
     }

@@ -7,10 +7,9 @@ use std::task::{Context as TaskContext, Poll};
 use futures_util::Stream;
 use hyper::body::Bytes;
 use tokio::sync::mpsc;
-use warp::http::StatusCode;
 use warp::reply::Reply;
 
-use super::errors::{set_content_type, Answer, ApiError};
+use super::errors::{set_content_type, Answer, ApiError, Code};
 use super::request::seq_parameter;
 use super::OperatorState;
 
@@ -25,8 +24,7 @@ pub(super) fn export(state: &OperatorState, query: &[(String, String)]) -> Answe
     // cut off by the write timeout.
     let Ok(stream_place) = state.exports.clone().try_acquire_owned() else {
         let mut refusal = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "exports_busy",
+            Code::ExportsBusy,
             format!(
                 "{} export streams are running already; try again shortly",
                 state.live.config.admin.max_exports

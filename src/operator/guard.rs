@@ -1,9 +1,9 @@
 //! Who may ask: bearer tokens checked by hash in constant time, and browsers refused (a foreign
 //! `Origin`, a `Host` that does not name the listener, a change not declared JSON).
 
-use warp::http::{HeaderMap, StatusCode};
+use warp::http::HeaderMap;
 
-use super::errors::ApiError;
+use super::errors::{ApiError, Code};
 use super::listener::Request;
 use super::OperatorState;
 
@@ -33,7 +33,7 @@ pub(super) fn authenticate(
         return Ok(Caller::Open);
     }
     let unauthorized = |message: &str| {
-        let mut refusal = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        let mut refusal = ApiError::new(Code::Unauthorized, message);
         refusal.header = Some((
             "www-authenticate",
             "Bearer realm=\"neuron-admin\"".to_string(),
@@ -64,8 +64,7 @@ pub(super) fn authenticate(
         Ok(Caller::Token(id.as_str()[..16].to_string()))
     } else {
         Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            Code::Forbidden,
             "the bearer token is not accepted",
         ))
     }
@@ -89,9 +88,7 @@ pub(super) fn refuse_browsers(state: &OperatorState, request: &Request) -> Resul
             .iter()
             .any(|allowed| host.eq_ignore_ascii_case(allowed));
     if !named {
-        return Err(ApiError::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "misdirected_request",
+        return Err(ApiError::new(Code::MisdirectedRequest,
             format!(
                 "the Host header does not name this listener ({}, localhost:{port}, or admin.allowed_hosts)",
                 state.listen
@@ -105,9 +102,7 @@ pub(super) fn refuse_browsers(state: &OperatorState, request: &Request) -> Resul
             .iter()
             .any(|allowed| allowed == origin)
         {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "origin_refused",
+            return Err(ApiError::new(Code::OriginRefused,
                 "requests from browser pages are refused unless their origin is in admin.allowed_origins",
             ));
         }
@@ -127,8 +122,7 @@ pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         return Ok(());
     }
     Err(ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        Code::UnsupportedMediaType,
         "a change's body must be sent as Content-Type: application/json",
     ))
 }

@@ -15,7 +15,7 @@ use warp::Filter;
 use crate::server::live::until_set;
 
 use super::changes::{add_provider, checkpoint, remove_provider, terminate};
-use super::errors::{set_content_type, Answer, ApiError};
+use super::errors::{set_content_type, Answer, ApiError, Code};
 use super::export::export;
 use super::guard::{authenticate, refuse_browsers, require_json, Caller};
 use super::reads::{
@@ -130,9 +130,7 @@ pub(crate) fn routes(
         .recover(|_| async {
             // Only reached if warp itself refuses a request before `handle` sees it.
             Ok::<_, Infallible>(
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
+                ApiError::new(Code::InvalidRequest,
                     "the request could not be read",
                 )
                 .into_response(),
@@ -173,15 +171,13 @@ where
         Resolved::Route(route, parameter) => (route, parameter.unwrap_or_default()),
         Resolved::NotFound => {
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
+                Code::NotFound,
                 format!("no route {}", request.path),
             ))
         }
         Resolved::WrongMethod(allowed) => {
             let mut refusal = ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                Code::MethodNotAllowed,
                 format!("{} takes {}", request.path, allowed.join(", ")),
             );
             refusal.header = Some(("allow", allowed.join(", ")));

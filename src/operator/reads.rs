@@ -14,7 +14,7 @@ use neuron_projections::sessions::SessionStage;
 
 use crate::server::metrics::Gauges;
 
-use super::errors::{json_reply, set_content_type, Answer, ApiError};
+use super::errors::{json_reply, set_content_type, Answer, ApiError, Code};
 use super::request::{query_raw, query_value};
 use super::{OperatorState, RecordSource, DEFAULT_PAGE, MAX_PAGE};
 
@@ -37,17 +37,12 @@ pub(super) fn ready(state: &OperatorState) -> Answer {
     let status = state.live.journal.status();
     if let Some(failure) = status.failed {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            Code::NotReady,
             format!("the event log cannot be written: {failure}"),
         ));
     }
     if state.live.stopping.is_draining() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the server is stopping",
-        ));
+        return Err(ApiError::new(Code::NotReady, "the server is stopping"));
     }
     Ok(json_reply(
         StatusCode::OK,
@@ -208,12 +203,7 @@ pub(super) fn assemble(
 }
 
 pub(super) fn relationship_not_found(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no relationship {id}"),
-    )
-    .field("id")
+    ApiError::new(Code::NotFound, format!("no relationship {id}")).field("id")
 }
 
 pub(super) async fn relationship(state: &OperatorState, id: &str) -> Answer {

@@ -4,9 +4,8 @@
 use futures_util::{Stream, StreamExt};
 use hyper::body::Buf;
 use serde_json::Value;
-use warp::http::StatusCode;
 
-use super::errors::ApiError;
+use super::errors::{ApiError, Code};
 use super::guard::Caller;
 use super::{OperatorState, MAX_BODY_BYTES, MAX_TEXT_CHARS};
 
@@ -66,8 +65,7 @@ where
 {
     let Ok(read) = tokio::time::timeout(limit, read_body_whole(body)).await else {
         let mut refusal = ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            Code::RequestTimeout,
             format!("the body did not arrive within {} ms", limit.as_millis()),
         )
         .field("body");
@@ -89,8 +87,7 @@ where
             chunk.map_err(|_| ApiError::bad_request("body", "the body could not be read"))?;
         if bytes.len() + chunk.remaining() > MAX_BODY_BYTES {
             return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                Code::BodyTooLarge,
                 format!("the body is larger than {MAX_BODY_BYTES} bytes"),
             )
             .field("body"));

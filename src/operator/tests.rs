@@ -25,6 +25,22 @@ mod parts {
     }
 
     #[test]
+    fn openapi_json_lists_every_error_code_the_listener_answers_with() {
+        use super::super::errors::Code;
+        let document: Value = serde_json::from_slice(&openapi_document(false)).unwrap_or_default();
+        let listed: Vec<&str> = document["components"]["schemas"]["Error"]["properties"]["error"]
+            ["properties"]["code"]["enum"]
+            .as_array()
+            .map(|codes| codes.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let answered: Vec<&str> = Code::ALL.iter().map(|code| code.as_str()).collect();
+        assert_eq!(listed, answered);
+        for code in Code::ALL {
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+
+    #[test]
     fn paths_resolve_to_their_routes_and_parameters() {
         let Resolved::Route(route, parameter) = resolve("POST", "/v1/relationships/abc/terminate")
         else {
@@ -52,7 +68,9 @@ mod parts {
         let tokens = vec![blake3::Hash::from_hex(&hash).unwrap_or(blake3::hash(b"x"))];
         let mut headers = HeaderMap::new();
         assert_eq!(
-            authenticate(&tokens, &headers).err().map(|r| r.status),
+            authenticate(&tokens, &headers)
+                .err()
+                .map(|r| r.code.status()),
             Some(StatusCode::UNAUTHORIZED)
         );
         headers.insert(
@@ -62,7 +80,9 @@ mod parts {
                 .unwrap_or_else(|_| panic!()),
         );
         assert_eq!(
-            authenticate(&tokens, &headers).err().map(|r| r.status),
+            authenticate(&tokens, &headers)
+                .err()
+                .map(|r| r.code.status()),
             Some(StatusCode::FORBIDDEN)
         );
         headers.insert(
