@@ -29,22 +29,19 @@ pub mod timed;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use neuron_events::event::*;
-use neuron_events::{
-    BatchReport, Clock, Event, Journal, JournalOptions, NeuronKey, Record, SledLog,
-};
+use neuron_events::{Clock, Event, NeuronKey};
 use neuron_projections::Views;
 
 use crate::config::Config;
 use crate::ids::IdSource;
 use crate::operator::{self, OperatorState};
-use crate::server::metrics::Metrics;
 pub use live::ActiveSession;
 use live::{Live, Stopping};
 
@@ -145,115 +142,29 @@ impl Server {
     /// # Errors
     /// [`ServerError`] when the data directory, the key, the log or a listener cannot be used.
     pub async fn start(config: Config, options: Options) -> Result<Self, ServerError> {
-        config.validate()?;
+        let checked = config.validate()?;
         let data_dir = config.storage.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(io_error(format!(
-            "create data directory {}",
-            data_dir.display()
-        )))?;
-        // The log is opened first: its lock is the data directory's, held before the key file is
-        // read or created, so two servers starting on one directory never race for either.
-        let log_dir = data_dir.join("log");
-        let refuse = |error: neuron_events::Error| match error {
-            neuron_events::Error::AcknowledgedButAbsent { .. }
-            | neuron_events::Error::HeadEvidence { .. }
-            | neuron_events::Error::Corrupt { .. } => ServerError::StoreRefused {
-                path: log_dir.clone(),
-                reason: error.to_string(),
-            },
-            error if error.is_damage() => ServerError::StoreRefused {
-                path: log_dir.clone(),
-                reason: neuron_events::full_message(&error),
-            },
-            error => ServerError::Log(error),
+        let store = start::open_store(&data_dir, options.key)?;
+        let public_key = store.key.public_b64();
+        let reader = store.reader.clone();
+        let serving = start::journal_over(store, options.clock.clone(), &config)?;
+        let startup = {
+            let views = serving.views.read();
+            let views = views.unwrap_or_else(std::sync::PoisonError::into_inner);
+            start::startup_events(&config, public_key, &views)
         };
-        let log = SledLog::open(&log_dir).map_err(refuse)?;
-        // A store that lost records it acknowledged is refused before anything is read from it.
-        let stored_head = neuron_events::evidence::check(&log).map_err(refuse)?;
-        let key = match options.key {
-            Some(key) => key,
-            None => NeuronKey::load_or_create(&data_dir)?.0,
-        };
-        let reader = log.reader();
-        let mut recalled = Metrics::default();
-        let views =
-            start::rebuild(&log, stored_head, &mut recalled).map_err(|error| match error {
-                ServerError::Log(error) => refuse(error),
-                other => other,
-            })?;
-        let views = Arc::new(RwLock::new(views));
-        let metrics = Arc::new(Mutex::new(recalled));
-        let observed = views.clone();
-        let counted = metrics.clone();
-        let observer = move |records: &[Record], report: &BatchReport| {
-            {
-                let mut views = observed
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                for record in records {
-                    views.apply(record);
-                }
-            }
-            let mut metrics = counted
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for record in records {
-                metrics.observe(record);
-            }
-            metrics.observe_batch(report);
-        };
-        let public_key = key.public_b64();
-        let journal = Journal::start(
-            Box::new(log),
-            Arc::new(key),
-            options.clock.clone(),
-            JournalOptions {
-                checkpoint_every: config.audit.checkpoint_every,
-                ..JournalOptions::default()
-            },
-            Box::new(observer),
-        )
-        .map_err(refuse)?;
-        let mut startup = vec![Event::global(EventData::ServerStarted(ServerStarted {
-            version: env!("CARGO_PKG_VERSION").into(),
-            public_key,
-            organization_npi: config.organization.npi.clone(),
-            config_digest: config.digest(),
-        }))];
-        startup.extend(start::provider_changes(
-            &config,
-            &views
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        ));
-        journal.append_all(startup).await?;
-
+        serving.journal.append_all(startup).await?;
         let budget = start::connection_budget(&config);
-        let (listener, addr) = start::bind(
-            config.server_addr()?,
-            "the handshake listener",
-            &data_dir,
-            "serve.addr",
-        )
-        .await?;
-        let (admin_listener, admin_addr) = start::bind(
-            config.admin_addr()?,
-            "the operator listener",
-            &data_dir,
-            "admin.addr",
-        )
-        .await?;
-
+        let listeners = start::bind_both(&checked, &data_dir).await?;
         let (drain, draining) = watch::channel(false);
         let (stop, stopping) = watch::channel(false);
         let (cut, cutting) = watch::channel(false);
         let (admin_stop, admin_stopping) = watch::channel(false);
-        let tokens = config.admin_tokens()?;
         let live = Arc::new(Live {
             config,
-            journal,
-            views,
-            metrics,
+            journal: serving.journal,
+            views: serving.views,
+            metrics: serving.metrics,
             changes: tokio::sync::RwLock::new(()),
             ids: options.ids,
             clock: options.clock,
@@ -269,16 +180,20 @@ impl Server {
             budget,
             refusals.clone(),
         ));
-        let serving = tokio::spawn(gateway.clone().serve(listener));
+        let (addr, admin_addr) = (listeners.public_addr, listeners.admin_addr);
+        let serving = tokio::spawn(gateway.clone().serve(listeners.public));
         let summaries = tokio::spawn(refusals::summarize(live.clone(), refusals.clone()));
         let admin_state = Arc::new(OperatorState::new(
             live.clone(),
             Arc::new(reader),
-            tokens,
+            checked.admin_tokens,
             admin_addr,
         ));
-        let admin_serving =
-            tokio::spawn(operator::serve(admin_listener, admin_state, admin_stopping));
+        let admin_serving = tokio::spawn(operator::serve(
+            listeners.admin,
+            admin_state,
+            admin_stopping,
+        ));
         info!(%addr, max_connections = budget, "listening for handshakes");
         info!(addr = %admin_addr, "operator API listening");
         Ok(Self {

@@ -7,17 +7,181 @@ use std::path::Path;
 
 use tracing::{info, warn};
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
 use neuron_events::event::*;
-use neuron_events::{Event, Log, Record, SledLog};
+use neuron_events::{
+    BatchReport, Clock, Event, Journal, JournalOptions, Log, LogHead, NeuronKey, Record, SledLog,
+    SledReader,
+};
 use neuron_projections::Views;
 
 use super::{io_error, ServerError};
-use crate::config::Config;
+use crate::config::{Checked, Config};
 use crate::server::metrics::Metrics;
+
+/// The data directory's store, opened and checked against the evidence of its acknowledged head,
+/// with the Neuron's key.
+pub(super) struct Store {
+    log: SledLog,
+    log_dir: PathBuf,
+    head: LogHead,
+    pub(super) key: NeuronKey,
+    pub(super) reader: SledReader,
+}
+
+/// Opens `{data_dir}/log` and the key. The log is opened first: its lock is the data directory's,
+/// held before the key file is read or created, so two servers starting on one directory never
+/// race for either. A store that lost records it acknowledged is refused before anything is read
+/// from it.
+pub(super) fn open_store(data_dir: &Path, key: Option<NeuronKey>) -> Result<Store, ServerError> {
+    std::fs::create_dir_all(data_dir).map_err(io_error(format!(
+        "create data directory {}",
+        data_dir.display()
+    )))?;
+    let log_dir = data_dir.join("log");
+    let refuse = refusal(log_dir.clone());
+    let log = SledLog::open(&log_dir).map_err(&refuse)?;
+    let head = neuron_events::evidence::check(&log).map_err(&refuse)?;
+    let key = match key {
+        Some(key) => key,
+        None => NeuronKey::load_or_create(data_dir)?.0,
+    };
+    let reader = log.reader();
+    Ok(Store {
+        log,
+        log_dir,
+        head,
+        key,
+        reader,
+    })
+}
+
+/// How a log error met while opening the store is reported: damage and lost records refuse the
+/// store by name; anything else is the log's error.
+fn refusal(log_dir: PathBuf) -> impl Fn(neuron_events::Error) -> ServerError {
+    move |error| match error {
+        neuron_events::Error::AcknowledgedButAbsent { .. }
+        | neuron_events::Error::HeadEvidence { .. }
+        | neuron_events::Error::Corrupt { .. } => ServerError::StoreRefused {
+            path: log_dir.clone(),
+            reason: error.to_string(),
+        },
+        error if error.is_damage() => ServerError::StoreRefused {
+            path: log_dir.clone(),
+            reason: neuron_events::full_message(&error),
+        },
+        error => ServerError::Log(error),
+    }
+}
+
+/// The journal that appends to the store, and the views and metrics it keeps current: both are
+/// rebuilt from the stored log first, then fed every committed batch.
+pub(super) struct Serving {
+    pub(super) journal: Journal,
+    pub(super) views: Arc<RwLock<Views>>,
+    pub(super) metrics: Arc<Mutex<Metrics>>,
+}
+
+/// Folds the store into the views and metrics and starts the journal on it, signing with `key`.
+pub(super) fn journal_over(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: &Config,
+) -> Result<Serving, ServerError> {
+    let refuse = refusal(store.log_dir.clone());
+    let mut recalled = Metrics::default();
+    let views = rebuild(&store.log, store.head, &mut recalled).map_err(|error| match error {
+        ServerError::Log(error) => refuse(error),
+        other => other,
+    })?;
+    let views = Arc::new(RwLock::new(views));
+    let metrics = Arc::new(Mutex::new(recalled));
+    let (observed, counted) = (views.clone(), metrics.clone());
+    let observer = move |records: &[Record], report: &BatchReport| {
+        {
+            let mut views = observed.write().unwrap_or_else(PoisonError::into_inner);
+            for record in records {
+                views.apply(record);
+            }
+        }
+        let mut metrics = counted.lock().unwrap_or_else(PoisonError::into_inner);
+        for record in records {
+            metrics.observe(record);
+        }
+        metrics.observe_batch(report);
+    };
+    let journal = Journal::start(
+        Box::new(store.log),
+        Arc::new(store.key),
+        clock,
+        JournalOptions {
+            checkpoint_every: config.audit.checkpoint_every,
+            ..JournalOptions::default()
+        },
+        Box::new(observer),
+    )
+    .map_err(&refuse)?;
+    Ok(Serving {
+        journal,
+        views,
+        metrics,
+    })
+}
+
+/// What a start records: `server.started`, then the provider changes that bring the log in line
+/// with the configuration.
+pub(super) fn startup_events(config: &Config, public_key: String, views: &Views) -> Vec<Event> {
+    let mut startup = vec![Event::global(EventData::ServerStarted(ServerStarted {
+        version: env!("CARGO_PKG_VERSION").into(),
+        public_key,
+        organization_npi: config.organization.npi.clone(),
+        config_digest: config.digest(),
+    }))];
+    startup.extend(provider_changes(config, views));
+    startup
+}
+
+/// Both listeners, bound, with the addresses they took.
+pub(super) struct Listeners {
+    pub(super) public: tokio::net::TcpListener,
+    pub(super) public_addr: SocketAddr,
+    pub(super) admin: tokio::net::TcpListener,
+    pub(super) admin_addr: SocketAddr,
+}
+
+/// Binds the public and the operator listener, writing each bound address to the data directory
+/// (`serve.addr`, `admin.addr`).
+pub(super) async fn bind_both(
+    checked: &Checked,
+    data_dir: &Path,
+) -> Result<Listeners, ServerError> {
+    let (public, public_addr) = bind(
+        checked.server_addr,
+        "the handshake listener",
+        data_dir,
+        "serve.addr",
+    )
+    .await?;
+    let (admin, admin_addr) = bind(
+        checked.admin_addr,
+        "the operator listener",
+        data_dir,
+        "admin.addr",
+    )
+    .await?;
+    Ok(Listeners {
+        public,
+        public_addr,
+        admin,
+        admin_addr,
+    })
+}
 
 /// Binds `addr` and writes the bound address (a chosen port when `addr` asked for 0) to
 /// `{data_dir}/{file}`.
-pub(super) async fn bind(
+async fn bind(
     addr: SocketAddr,
     what: &str,
     data_dir: &Path,
@@ -36,12 +200,9 @@ pub(super) async fn bind(
 /// Folds the stored log into the views, record by record (start-up memory does not grow with the
 /// length of the log), checking on the way that it is one unbroken chain ending at the store's
 /// head: the server never appends onto a log that does not verify.
-/// Folds the stored log into the views, record by record (start-up memory does not grow with the
-/// length of the log), checking on the way that it is one unbroken chain ending at the store's
-/// head: the server never appends onto a log that does not verify.
-pub(super) fn rebuild(
+fn rebuild(
     log: &SledLog,
-    stored_head: neuron_events::LogHead,
+    stored_head: LogHead,
     metrics: &mut Metrics,
 ) -> Result<Views, ServerError> {
     let mut views = Views::serving();
@@ -89,7 +250,7 @@ pub(super) fn rebuild(
 /// configuration governs the providers it lists and those it registered earlier; providers the
 /// operator API registered stay when they are not in the file, and a listed provider that the API
 /// removed stays removed (the API registers it again).
-pub(super) fn provider_changes(config: &Config, views: &Views) -> Vec<Event> {
+fn provider_changes(config: &Config, views: &Views) -> Vec<Event> {
     let mut changes = Vec::new();
     for provider in &config.providers {
         let current = views.providers.get(&provider.npi);
