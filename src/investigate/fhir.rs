@@ -31,6 +31,212 @@ pub struct BundleWriter<W: std::io::Write> {
     entries: u64,
 }
 
+impl SessionFacts {
+    /// Takes in what `event` says of the session's peer, patient and provider.
+    fn learn(&mut self, event: &EventData) {
+        match event {
+            EventData::ConnectionAccepted(data) => self.peer = Some(data.peer.clone()),
+            EventData::ConnectionQueued(data) => self.peer = Some(data.peer.clone()),
+            EventData::ConnectionRejected(data) => self.peer = Some(data.peer.clone()),
+            EventData::HandshakeStarted(data) => {
+                self.patient = Some(data.patient_agent_id.clone());
+            }
+            EventData::ConsentVerified(data) => {
+                self.patient = Some(data.patient_agent_id.clone());
+                self.provider = Some(data.provider_npi.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The audit pattern a record follows: its `type` and `subtype` codings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pattern {
+    /// A step of the patient agent's authentication (DCM 110114, Login).
+    Login,
+    /// The connection's end (DCM 110114, Logout).
+    Logout,
+    /// A consent decision (DCM 110113 Security Alert, BALP AuthZ-Consent).
+    Consent,
+}
+
+impl Pattern {
+    fn codings(self) -> (Value, Vec<Value>) {
+        match self {
+            Pattern::Login => (
+                coding(DCM, "110114", "User Authentication"),
+                vec![coding(DCM, "110122", "Login")],
+            ),
+            Pattern::Logout => (
+                coding(DCM, "110114", "User Authentication"),
+                vec![coding(DCM, "110123", "Logout")],
+            ),
+            Pattern::Consent => (
+                coding(DCM, "110113", "Security Alert"),
+                vec![coding(
+                    BALP_AUTHZ,
+                    "AuthZ-Consent",
+                    "Authorization Decision using Roles and Consent",
+                )],
+            ),
+        }
+    }
+}
+
+/// What one record is as an audit event, decided from the record alone.
+#[derive(Debug)]
+struct Classified {
+    pattern: Pattern,
+    /// FHIR's action: `C` create, `D` delete, `E` execute.
+    action: &'static str,
+    /// [`outcome_of`]'s scale.
+    outcome: &'static str,
+    description: String,
+    /// The entities the record names itself.
+    entities: Vec<Value>,
+    /// The provider the record names when its session does not (a termination).
+    provider: Option<String>,
+}
+
+/// The audit event a record is, or `None` for records that are not about a handshake or a
+/// relationship. Pure: the session's facts and the writing come after.
+fn classify(event: &EventData) -> Option<Classified> {
+    let plain = |pattern, action, outcome, description| Classified {
+        pattern,
+        action,
+        outcome,
+        description,
+        entities: Vec::new(),
+        provider: None,
+    };
+    let told = || crate::investigate::describe(event);
+    let classified = match event {
+        EventData::ConnectionAccepted(_)
+        | EventData::ConnectionQueued(_)
+        | EventData::ConnectionPromoted(_)
+        | EventData::HandshakeStarted(_)
+        | EventData::ChallengeIssued(_)
+        | EventData::ChallengeVerified(_) => plain(Pattern::Login, "E", "0", told()),
+        EventData::ConnectionQueueTimeout(_) | EventData::ConnectionRejected(_) => {
+            plain(Pattern::Login, "E", "4", told())
+        }
+        EventData::ConsentVerified(data) => Classified {
+            entities: vec![
+                provider_entity(&data.provider_npi),
+                consent_entity(&data.consented_actions),
+            ],
+            ..plain(
+                Pattern::Consent,
+                "E",
+                "0",
+                "consent verified: authorization permitted".to_string(),
+            )
+        },
+        EventData::RelationshipEstablished(data) => Classified {
+            entities: vec![
+                relationship_entity(&data.relationship_id),
+                consent_entity(&data.consented_actions),
+            ],
+            ..plain(
+                Pattern::Consent,
+                "C",
+                "0",
+                "care relationship established".to_string(),
+            )
+        },
+        EventData::HandshakeCompleted(data) => Classified {
+            entities: vec![relationship_entity(&data.relationship_id)],
+            ..plain(Pattern::Login, "E", "0", told())
+        },
+        EventData::HandshakeFailed(data) => {
+            let pattern = match data.code {
+                ErrorCode::ConsentFailed | ErrorCode::ProviderNotFound => Pattern::Consent,
+                _ => Pattern::Login,
+            };
+            plain(
+                pattern,
+                "E",
+                outcome_of(data.code),
+                format!("{}: {}", data.code, data.reason),
+            )
+        }
+        EventData::ConnectionTimeout(data) => plain(
+            Pattern::Login,
+            "E",
+            outcome_of(data.code),
+            format!("{} at {}", data.code, data.stage),
+        ),
+        EventData::ConnectionClosed(_) => plain(Pattern::Logout, "E", "4", told()),
+        EventData::RelationshipTerminated(data) => Classified {
+            entities: vec![relationship_entity(&data.relationship_id)],
+            provider: Some(data.provider_npi.clone()),
+            ..plain(
+                Pattern::Consent,
+                "D",
+                "0",
+                format!("relationship terminated by {}: {}", data.by, data.reason),
+            )
+        },
+        _ => return None,
+    };
+    Some(classified)
+}
+
+/// The `AuditEvent` resource of `record`, classified, with its session's facts.
+fn audit_event(
+    record: &Record,
+    audit: Classified,
+    facts: &SessionFacts,
+    organization: &str,
+) -> Value {
+    let mut entities = audit.entities;
+    if let Some(session) = &record.session {
+        entities.push(json!({"what": {"identifier": {"system": "urn:neuron:session", "value": session}}, "description": "session"}));
+    }
+    if let Some(provider) = &facts.provider {
+        if !entities
+            .iter()
+            .any(|entity| entity["description"] == "provider")
+        {
+            entities.push(provider_entity(provider));
+        }
+    }
+    let mut requestor = json!({
+        "type": {"coding": [coding("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PAT", "patient")]},
+        "who": {"identifier": {"system": NEURON_ID, "value": facts.patient.as_deref().unwrap_or("unknown")}},
+        "requestor": true
+    });
+    if let Some(peer) = &facts.peer {
+        let address = peer
+            .rsplit_once(':')
+            .map_or(peer.as_str(), |(host, _)| host);
+        requestor["network"] = json!({"address": address, "type": "2"});
+    }
+    let neuron = json!({
+        "type": {"coding": [coding(DCM, "110153", "Source Role ID")]},
+        "who": {"identifier": {"system": NPI, "value": organization}, "display": "Neuron"},
+        "requestor": false
+    });
+    let (event_type, subtypes) = audit.pattern.codings();
+    json!({
+        "resourceType": "AuditEvent",
+        "id": format!("neuron-{}", record.seq),
+        "type": event_type,
+        "subtype": subtypes,
+        "action": audit.action,
+        "recorded": record.at.to_string(),
+        "outcome": audit.outcome,
+        "outcomeDesc": audit.description,
+        "agent": [requestor, neuron],
+        "source": {
+            "observer": {"identifier": {"system": NPI, "value": organization}, "display": "Neuron"},
+            "type": [coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")]
+        },
+        "entity": entities,
+    })
+}
+
 fn coding(system: &str, code: &str, display: &str) -> Value {
     json!({"system": system, "code": code, "display": display})
 }
@@ -69,170 +275,25 @@ impl<W: std::io::Write> BundleWriter<W> {
             self.organization_npi = Some(started.organization_npi.clone());
             return Ok(());
         }
-        let facts = record
-            .session
-            .as_ref()
-            .map(|session| self.sessions.entry(session.clone()).or_default());
-        let mut facts_now = SessionFacts::default();
-        if let Some(facts) = facts {
-            match &record.event {
-                EventData::ConnectionAccepted(data) => facts.peer = Some(data.peer.clone()),
-                EventData::ConnectionQueued(data) => facts.peer = Some(data.peer.clone()),
-                EventData::ConnectionRejected(data) => facts.peer = Some(data.peer.clone()),
-                EventData::HandshakeStarted(data) => {
-                    facts.patient = Some(data.patient_agent_id.clone())
-                }
-                EventData::ConsentVerified(data) => {
-                    facts.patient = Some(data.patient_agent_id.clone());
-                    facts.provider = Some(data.provider_npi.clone());
-                }
-                _ => {}
+        let mut facts = match &record.session {
+            Some(session) => {
+                let facts = self.sessions.entry(session.clone()).or_default();
+                facts.learn(&record.event);
+                facts.clone()
             }
-            facts_now = facts.clone();
-        }
-        let consent = (
-            coding(DCM, "110113", "Security Alert"),
-            vec![coding(
-                BALP_AUTHZ,
-                "AuthZ-Consent",
-                "Authorization Decision using Roles and Consent",
-            )],
-        );
-        let login = (
-            coding(DCM, "110114", "User Authentication"),
-            vec![coding(DCM, "110122", "Login")],
-        );
-        let logout = (
-            coding(DCM, "110114", "User Authentication"),
-            vec![coding(DCM, "110123", "Logout")],
-        );
-        let mut entities = Vec::new();
-        let ((event_type, subtypes), action, outcome, description): (
-            (Value, Vec<Value>),
-            &str,
-            &str,
-            String,
-        ) = match &record.event {
-            EventData::ConnectionAccepted(_)
-            | EventData::ConnectionQueued(_)
-            | EventData::ConnectionPromoted(_)
-            | EventData::HandshakeStarted(_)
-            | EventData::ChallengeIssued(_)
-            | EventData::ChallengeVerified(_) => {
-                (login, "E", "0", crate::investigate::describe(&record.event))
-            }
-            EventData::ConnectionQueueTimeout(_) | EventData::ConnectionRejected(_) => {
-                (login, "E", "4", crate::investigate::describe(&record.event))
-            }
-            EventData::ConsentVerified(data) => {
-                entities.push(json!({"what": {"identifier": {"system": NPI, "value": data.provider_npi}}, "description": "provider"}));
-                entities.push(consent_entity(&data.consented_actions));
-                (
-                    consent,
-                    "E",
-                    "0",
-                    "consent verified: authorization permitted".to_string(),
-                )
-            }
-            EventData::RelationshipEstablished(data) => {
-                entities.push(relationship_entity(&data.relationship_id));
-                entities.push(consent_entity(&data.consented_actions));
-                (
-                    consent,
-                    "C",
-                    "0",
-                    "care relationship established".to_string(),
-                )
-            }
-            EventData::HandshakeCompleted(data) => {
-                entities.push(relationship_entity(&data.relationship_id));
-                (login, "E", "0", crate::investigate::describe(&record.event))
-            }
-            EventData::HandshakeFailed(data) => {
-                let pattern = match data.code {
-                    ErrorCode::ConsentFailed | ErrorCode::ProviderNotFound => consent,
-                    _ => login,
-                };
-                (
-                    pattern,
-                    "E",
-                    outcome_of(data.code),
-                    format!("{}: {}", data.code.as_str(), data.reason),
-                )
-            }
-            EventData::ConnectionTimeout(data) => (
-                login,
-                "E",
-                outcome_of(data.code),
-                format!("{} at {}", data.code.as_str(), data.stage.as_str()),
-            ),
-            EventData::ConnectionClosed(_) => (
-                logout,
-                "E",
-                "4",
-                crate::investigate::describe(&record.event),
-            ),
-            EventData::RelationshipTerminated(data) => {
-                entities.push(relationship_entity(&data.relationship_id));
-                facts_now.provider = Some(data.provider_npi.clone());
-                (
-                    consent,
-                    "D",
-                    "0",
-                    format!("relationship terminated by {}: {}", data.by, data.reason),
-                )
-            }
-            _ => return Ok(()),
+            None => SessionFacts::default(),
         };
-        if let Some(session) = &record.session {
-            entities.push(json!({"what": {"identifier": {"system": "urn:neuron:session", "value": session}}, "description": "session"}));
+        let Some(audit) = classify(&record.event) else {
+            return Ok(());
+        };
+        if let Some(provider) = &audit.provider {
+            facts.provider = Some(provider.clone());
         }
-        if let Some(provider) = &facts_now.provider {
-            if !entities
-                .iter()
-                .any(|entity| entity["description"] == "provider")
-            {
-                entities.push(json!({"what": {"identifier": {"system": NPI, "value": provider}}, "description": "provider"}));
-            }
-        }
-        let organization = self
-            .organization_npi
-            .clone()
-            .unwrap_or_else(|| "unknown".into());
-        let mut requestor = json!({
-            "type": {"coding": [coding("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PAT", "patient")]},
-            "who": {"identifier": {"system": NEURON_ID, "value": facts_now.patient.clone().unwrap_or_else(|| "unknown".into())}},
-            "requestor": true
+        let organization = self.organization_npi.as_deref().unwrap_or("unknown");
+        let entry = json!({
+            "fullUrl": format!("urn:neuron:audit:{}", record.seq),
+            "resource": audit_event(record, audit, &facts, organization),
         });
-        if let Some(peer) = &facts_now.peer {
-            let address = peer
-                .rsplit_once(':')
-                .map_or(peer.as_str(), |(host, _)| host);
-            requestor["network"] = json!({"address": address, "type": "2"});
-        }
-        let neuron = json!({
-            "type": {"coding": [coding("http://dicom.nema.org/resources/ontology/DCM", "110153", "Source Role ID")]},
-            "who": {"identifier": {"system": NPI, "value": organization}, "display": "Neuron"},
-            "requestor": false
-        });
-        let resource = json!({
-            "resourceType": "AuditEvent",
-            "id": format!("neuron-{}", record.seq),
-            "type": event_type,
-            "subtype": subtypes,
-            "action": action,
-            "recorded": record.at.to_string(),
-            "outcome": outcome,
-            "outcomeDesc": description,
-            "agent": [requestor, neuron],
-            "source": {
-                "observer": {"identifier": {"system": NPI, "value": organization}, "display": "Neuron"},
-                "type": [coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")]
-            },
-            "entity": entities,
-        });
-        let entry =
-            json!({"fullUrl": format!("urn:neuron:audit:{}", record.seq), "resource": resource});
         self.out
             .write_all(if self.entries == 0 { b"\n" } else { b",\n" })?;
         serde_json::to_writer(&mut self.out, &entry)?;
@@ -251,6 +312,10 @@ impl<W: std::io::Write> BundleWriter<W> {
     }
 }
 
+fn provider_entity(npi: &str) -> Value {
+    json!({"what": {"identifier": {"system": NPI, "value": npi}}, "description": "provider"})
+}
+
 fn relationship_entity(id: &str) -> Value {
     json!({"what": {"identifier": {"system": "urn:neuron:relationship", "value": id}}, "description": "relationship"})
 }
@@ -260,4 +325,68 @@ fn consent_entity(actions: &[String]) -> Value {
         "description": "consent",
         "detail": [{"type": "consented_actions", "valueString": serde_json::to_string(actions).unwrap_or_default()}]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use neuron_events::event::*;
+
+    use super::{classify, Pattern};
+
+    #[test]
+    fn a_termination_is_a_consent_deletion_naming_its_provider() {
+        let classified = classify(&EventData::RelationshipTerminated(RelationshipTerminated {
+            relationship_id: "r-1".into(),
+            provider_npi: "1234567893".into(),
+            reason: "moved away".into(),
+            by: "api".into(),
+        }));
+        let Some(audit) = classified else {
+            panic!("a termination is audited");
+        };
+        assert_eq!((audit.pattern, audit.action), (Pattern::Consent, "D"));
+        assert_eq!(audit.provider.as_deref(), Some("1234567893"));
+        assert_eq!(
+            audit.description,
+            "relationship terminated by api: moved away"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_graded_by_its_code_and_a_disconnect_is_a_logout() {
+        let failed = |code| {
+            classify(&EventData::HandshakeFailed(HandshakeFailed {
+                stage: Stage::Consent,
+                code,
+                reason: "why".into(),
+                provider_npi: String::new(),
+            }))
+            .map(|audit| (audit.pattern, audit.outcome))
+        };
+        assert_eq!(
+            failed(ErrorCode::ConsentFailed),
+            Some((Pattern::Consent, "8"))
+        );
+        assert_eq!(
+            failed(ErrorCode::InvalidMessage),
+            Some((Pattern::Login, "4"))
+        );
+        assert_eq!(failed(ErrorCode::ServerError), Some((Pattern::Login, "12")));
+        let closed = classify(&EventData::ConnectionClosed(ConnectionClosed {
+            by: ClosedBy::Client,
+            code: None,
+            stage: Stage::Auth,
+        }));
+        assert_eq!(closed.map(|audit| audit.pattern), Some(Pattern::Logout));
+    }
+
+    #[test]
+    fn records_about_neither_a_handshake_nor_a_relationship_are_left_out() {
+        let removed = EventData::ProviderRemoved(ProviderChanged {
+            npi: "1234567893".into(),
+            name: "Demo".into(),
+            by: ChangeSource::Config,
+        });
+        assert!(classify(&removed).is_none());
+    }
 }

@@ -160,28 +160,48 @@ impl Lines<'_> {
     }
 }
 
+/// What a timeline looks for, and the byte searches that find the records that may hold it
+/// before any is decoded.
+pub(super) struct Search<'a> {
+    subject: &'a Subject,
+    /// The subject's id, anywhere in a record's bytes.
+    finder: memchr::memmem::Finder<'static>,
+    /// A termination, whose relationship may be the subject's.
+    termination: memchr::memmem::Finder<'static>,
+}
+
+impl<'a> Search<'a> {
+    pub(super) fn new(subject: &'a Subject) -> Self {
+        let (Subject::Session(id)
+        | Subject::Patient(id)
+        | Subject::Relationship(id)
+        | Subject::Provider(id)) = subject;
+        Self {
+            subject,
+            finder: memchr::memmem::Finder::new(id.as_bytes()).into_owned(),
+            termination: memchr::memmem::Finder::new(b"\"kind\":\"termination.").into_owned(),
+        }
+    }
+
+    /// Whether a record's bytes name the subject's id.
+    fn names(&self, bytes: &[u8]) -> bool {
+        self.finder.find(bytes).is_some()
+    }
+
+    /// Whether a record's bytes name the subject's id or a termination.
+    fn may_teach(&self, bytes: &[u8]) -> bool {
+        self.names(bytes) || self.termination.find(bytes).is_some()
+    }
+}
+
 pub(super) fn timeline_steps(
     source: &Source,
     subject: &Subject,
     lines: &mut Lines<'_>,
 ) -> Result<(), InvestigateError> {
-    let needle = match subject {
-        Subject::Session(id)
-        | Subject::Patient(id)
-        | Subject::Relationship(id)
-        | Subject::Provider(id) => id.clone(),
-    };
-    let finder = memchr::memmem::Finder::new(needle.as_bytes()).into_owned();
-    let termination = memchr::memmem::Finder::new(b"\"kind\":\"termination.").into_owned();
+    let search = Search::new(subject);
     if let Source::Sled(path) = source {
-        return timeline_from_store(
-            path,
-            subject,
-            &finder,
-            &termination,
-            lines,
-            FETCH_BY_SEQ_MAX,
-        );
+        return timeline_from_store(path, &search, lines, FETCH_BY_SEQ_MAX);
     }
     // An export is read twice: the first pass finds the subject's sessions and relationships,
     // the second collects their records.
@@ -189,7 +209,7 @@ pub(super) fn timeline_steps(
     use neuron_events::export::Unpicked;
     // The first pass checks every line; the second decodes what it picks and leaves the rest.
     source.for_each_matching(
-        &|bytes| finder.find(bytes).is_some(),
+        &|bytes| search.names(bytes),
         Unpicked::Checked,
         &mut |record| {
             followed.note(&record, subject);
@@ -203,8 +223,7 @@ pub(super) fn timeline_steps(
         .map(|session| escaped(session).into_bytes())
         .collect();
     let wanted = |bytes: &[u8]| {
-        finder.find(bytes).is_some()
-            || termination.find(bytes).is_some()
+        search.may_teach(bytes)
             || envelope_session(bytes).is_some_and(|session| {
                 // An id written with escapes other than ours is decoded to be sure.
                 session.contains(&b'\\') || session_keys.contains(session)
@@ -228,12 +247,11 @@ pub(super) fn escaped(session: &str) -> String {
 /// hash of its session. Then the timeline's records are fetched by seq, in order, and emitted.
 pub(super) fn timeline_from_store(
     path: &Path,
-    subject: &Subject,
-    finder: &memchr::memmem::Finder<'static>,
-    termination: &memchr::memmem::Finder<'static>,
+    search: &Search<'_>,
     lines: &mut Lines<'_>,
     max_fetched: usize,
 ) -> Result<(), InvestigateError> {
+    let subject = search.subject;
     use neuron_events::Log;
     use std::hash::BuildHasher;
     enum Item {
@@ -276,8 +294,7 @@ pub(super) fn timeline_from_store(
         &*log,
         |seq, bytes, items| {
             let session = envelope_session(bytes);
-            if finder.find(bytes).is_some()
-                || termination.find(bytes).is_some()
+            if search.may_teach(bytes)
                 // An id written with escapes other than ours is decoded to be sure.
                 || session.is_some_and(|session| session.contains(&b'\\'))
             {
@@ -455,30 +472,15 @@ mod tests {
             let file = std::io::BufReader::new(File::open(FIXTURE).unwrap());
             neuron_events::export::import(file, &mut log).unwrap();
         }
-        let finder = |text: &str| memchr::memmem::Finder::new(text.as_bytes()).into_owned();
-        let termination = finder("\"kind\":\"termination.");
         for subject in [
             Subject::Patient("patient-agent-ada".into()),
             Subject::Provider("1234567893".into()),
             Subject::Session("session-5".into()),
         ] {
-            let needle = match &subject {
-                Subject::Patient(id) | Subject::Provider(id) | Subject::Session(id) => finder(id),
-                Subject::Relationship(id) => finder(id),
-            };
-            let by_seq = lines_of(|lines| {
-                timeline_from_store(
-                    dir.path(),
-                    &subject,
-                    &needle,
-                    &termination,
-                    lines,
-                    usize::MAX,
-                )
-            });
-            let scanned = lines_of(|lines| {
-                timeline_from_store(dir.path(), &subject, &needle, &termination, lines, 0)
-            });
+            let search = Search::new(&subject);
+            let by_seq =
+                lines_of(|lines| timeline_from_store(dir.path(), &search, lines, usize::MAX));
+            let scanned = lines_of(|lines| timeline_from_store(dir.path(), &search, lines, 0));
             let exported =
                 lines_of(|lines| timeline_steps(&Source::Jsonl(FIXTURE.into()), &subject, lines));
             assert!(!exported.is_empty(), "{subject:?}");
