@@ -9,12 +9,25 @@
 //! is in those two records: a full view ([`RelationshipsView::default`], for investigators) keeps
 //! them, a serving view ([`RelationshipsView::index_only`]) leaves them in the log, and
 //! [`RelationshipsView::details`] reads them through a lookup the caller supplies.
+//!
+//! The memory layout lives beside this file: `ids` (a UUID id in 16 bytes, other ids as text,
+//! their hashes and paging prefixes), `texts` (the arena patient ids and other texts are packed
+//! into), `entries` (one fixed-size entry per relationship, in chunks). This file holds the view:
+//! the fold, the indexes and the questions it answers.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
 use hashbrown::HashTable;
+
+mod entries;
+mod ids;
+mod texts;
+
+use entries::{Entries, Entry, ProviderEntries, NONE};
+use ids::{id_hash, parse_uuid, prefix_of, Id};
+
 use neuron_events::event::{EventData, RelationshipEstablished, RelationshipStatus};
 use neuron_events::{b64, Record, Timestamp};
 use serde::Serialize;
@@ -118,239 +131,6 @@ impl Summary<'_> {
             key: self.key,
         }
     }
-}
-
-/// A relationship id, held in 16 bytes when it is a canonical (lowercase, hyphenated) UUID.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Id {
-    /// A canonical UUID's bytes.
-    Uuid([u8; 16]),
-    /// Any other text, in the view's text arena.
-    Text(TextRef),
-}
-
-const UUID_LEN: usize = 36;
-const HYPHENS: [usize; 4] = [8, 13, 18, 23];
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn parse_uuid(text: &str) -> Option<[u8; 16]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != UUID_LEN {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut digits = [0u8; 32];
-    let mut count = 0;
-    for (at, &c) in bytes.iter().enumerate() {
-        if HYPHENS.contains(&at) {
-            if c != b'-' {
-                return None;
-            }
-        } else {
-            digits[count] = nibble(c)?;
-            count += 1;
-        }
-    }
-    let mut uuid = [0u8; 16];
-    for (byte, pair) in uuid.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = (pair[0] << 4) | pair[1];
-    }
-    Some(uuid)
-}
-
-fn write_uuid(uuid: &[u8; 16]) -> [u8; UUID_LEN] {
-    let mut text = [b'-'; UUID_LEN];
-    let mut at = 0;
-    for (index, byte) in uuid.iter().enumerate() {
-        if matches!(index, 4 | 6 | 8 | 10) {
-            at += 1;
-        }
-        text[at] = HEX[usize::from(byte >> 4)];
-        text[at + 1] = HEX[usize::from(byte & 0xf)];
-        at += 2;
-    }
-    text
-}
-
-fn format_uuid(uuid: &[u8; 16]) -> String {
-    write_uuid(uuid)
-        .iter()
-        .map(|&byte| char::from(byte))
-        .collect()
-}
-
-/// The first 16 bytes of an id, zero-padded: ids order as their prefixes do, ties aside (a
-/// strictly smaller prefix means a strictly smaller id).
-fn prefix_of(id: &str) -> [u8; 16] {
-    let mut prefix = [0u8; 16];
-    let take = id.len().min(16);
-    prefix[..take].copy_from_slice(&id.as_bytes()[..take]);
-    prefix
-}
-
-/// The hash an id is indexed by: of its bytes when a UUID (found without formatting it), of its
-/// text otherwise.
-fn id_hash(hasher: &RandomState, id: &str) -> u64 {
-    match parse_uuid(id) {
-        Some(uuid) => uuid_hash(hasher, &uuid),
-        None => text_id_hash(hasher, id),
-    }
-}
-
-fn uuid_hash(hasher: &RandomState, uuid: &[u8; 16]) -> u64 {
-    hasher.hash_one((0u8, uuid))
-}
-
-fn text_id_hash(hasher: &RandomState, id: &str) -> u64 {
-    hasher.hash_one((1u8, id))
-}
-
-/// Where a text lies in a [`Texts`] arena.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct TextRef {
-    chunk: u32,
-    start: u32,
-    len: u32,
-}
-
-/// Texts kept for good (patient ids, ids that are not UUIDs), packed end to end in large chunks:
-/// as many small strings they would each cost an allocation and pin the allocator's pages.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Texts {
-    chunks: Vec<String>,
-}
-
-const TEXT_CHUNK: usize = 64 * 1024;
-
-impl Texts {
-    /// Keeps `text`; `None` past four billion chunks.
-    fn push(&mut self, text: &str) -> Option<TextRef> {
-        let fits = self
-            .chunks
-            .last()
-            .is_some_and(|chunk| chunk.capacity() - chunk.len() >= text.len());
-        if !fits {
-            self.chunks
-                .push(String::with_capacity(TEXT_CHUNK.max(text.len())));
-        }
-        let index = self.chunks.len() - 1;
-        let chunk = self.chunks.last_mut()?;
-        let start = chunk.len();
-        chunk.push_str(text);
-        Some(TextRef {
-            chunk: u32::try_from(index).ok()?,
-            start: u32::try_from(start).ok()?,
-            len: u32::try_from(text.len()).ok()?,
-        })
-    }
-
-    fn get(&self, at: TextRef) -> &str {
-        let start = at.start as usize;
-        self.chunks
-            .get(at.chunk as usize)
-            .and_then(|chunk| chunk.get(start..start + at.len as usize))
-            .unwrap_or_default()
-    }
-}
-
-/// No entry: the end of a patient's chain.
-const NONE: u32 = u32::MAX;
-
-/// Entries are stored in chunks so that growing the view never copies it whole.
-const CHUNK: usize = 1024;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Entry {
-    id: Id,
-    patient: TextRef,
-    /// The key, when its record gives it in canonical base64url; no key matches otherwise.
-    key: Option<[u8; 32]>,
-    established_seq: u64,
-    last_handshake_at: Timestamp,
-    /// Saturating: four billion handshakes on one relationship are not expected.
-    existing_handshakes: u32,
-    /// Index into the view's providers.
-    provider: u32,
-    /// The same patient's previous relationship, or [`NONE`].
-    previous_of_patient: u32,
-}
-
-/// The entries in establishment order, and the texts they refer to.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Entries {
-    chunks: Vec<Vec<Entry>>,
-    len: u32,
-    texts: Texts,
-}
-
-impl Entries {
-    fn get(&self, slot: u32) -> &Entry {
-        let slot = slot as usize;
-        &self.chunks[slot / CHUNK][slot % CHUNK]
-    }
-
-    fn get_mut(&mut self, slot: u32) -> &mut Entry {
-        let slot = slot as usize;
-        &mut self.chunks[slot / CHUNK][slot % CHUNK]
-    }
-
-    fn push(&mut self, entry: Entry) -> u32 {
-        if self.chunks.last().is_none_or(|chunk| chunk.len() == CHUNK) {
-            self.chunks.push(Vec::with_capacity(CHUNK));
-        }
-        if let Some(chunk) = self.chunks.last_mut() {
-            chunk.push(entry);
-        }
-        self.len += 1;
-        self.len - 1
-    }
-
-    fn patient(&self, slot: u32) -> &str {
-        self.texts.get(self.get(slot).patient)
-    }
-
-    fn id(&self, slot: u32) -> Cow<'_, str> {
-        match &self.get(slot).id {
-            Id::Uuid(uuid) => Cow::Owned(format_uuid(uuid)),
-            Id::Text(text) => Cow::Borrowed(self.texts.get(*text)),
-        }
-    }
-
-    fn id_hash(&self, hasher: &RandomState, slot: u32) -> u64 {
-        match &self.get(slot).id {
-            Id::Uuid(uuid) => uuid_hash(hasher, uuid),
-            Id::Text(text) => text_id_hash(hasher, self.texts.get(*text)),
-        }
-    }
-
-    /// The first 16 bytes of the id, as [`prefix_of`] gives them.
-    fn prefix(&self, slot: u32) -> [u8; 16] {
-        match &self.get(slot).id {
-            Id::Uuid(uuid) => {
-                let mut prefix = [0u8; 16];
-                prefix.copy_from_slice(&write_uuid(uuid)[..16]);
-                prefix
-            }
-            Id::Text(text) => prefix_of(self.texts.get(*text)),
-        }
-    }
-
-    fn id_is(&self, slot: u32, id: &str) -> bool {
-        match &self.get(slot).id {
-            Id::Uuid(uuid) => parse_uuid(id).as_ref() == Some(uuid),
-            Id::Text(text) => self.texts.get(*text) == id,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct ProviderEntries {
-    npi: Box<str>,
-    entries: Vec<u32>,
 }
 
 /// Every relationship, with indexes by id, patient, provider and active pair.
