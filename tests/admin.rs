@@ -652,11 +652,13 @@ async fn metrics_follow_real_handshakes() {
     let server = start(config(dir.path())).await;
     let operator = Operator::of(&server, None);
     let before = operator.get("/metrics").await;
+    // OpenMetrics 1.0 (prometheus-client's exposition), which Prometheus scrapes natively.
     assert!(before.headers["content-type"]
         .to_str()
         .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
+        .starts_with("application/openmetrics-text; version=1.0.0"));
     let before = before.text();
+    assert!(before.ends_with("# EOF\n"), "{before}");
     let completed = "neuron_handshakes_total{outcome=\"completed\",code=\"none\"}";
     let not_found = "neuron_handshakes_total{outcome=\"failed\",code=\"PROVIDER_NOT_FOUND\"}";
     assert_eq!(sample(&before, completed), 0.0);

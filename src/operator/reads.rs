@@ -69,7 +69,7 @@ pub(super) fn metrics(state: &OperatorState) -> warp::reply::Response {
     };
     let text = state.metrics().render(&gauges);
     let mut response = warp::reply::Response::new(text.into());
-    set_content_type(&mut response, "text/plain; version=0.0.4; charset=utf-8");
+    set_content_type(&mut response, crate::server::metrics::CONTENT_TYPE);
     response
 }
 

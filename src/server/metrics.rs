@@ -1,4 +1,5 @@
-//! What the operator listener's `/metrics` shows (Prometheus text format 0.0.4).
+//! What the operator listener's `/metrics` shows, in the OpenMetrics text format, through
+//! `prometheus-client` (the Prometheus project's Rust client).
 //!
 //! Counters and histograms are fed from committed records and batch reports, in commit order, by
 //! the journal's observer: what they count is exactly what the log holds, since this process
@@ -6,71 +7,66 @@
 //! latency is the writer's measured time. Gauges (live sessions, queue length, log head) are read
 //! from the live views and the journal when scraped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt::Write as _;
+use std::collections::{HashMap, HashSet};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use neuron_events::event::{EventData, LogCheckpoint};
 use neuron_events::{BatchReport, Record, Timestamp};
 
-/// A cumulative histogram with fixed upper bounds.
-#[derive(Clone, Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// Observations at or below each bound (not yet cumulative).
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    fn observe(&mut self, value: f64) {
-        if let Some(index) = self.bounds.iter().position(|bound| value <= *bound) {
-            self.counts[index] += 1;
-        }
-        self.sum += value;
-        self.count += 1;
-    }
-
-    /// How many observations were made.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            cumulative += count;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum {}", self.sum);
-        let _ = writeln!(out, "{name}_count {}", self.count);
-    }
-}
-
-const SECONDS_SHORT: &[f64] = &[
+const SECONDS_SHORT: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-const SECONDS_WAIT: &[f64] = &[
+const SECONDS_WAIT: [f64; 12] = [
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
-const COMMIT_SECONDS: &[f64] = &[
+const COMMIT_SECONDS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
-const BATCH_RECORDS: &[f64] = &[
+const BATCH_RECORDS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
+
+/// `neuron_handshakes_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Ended {
+    /// completed, failed, timeout, closed, queue_timeout, rejected.
+    outcome: &'static str,
+    /// The error code, the close code, the rejection's reason, or `none`.
+    code: String,
+}
+
+/// `neuron_connections_refused_total`'s label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// `neuron_relationships`'s label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RelationshipState {
+    status: &'static str,
+}
+
+/// The gauges, set from [`Gauges`] at each scrape.
+#[derive(Default)]
+struct Scraped {
+    live_sessions: Gauge,
+    queue_length: Gauge,
+    log_seq: Gauge,
+    checkpoint_seq: Gauge,
+    log_writable: Gauge,
+    providers: Gauge,
+    relationships: Family<RelationshipState, Gauge>,
+}
 
 /// The last `log.checkpoint` in the log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -85,16 +81,17 @@ pub struct CheckpointSeen {
 }
 
 /// Counters and histograms since this process started, and the log's last checkpoint.
-#[derive(Clone, Debug)]
 pub struct Metrics {
-    /// Terminal events by (outcome, code).
-    outcomes: BTreeMap<(&'static str, String), u64>,
+    registry: Registry,
+    /// Terminal events by outcome and code.
+    handshakes: Family<Ended, Counter>,
     /// Connections turned away before a session existed, by reason (from the summaries).
-    refused: BTreeMap<&'static str, u64>,
+    refused: Family<Reason, Counter>,
     handshake_seconds: Histogram,
     queue_wait_seconds: Histogram,
     commit_seconds: Histogram,
     batch_records: Histogram,
+    scraped: Scraped,
     /// Sessions of this process that hold a slot, with when they got it.
     accepted_at: HashMap<String, Timestamp>,
     /// Sessions of this process waiting in the queue.
@@ -102,19 +99,32 @@ pub struct Metrics {
     last_checkpoint: Option<CheckpointSeen>,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("live", &self.accepted_at.len())
+            .field("queued", &self.queued.len())
+            .field("last_checkpoint", &self.last_checkpoint)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
-            outcomes: BTreeMap::new(),
-            refused: BTreeMap::new(),
+        let metrics = Self {
+            registry: Registry::default(),
+            handshakes: Family::default(),
+            refused: Family::default(),
             handshake_seconds: Histogram::new(SECONDS_SHORT),
             queue_wait_seconds: Histogram::new(SECONDS_WAIT),
             commit_seconds: Histogram::new(COMMIT_SECONDS),
             batch_records: Histogram::new(BATCH_RECORDS),
+            scraped: Scraped::default(),
             accepted_at: HashMap::new(),
             queued: HashSet::new(),
             last_checkpoint: None,
-        }
+        };
+        metrics.registered()
     }
 }
 
@@ -136,6 +146,85 @@ pub struct Gauges {
 }
 
 impl Metrics {
+    /// Registers every metric, in the order the exposition lists them. The registry holds
+    /// handles that share their values with the fields, which is what is updated. Help texts
+    /// get their final period from the registry.
+    fn registered(mut self) -> Self {
+        let registry = &mut self.registry;
+        registry.register(
+            "neuron_handshakes",
+            "Sessions ended since start, by outcome (completed, failed, timeout, closed, queue_timeout, rejected) and code (the error code for failed and timeout, the WebSocket close code for closed, the reason for rejected, none otherwise)",
+            self.handshakes.clone(),
+        );
+        registry.register(
+            "neuron_connections_refused",
+            "Connections turned away before a session existed, by reason (queue_full, connection_limit), as the log's connection.refused summaries count them",
+            self.refused.clone(),
+        );
+        registry.register(
+            "neuron_handshake_duration_seconds",
+            "Time from connection.accepted to the session's terminal record, by the records' timestamps",
+            self.handshake_seconds.clone(),
+        );
+        registry.register(
+            "neuron_queue_wait_seconds",
+            "Time upgrade requests waited in the queue before promotion, timeout or rejection",
+            self.queue_wait_seconds.clone(),
+        );
+        registry.register(
+            "neuron_commit_batch_records",
+            "Records written per durable batch (group commit)",
+            self.batch_records.clone(),
+        );
+        registry.register(
+            "neuron_commit_duration_seconds",
+            "Time to make one batch durable (write, flush, fdatasync)",
+            self.commit_seconds.clone(),
+        );
+        let scraped = &self.scraped;
+        let gauges = [
+            (
+                "neuron_live_sessions",
+                "Sessions holding a handshake slot",
+                &scraped.live_sessions,
+            ),
+            (
+                "neuron_queue_length",
+                "Upgrade requests waiting for a slot",
+                &scraped.queue_length,
+            ),
+            (
+                "neuron_log_seq",
+                "Seq of the last durable record",
+                &scraped.log_seq,
+            ),
+            (
+                "neuron_checkpoint_seq",
+                "Seq of the last log.checkpoint record (0 when none)",
+                &scraped.checkpoint_seq,
+            ),
+            (
+                "neuron_log_writable",
+                "1 while the event log accepts appends, 0 once a write has failed",
+                &scraped.log_writable,
+            ),
+            (
+                "neuron_providers_registered",
+                "Providers new handshakes may name",
+                &scraped.providers,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+        registry.register(
+            "neuron_relationships",
+            "Care relationships in the log, by status",
+            scraped.relationships.clone(),
+        );
+        self
+    }
+
     /// Notes a record that was already in the log when this process started: only the last
     /// checkpoint is kept from those.
     pub fn recall(&mut self, record: &Record) {
@@ -179,7 +268,10 @@ impl Metrics {
                 Some(("closed", code))
             }
             EventData::ConnectionRefused(refused) => {
-                *self.refused.entry(refused.reason.as_str()).or_default() += refused.count;
+                let reason = Reason {
+                    reason: refused.reason.as_str(),
+                };
+                self.refused.get_or_create(&reason).inc_by(refused.count);
                 None
             }
             EventData::ConnectionQueueTimeout(timeout) => {
@@ -200,8 +292,10 @@ impl Metrics {
             }
             _ => None,
         };
-        if let Some(outcome) = outcome {
-            *self.outcomes.entry(outcome).or_default() += 1;
+        if let Some((outcome, code)) = outcome {
+            self.handshakes
+                .get_or_create(&Ended { outcome, code })
+                .inc();
             if let Some(accepted) = self.accepted_at.remove(session) {
                 let seconds = (record.at.millis() - accepted.millis()).max(0) as f64 / 1000.0;
                 self.handshake_seconds.observe(seconds);
@@ -222,119 +316,40 @@ impl Metrics {
     }
 
     /// Handshakes ended with `outcome` and `code` since start.
-    pub fn outcome(&self, outcome: &str, code: &str) -> u64 {
-        self.outcomes
-            .iter()
-            .filter(|((o, c), _)| *o == outcome && c == code)
-            .map(|(_, count)| count)
-            .sum()
-    }
-
-    /// Durations of handshakes that held a slot.
-    pub fn handshake_seconds(&self) -> &Histogram {
-        &self.handshake_seconds
-    }
-
-    /// The whole exposition.
-    pub fn render(&self, gauges: &Gauges) -> String {
-        let mut out = String::with_capacity(8192);
-        let _ = writeln!(
-            out,
-            "# HELP neuron_handshakes_total Sessions ended since start, by outcome (completed, failed, timeout, closed, queue_timeout, rejected) and code (the error code for failed and timeout, the WebSocket close code for closed, the reason for rejected, none otherwise)."
-        );
-        let _ = writeln!(out, "# TYPE neuron_handshakes_total counter");
-        for ((outcome, code), count) in &self.outcomes {
-            let _ = writeln!(
-                out,
-                "neuron_handshakes_total{{outcome=\"{outcome}\",code=\"{code}\"}} {count}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP neuron_connections_refused_total Connections turned away before a session existed, by reason (queue_full, connection_limit), as the log's connection.refused summaries count them."
-        );
-        let _ = writeln!(out, "# TYPE neuron_connections_refused_total counter");
-        for (reason, count) in &self.refused {
-            let _ = writeln!(
-                out,
-                "neuron_connections_refused_total{{reason=\"{reason}\"}} {count}"
-            );
-        }
-        self.handshake_seconds.render(
-            &mut out,
-            "neuron_handshake_duration_seconds",
-            "Time from connection.accepted to the session's terminal record, by the records' timestamps.",
-        );
-        self.queue_wait_seconds.render(
-            &mut out,
-            "neuron_queue_wait_seconds",
-            "Time upgrade requests waited in the queue before promotion, timeout or rejection.",
-        );
-        self.batch_records.render(
-            &mut out,
-            "neuron_commit_batch_records",
-            "Records written per durable batch (group commit).",
-        );
-        self.commit_seconds.render(
-            &mut out,
-            "neuron_commit_duration_seconds",
-            "Time to make one batch durable (write, flush, fdatasync).",
-        );
-        let gauge = |out: &mut String, name: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            let _ = writeln!(out, "{name} {value}");
+    pub fn outcome(&self, outcome: &'static str, code: &str) -> u64 {
+        let ended = Ended {
+            outcome,
+            code: code.to_string(),
         };
-        gauge(
-            &mut out,
-            "neuron_live_sessions",
-            "Sessions holding a handshake slot.",
-            gauges.live_sessions.to_string(),
-        );
-        gauge(
-            &mut out,
-            "neuron_queue_length",
-            "Upgrade requests waiting for a slot.",
-            gauges.queue_length.to_string(),
-        );
-        gauge(
-            &mut out,
-            "neuron_log_seq",
-            "Seq of the last durable record.",
-            gauges.log_seq.to_string(),
-        );
-        gauge(
-            &mut out,
-            "neuron_checkpoint_seq",
-            "Seq of the last log.checkpoint record (0 when none).",
-            self.last_checkpoint
-                .as_ref()
-                .map_or(0, |checkpoint| checkpoint.seq)
-                .to_string(),
-        );
-        gauge(
-            &mut out,
-            "neuron_log_writable",
-            "1 while the event log accepts appends, 0 once a write has failed.",
-            u8::from(gauges.log_writable).to_string(),
-        );
-        gauge(
-            &mut out,
-            "neuron_providers_registered",
-            "Providers new handshakes may name.",
-            gauges.providers.to_string(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP neuron_relationships Care relationships in the log, by status."
-        );
-        let _ = writeln!(out, "# TYPE neuron_relationships gauge");
+        self.handshakes
+            .get(&ended)
+            .map_or(0, |counter| counter.get())
+    }
+
+    /// The whole exposition, with the gauges as `gauges` gives them.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let scraped = &self.scraped;
+        let count = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        let seq = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        scraped.live_sessions.set(count(gauges.live_sessions));
+        scraped.queue_length.set(count(gauges.queue_length));
+        scraped.log_seq.set(seq(gauges.log_seq));
+        scraped.checkpoint_seq.set(seq(self
+            .last_checkpoint
+            .as_ref()
+            .map_or(0, |checkpoint| checkpoint.seq)));
+        scraped.log_writable.set(i64::from(gauges.log_writable));
+        scraped.providers.set(count(gauges.providers));
         let (active, terminated) = gauges.relationships;
-        let _ = writeln!(out, "neuron_relationships{{status=\"active\"}} {active}");
-        let _ = writeln!(
-            out,
-            "neuron_relationships{{status=\"terminated\"}} {terminated}"
-        );
+        for (status, value) in [("active", active), ("terminated", terminated)] {
+            scraped
+                .relationships
+                .get_or_create(&RelationshipState { status })
+                .set(count(value));
+        }
+        let mut out = String::with_capacity(8192);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -385,12 +400,54 @@ mod tests {
             }),
         ));
         assert_eq!(metrics.outcome("completed", "none"), 1);
-        assert_eq!(metrics.handshake_seconds().count(), 1);
         let text = metrics.render(&Gauges::default());
-        assert!(text.contains("neuron_handshake_duration_seconds_bucket{le=\"0.5\"} 0\n"));
-        assert!(text.contains("neuron_handshake_duration_seconds_bucket{le=\"1\"} 1\n"));
-        assert!(text.contains("neuron_handshake_duration_seconds_sum 0.75\n"));
-        assert!(text.contains("neuron_handshakes_total{outcome=\"completed\",code=\"none\"} 1\n"));
+        for line in [
+            "# TYPE neuron_handshake_duration_seconds histogram",
+            "neuron_handshake_duration_seconds_bucket{le=\"0.5\"} 0",
+            "neuron_handshake_duration_seconds_bucket{le=\"1.0\"} 1",
+            "neuron_handshake_duration_seconds_bucket{le=\"+Inf\"} 1",
+            "neuron_handshake_duration_seconds_sum 0.75",
+            "neuron_handshake_duration_seconds_count 1",
+            "# TYPE neuron_handshakes counter",
+            "neuron_handshakes_total{outcome=\"completed\",code=\"none\"} 1",
+        ] {
+            assert!(text.lines().any(|seen| seen == line), "{line} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn every_metric_keeps_its_name_labels_and_help_and_gauges_are_read_when_scraped() {
+        let metrics = Metrics::default();
+        let text = metrics.render(&Gauges {
+            live_sessions: 3,
+            queue_length: 2,
+            log_seq: 41,
+            relationships: (5, 1),
+            providers: 1,
+            log_writable: true,
+        });
+        for line in [
+            "# HELP neuron_live_sessions Sessions holding a handshake slot.",
+            "# TYPE neuron_live_sessions gauge",
+            "neuron_live_sessions 3",
+            "neuron_queue_length 2",
+            "neuron_log_seq 41",
+            "neuron_checkpoint_seq 0",
+            "neuron_log_writable 1",
+            "neuron_providers_registered 1",
+            "neuron_relationships{status=\"active\"} 5",
+            "neuron_relationships{status=\"terminated\"} 1",
+            "# TYPE neuron_commit_batch_records histogram",
+            "# TYPE neuron_commit_duration_seconds histogram",
+            "# TYPE neuron_queue_wait_seconds histogram",
+        ] {
+            assert!(text.lines().any(|seen| seen == line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains(".."),
+            "help texts end with one period: {text}"
+        );
     }
 
     #[test]
@@ -423,7 +480,14 @@ mod tests {
         ));
         assert_eq!(metrics.outcome("rejected", "queue_full"), 1);
         assert_eq!(metrics.outcome("queue_timeout", "none"), 1);
-        assert_eq!(metrics.queue_wait_seconds.count(), 1);
-        assert_eq!(metrics.handshake_seconds().count(), 0, "never held a slot");
+        let text = metrics.render(&Gauges::default());
+        assert!(
+            text.contains("\nneuron_queue_wait_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nneuron_handshake_duration_seconds_count 0\n"),
+            "never held a slot: {text}"
+        );
     }
 }
