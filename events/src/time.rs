@@ -52,37 +52,23 @@ impl Timestamp {
         Self(self.0.saturating_add(millis).clamp(MIN_MILLIS, MAX_MILLIS))
     }
 
-    /// Appends the RFC 3339 form (`2026-11-26T10:02:00.000Z`) to `out`.
+    /// Appends the RFC 3339 form (`2026-11-26T10:02:00.000Z`) to `out`, always with three
+    /// fractional digits and `Z`: the form records are written in.
     pub fn write_rfc3339(self, out: &mut Vec<u8>) {
-        let days = self.0.div_euclid(86_400_000);
-        let in_day = self.0.rem_euclid(86_400_000);
-        let (year, month, day) = civil_from_days(days);
-        let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
-        let (second, milli) = (in_day / 1000 % 60, in_day % 1000);
-        fn push(out: &mut Vec<u8>, value: i64, width: u32) {
-            for position in (0..width).rev() {
-                let digit = value / 10_i64.pow(position) % 10;
-                out.push(b'0' + digit as u8);
-            }
-        }
-        push(out, year, 4);
-        out.push(b'-');
-        push(out, month, 2);
-        out.push(b'-');
-        push(out, day, 2);
-        out.push(b'T');
-        push(out, hour, 2);
-        out.push(b':');
-        push(out, minute, 2);
-        out.push(b':');
-        push(out, second, 2);
-        out.push(b'.');
-        push(out, milli, 3);
+        // Through jiff's civil time, which spans every year 0000–9999 (its `Timestamp` stops a day
+        // short of the end of 9999, so that every offset can still be written): the range of a
+        // `Timestamp` lies inside it, so the addition cannot fail.
+        let utc = EPOCH
+            .checked_add(jiff::SignedDuration::from_millis(self.0))
+            .unwrap_or(EPOCH);
+        // Writing to a Vec cannot fail.
+        let _ = PRINTER.print_datetime(&utc, &mut *out);
         out.push(b'Z');
     }
 
-    /// Parses RFC 3339: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`. Fractions beyond milliseconds
-    /// are truncated.
+    /// Parses RFC 3339: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (`t` or a space for `T`, `z` for
+    /// `Z`). Fractions beyond milliseconds are truncated (rounded down); more than nine fractional
+    /// digits are refused. A leap second (`:60`) reads as `:59`.
     ///
     /// # Errors
     /// [`Error::BadTimestamp`] when the text is not such a time.
@@ -98,79 +84,81 @@ impl Timestamp {
         let bad = || Error::BadTimestamp {
             text: String::from_utf8_lossy(bytes).chars().take(40).collect(),
         };
-        let number = |range: std::ops::Range<usize>| -> Result<i64, Error> {
-            let digits = bytes.get(range).ok_or_else(bad)?;
-            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-                return Err(bad());
-            }
-            Ok(digits
-                .iter()
-                .fold(0, |acc, d| acc * 10 + i64::from(d - b'0')))
-        };
-        let separator = |index: usize, allowed: &[u8]| -> Result<(), Error> {
-            match bytes.get(index) {
-                Some(b) if allowed.contains(b) => Ok(()),
-                _ => Err(bad()),
-            }
-        };
-        let year = number(0..4)?;
-        separator(4, b"-")?;
-        let month = number(5..7)?;
-        separator(7, b"-")?;
-        let day = number(8..10)?;
-        separator(10, b"Tt ")?;
-        let hour = number(11..13)?;
-        separator(13, b":")?;
-        let minute = number(14..16)?;
-        separator(16, b":")?;
-        let second = number(17..19)?;
-        let mut index = 19;
-        let mut milli = 0;
-        if bytes.get(index) == Some(&b'.') {
-            index += 1;
-            let start = index;
-            while bytes.get(index).is_some_and(u8::is_ascii_digit) {
-                index += 1;
-            }
-            if index == start {
-                return Err(bad());
-            }
-            let mut fraction = bytes[start..index.min(start + 3)]
-                .iter()
-                .fold(0, |acc, d| acc * 10 + i64::from(d - b'0'));
-            for _ in (index - start)..3 {
-                fraction *= 10;
-            }
-            milli = fraction;
-        }
-        let offset_minutes = match bytes.get(index) {
-            Some(b'Z' | b'z') if index + 1 == bytes.len() => 0,
-            Some(sign @ (b'+' | b'-')) if index + 6 == bytes.len() => {
-                separator(index + 3, b":")?;
-                let magnitude = number(index + 1..index + 3)? * 60 + number(index + 4..index + 6)?;
-                if *sign == b'-' {
-                    -magnitude
-                } else {
-                    magnitude
-                }
-            }
-            _ => return Err(bad()),
-        };
-        let days_in_month = match month {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-            2 => 28,
-            _ => return Err(bad()),
-        };
-        if day == 0 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
+        // jiff's parser takes a wider grammar (ISO 8601 and RFC 9557 forms: no seconds, hour-only
+        // offsets, bracketed time zones); the log's times are RFC 3339 alone.
+        if !has_rfc3339_shape(bytes) {
             return Err(bad());
         }
-        let days = days_from_civil(year, month, day);
-        let millis = ((days * 24 + hour) * 60 + minute - offset_minutes) * 60_000
-            + second.min(59) * 1000
-            + milli;
+        let pieces = PARSER.parse_pieces(bytes).map_err(|_| bad())?;
+        let time = pieces.time().ok_or_else(bad)?;
+        let offset_seconds = match pieces.offset() {
+            Some(jiff::fmt::temporal::PiecesOffset::Numeric(offset)) => {
+                i64::from(offset.offset().seconds())
+            }
+            // `Z`, and `-00:00` (UTC, the local offset unknown).
+            Some(_) => 0,
+            None => return Err(bad()),
+        };
+        let local = pieces.date().to_datetime(time).duration_since(EPOCH);
+        let millis = i64::try_from(local.as_millis())
+            .ok()
+            .and_then(|millis| {
+                // A fraction below a millisecond rounds down, also before 1970.
+                let rounded_down =
+                    if local.subsec_nanos() < 0 && local.subsec_nanos() % 1_000_000 != 0 {
+                        millis.checked_sub(1)?
+                    } else {
+                        millis
+                    };
+                rounded_down.checked_sub(offset_seconds.checked_mul(1000)?)
+            })
+            .ok_or_else(bad)?;
         Self::from_millis(millis).ok_or_else(bad)
+    }
+}
+
+/// 1970-01-01T00:00:00, the civil time the log's milliseconds count from (in UTC).
+const EPOCH: jiff::civil::DateTime = jiff::civil::DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
+
+/// The printer of the records' form: a civil time in UTC with milliseconds (the `Z` is added).
+static PRINTER: jiff::fmt::temporal::DateTimePrinter =
+    jiff::fmt::temporal::DateTimePrinter::new().precision(Some(3));
+
+static PARSER: jiff::fmt::temporal::DateTimeParser = jiff::fmt::temporal::DateTimeParser::new();
+
+/// Whether `bytes` follow RFC 3339's grammar for a time with an offset (section 5.6), leaving the
+/// values (month lengths, leap years, offset range) to jiff.
+fn has_rfc3339_shape(bytes: &[u8]) -> bool {
+    let digit = |at: usize| bytes.get(at).is_some_and(u8::is_ascii_digit);
+    let one_of = |at: usize, allowed: &[u8]| bytes.get(at).is_some_and(|b| allowed.contains(b));
+    let fixed = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+        .into_iter()
+        .all(digit)
+        && one_of(4, b"-")
+        && one_of(7, b"-")
+        && one_of(10, b"Tt ")
+        && one_of(13, b":")
+        && one_of(16, b":");
+    if !fixed {
+        return false;
+    }
+    let mut at = 19;
+    if one_of(at, b".") {
+        at += 1;
+        let start = at;
+        while digit(at) {
+            at += 1;
+        }
+        if at == start {
+            return false;
+        }
+    }
+    match bytes.get(at..) {
+        Some([b'Z' | b'z']) => true,
+        Some([b'+' | b'-', offset @ ..]) => {
+            matches!(offset, [h1, h2, b':', m1, m2] if [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()))
+        }
+        _ => false,
     }
 }
 
@@ -193,36 +181,6 @@ impl<'de> Deserialize<'de> for Timestamp {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         Self::parse_rfc3339(&text).map_err(serde::de::Error::custom)
     }
-}
-
-/// Howard Hinnant's days-from-civil: proleptic Gregorian date to days since 1970-01-01.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Where the shell gets the time from. The core never asks: it is handed `now`.
@@ -337,12 +295,51 @@ mod tests {
             "2026-11-26T10:02:00.Z",
             "2026-11-26T10:02:00Zjunk",
             "2026-1x-26T10:02:00Z",
+            // Wider than RFC 3339: jiff's parser would take these.
+            "2026-11-26T10:02Z",
+            "2026-11-26T10:02:00-05",
+            "2026-11-26T10:02:00+0530",
+            "+002026-11-26T10:02:00Z",
+            "2026-11-26T10:02:00,5Z",
+            "2026-11-26T10:02:00Z[UTC]",
+            "2026-11-26T10:02:00+26:00",
+            "2026-11-26T10:02:00.1234567891Z",
         ] {
             assert!(
                 Timestamp::parse_rfc3339(text).is_err(),
                 "{text:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn reads_the_variants_rfc_3339_allows_and_rounds_down_below_a_millisecond() {
+        let read = |text: &str| Timestamp::parse_rfc3339(text).map(Timestamp::millis).ok();
+        assert_eq!(
+            read("2026-11-26t10:02:00.5z"),
+            read("2026-11-26T10:02:00.500Z")
+        );
+        assert_eq!(
+            read("2026-11-26 10:02:00Z"),
+            read("2026-11-26T10:02:00.000Z")
+        );
+        assert_eq!(
+            read("2026-11-26T10:02:00.123999999Z"),
+            read("2026-11-26T10:02:00.123Z")
+        );
+        assert_eq!(read("1969-12-31T23:59:59.9995Z"), Some(-1));
+        assert_eq!(read("2016-12-31T23:59:60Z"), read("2016-12-31T23:59:59Z"));
+        assert_eq!(
+            read("2026-11-26T05:02:00-05:00"),
+            read("2026-11-26T10:02:00Z")
+        );
+        assert_eq!(read("0000-01-01T00:00:00Z"), Some(MIN_MILLIS));
+        assert_eq!(read("9999-12-31T23:59:59.999Z"), Some(MAX_MILLIS));
+        assert_eq!(
+            read("9999-12-31T23:59:59.999-00:01"),
+            None,
+            "beyond year 9999"
+        );
     }
 
     #[test]
