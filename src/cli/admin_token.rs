@@ -2,7 +2,7 @@
 
 use super::Outcome;
 
-pub fn run() -> anyhow::Result<Outcome> {
+pub(crate) fn run() -> anyhow::Result<Outcome> {
     let (token, hash) =
         neuron::operator::new_token().map_err(|error| anyhow::anyhow!("random source: {error}"))?;
     println!("token: {token}");

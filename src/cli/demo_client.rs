@@ -6,7 +6,7 @@ use anyhow::Context;
 use super::Outcome;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The server's handshake URL.
     #[arg(long, default_value = "ws://127.0.0.1:3000/ws/handshake")]
     url: String,
@@ -18,7 +18,7 @@ pub struct Args {
     patient: String,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     super::runtime()?.block_on(handshake(&args))
 }
 

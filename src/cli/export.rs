@@ -8,7 +8,7 @@ use neuron::investigate::Source;
 use super::Outcome;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The data directory, sled log directory or JSONL file.
     path: PathBuf,
     /// First seq to write.
@@ -30,7 +30,7 @@ enum Format {
     Fhir,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     super::end_quietly_on_closed_pipe();
     let source = Source::locate(&args.path)?;
     let stdout = std::io::stdout();

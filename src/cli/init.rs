@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::Outcome;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where to write it.
     #[arg(long, default_value = "neuron.toml")]
     path: PathBuf,
@@ -16,7 +16,7 @@ pub struct Args {
     force: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.path.exists() && !args.force {
         anyhow::bail!(
             "{} exists; pass --force to overwrite it",

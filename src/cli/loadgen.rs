@@ -3,7 +3,7 @@
 use super::Outcome;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The server's handshake URL.
     #[arg(long, default_value = "ws://127.0.0.1:3000/ws/handshake")]
     url: String,
@@ -22,7 +22,7 @@ pub struct Args {
     provider: String,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let load = neuron::tools::loadgen::Load {
         url: args.url,
         total: args.n,

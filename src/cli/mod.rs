@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 /// The Neuron: an audit-first trust broker for healthcare agents.
 #[derive(Parser)]
 #[command(version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -59,7 +59,7 @@ enum Command {
 }
 
 /// How a command that ran to its end came out.
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// What was asked was done, and all was well (exit 0).
     Done,
     /// What was asked was done, and it found something wrong: a log not intact, handshakes that
@@ -70,7 +70,7 @@ pub enum Outcome {
 /// Runs the command line, prints any error (escaped: it may quote a log) and gives the exit code:
 /// 0 done, 1 done and something found wrong (a log not intact, an export that does not verify), 2
 /// could not be done.
-pub fn run(cli: Cli) -> ExitCode {
+pub(crate) fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::AdminToken => admin_token::run(),

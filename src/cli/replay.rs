@@ -8,7 +8,7 @@ use neuron_projections::Until;
 use super::{Outcome, OutputFormat};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The data directory, sled log directory or JSONL file.
     path: PathBuf,
     /// Stop after this seq.
@@ -25,7 +25,7 @@ pub struct Args {
     limit: usize,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     super::end_quietly_on_closed_pipe();
     let until = match (args.until_seq, &args.until_time) {
         (Some(seq), _) => Until::Seq(seq),

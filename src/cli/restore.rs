@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::Outcome;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The JSONL export (`neuron export`, or the operator API's GET /v1/audit/export).
     export: PathBuf,
     /// The data directory to create; it must not exist or be empty.
@@ -23,7 +23,7 @@ pub struct Args {
     allow_unsigned_tail: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let options = neuron_events::VerifyOptions {
         trusted_key: args
             .trusted_key

@@ -8,13 +8,13 @@ use anyhow::Context;
 use super::Outcome;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where to keep the log; a temporary directory, removed afterwards, when not given.
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let temporary;
     let dir = match args.data_dir {
         Some(dir) => dir,

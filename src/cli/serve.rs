@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::Outcome;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Configuration file (default: ./neuron.toml when present, else built-in demo defaults).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -30,7 +30,7 @@ enum LogFormat {
     Json,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     crate::purge_freed_memory_at_once();
     let runtime = super::runtime()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -9,7 +9,7 @@ use neuron::investigate::{self, Source, Step, Subject};
 use super::Outcome;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The data directory, sled log directory or JSONL file.
     path: PathBuf,
     /// A session id.
@@ -39,7 +39,7 @@ enum Format {
     Jsonl,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     super::end_quietly_on_closed_pipe();
     let subject = match (args.session, args.patient, args.relationship, args.provider) {
         (Some(id), ..) => Subject::Session(id),

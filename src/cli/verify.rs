@@ -7,7 +7,7 @@ use neuron::investigate::{self, InvestigateError, Source};
 use super::{Outcome, OutputFormat};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The data directory, sled log directory or JSONL file.
     path: PathBuf,
     /// Checkpoints must be signed by this key (base64url, or a file holding it).
@@ -25,7 +25,7 @@ pub struct Args {
     format: OutputFormat,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     super::end_quietly_on_closed_pipe();
     let options = neuron_events::VerifyOptions {
         trusted_key: args

@@ -114,7 +114,7 @@ pub(crate) struct OperatorState {
 
 impl OperatorState {
     /// The operator listener's state over `live`, listening on `listen`.
-    pub fn new(
+    pub(crate) fn new(
         live: Arc<Live>,
         reader: Arc<dyn RecordSource>,
         tokens: Vec<blake3::Hash>,

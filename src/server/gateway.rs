@@ -28,7 +28,7 @@ use super::session::{self, socket_config};
 use super::timed::TimedWrites;
 
 /// The admission state of the public listener.
-pub struct Gateway {
+pub(crate) struct Gateway {
     live: Arc<Live>,
     /// Live handshake sessions (and connections reading their request once admitted).
     slots: Arc<Semaphore>,
@@ -67,7 +67,7 @@ enum Unserved {
 
 impl Gateway {
     /// Admission for `live`'s configuration, with at most `max_connections` open connections.
-    pub fn new(live: Arc<Live>, max_connections: u32, refusals: Arc<Refusals>) -> Self {
+    pub(crate) fn new(live: Arc<Live>, max_connections: u32, refusals: Arc<Refusals>) -> Self {
         let websocket = &live.config.websocket;
         Self {
             slots: Arc::new(Semaphore::new(websocket.max_concurrent_handshakes as usize)),
@@ -82,24 +82,24 @@ impl Gateway {
     }
 
     /// The connections waiting in the queue, for a stop to answer first.
-    pub fn waiting(&self) -> &TaskTracker {
+    pub(crate) fn waiting(&self) -> &TaskTracker {
         &self.waiting
     }
 
     /// Every connection's task, for a stop to wait on.
-    pub fn tasks(&self) -> &TaskTracker {
+    pub(crate) fn tasks(&self) -> &TaskTracker {
         &self.tasks
     }
 
     /// Open connections now.
-    pub fn open_connections(&self) -> usize {
+    pub(crate) fn open_connections(&self) -> usize {
         (self.max_connections as usize).saturating_sub(self.connections.available_permits())
     }
 
     /// Accepts connections until the stop begins. An accept error (out of file descriptors, most
     /// likely) is logged at most once a second and retried after a short pause, so that it never
     /// spins a core.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener) {
         let mut draining = self.live.stopping.draining.clone();
         let mut last_logged: Option<Instant> = None;
         let mut suppressed = 0u64;

@@ -10,7 +10,7 @@ use neuron_events::event::{ConnectionRefused, EventData, PeerCount, RefuseReason
 use neuron_events::{Event, Timestamp};
 
 /// Peers named in one summary at most.
-pub const MAX_PEERS: usize = 16;
+pub(crate) const MAX_PEERS: usize = 16;
 
 /// The refusals of one reason since the last summary.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ struct Tally {
 
 /// Refusals counted since the last summaries were taken.
 #[derive(Debug, Default)]
-pub struct Refusals {
+pub(crate) struct Refusals {
     tallies: Mutex<BTreeMap<RefuseReason, Tally>>,
 }
 
@@ -37,7 +37,7 @@ impl Refusals {
     }
 
     /// Counts one connection from `peer` turned away for `reason` at `at`.
-    pub fn count(&self, reason: RefuseReason, peer: IpAddr, at: Timestamp) {
+    pub(crate) fn count(&self, reason: RefuseReason, peer: IpAddr, at: Timestamp) {
         let mut tallies = self.tallies();
         let tally = tallies.entry(reason).or_insert_with(|| Tally {
             count: 0,
@@ -57,7 +57,7 @@ impl Refusals {
 
     /// The summaries of everything counted since the last call, one per reason, and a fresh
     /// start.
-    pub fn take(&self) -> Vec<Event> {
+    pub(crate) fn take(&self) -> Vec<Event> {
         std::mem::take(&mut *self.tallies())
             .into_iter()
             .map(|(reason, tally)| {
@@ -74,7 +74,7 @@ impl Refusals {
 }
 
 /// Records the summaries once a second, while the server serves (a stop records the last ones).
-pub async fn summarize(
+pub(crate) async fn summarize(
     live: std::sync::Arc<super::live::Live>,
     refusals: std::sync::Arc<Refusals>,
 ) {

@@ -26,7 +26,7 @@ use neuron_handshake::machine::{self as handshake, Context, Effect, Input, Phase
 use neuron_handshake::CloseCode as Close;
 
 /// A session's socket: the connection with its write timeout, speaking WebSocket.
-pub type Socket = WebSocketStream<TimedWrites<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<TimedWrites<TcpStream>>;
 
 /// How long a closing session waits for the client's side of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -35,7 +35,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// bounded write buffer. Frames up to twice `max_payload_bytes` are read whole, so that one over
 /// the limit is refused with 1009 after it has been consumed (a clean close); larger ones end the
 /// connection at the protocol level.
-pub fn socket_config(max_payload_bytes: usize) -> WebSocketConfig {
+pub(crate) fn socket_config(max_payload_bytes: usize) -> WebSocketConfig {
     let hard_limit = max_payload_bytes.saturating_mul(2).saturating_add(1024);
     WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -46,7 +46,12 @@ pub fn socket_config(max_payload_bytes: usize) -> WebSocketConfig {
 }
 
 /// Runs a session from its 101 to its end. `slot` is released when the terminal record commits.
-pub async fn run(session: String, mut socket: Socket, slot: OwnedSemaphorePermit, live: Arc<Live>) {
+pub(crate) async fn run(
+    session: String,
+    mut socket: Socket,
+    slot: OwnedSemaphorePermit,
+    live: Arc<Live>,
+) {
     let websocket = &live.config.websocket;
     let mut slot = Some(slot);
     let mut phase = Phase::AwaitingAuth;
@@ -186,7 +191,7 @@ fn step(live: &Live, phase: &Phase, input: Input) -> handshake::Transition {
 ///
 /// # Errors
 /// The journal's error (logged here).
-pub async fn commit(
+pub(crate) async fn commit(
     live: &Live,
     session: &str,
     events: Vec<EventData>,

@@ -17,12 +17,12 @@ use neuron_events::SteppingClock;
 use neuron_projections::sessions::SessionStage;
 
 /// The default configuration's provider.
-pub const PROVIDER: &str = "1234567893";
+pub(crate) const PROVIDER: &str = "1234567893";
 /// The fixed clock's first instant, in seconds.
-pub const NOW: i64 = 1_795_687_200;
+pub(crate) const NOW: i64 = 1_795_687_200;
 
 /// The built-in defaults with both listeners on free loopback ports and the log in `dir`.
-pub fn config(dir: &Path) -> Config {
+pub(crate) fn config(dir: &Path) -> Config {
     let mut config = Config::default();
     config.server.port = 0;
     config.admin.port = 0;
@@ -31,7 +31,7 @@ pub fn config(dir: &Path) -> Config {
 }
 
 /// Starts a server with `clock`, ids seeded with `seed` and the test key.
-pub async fn start(config: Config, clock: SteppingClock, seed: u64) -> Server {
+pub(crate) async fn start(config: Config, clock: SteppingClock, seed: u64) -> Server {
     let options = Options {
         clock: Arc::new(clock),
         ids: Arc::new(SeededIds::new(seed)),
@@ -44,20 +44,20 @@ pub async fn start(config: Config, clock: SteppingClock, seed: u64) -> Server {
 }
 
 /// The handshake URL of `server`.
-pub fn url(server: &Server) -> String {
+pub(crate) fn url(server: &Server) -> String {
     format!("ws://{}/ws/handshake", server.local_addr())
 }
 
-pub fn ada() -> Patient {
+pub(crate) fn ada() -> Patient {
     Patient::from_seed("patient-agent-ada", [0x21; 32])
 }
 
-pub fn bob() -> Patient {
+pub(crate) fn bob() -> Patient {
     Patient::from_seed("patient-agent-bob", [0x22; 32])
 }
 
 /// Waits (generously, without depending on speed) until `condition` holds.
-pub async fn until(server: &Server, condition: impl Fn(&Server) -> bool) {
+pub(crate) async fn until(server: &Server, condition: impl Fn(&Server) -> bool) {
     for _ in 0..2000 {
         if condition(server) {
             return;
@@ -68,7 +68,7 @@ pub async fn until(server: &Server, condition: impl Fn(&Server) -> bool) {
 }
 
 /// Waits until the server shows exactly `count` queued sessions.
-pub async fn until_queued(server: &Server, count: usize) {
+pub(crate) async fn until_queued(server: &Server, count: usize) {
     until(server, |server| {
         server
             .active_sessions()
@@ -82,12 +82,12 @@ pub async fn until_queued(server: &Server, count: usize) {
 
 /// Every record of a stopped server's log in `dir`, one per line; the log must verify under the
 /// test key.
-pub fn records(dir: &Path) -> String {
+pub(crate) fn records(dir: &Path) -> String {
     neuron_events::testing::verified_records(&dir.join("log"))
 }
 
 /// Runs the `neuron` binary built for these tests with `args`; what it exited with and printed.
-pub fn neuron(args: &[&str]) -> std::process::Output {
+pub(crate) fn neuron(args: &[&str]) -> std::process::Output {
     match std::process::Command::new(env!("CARGO_BIN_EXE_neuron"))
         .args(args)
         .output()
@@ -98,6 +98,6 @@ pub fn neuron(args: &[&str]) -> std::process::Output {
 }
 
 /// What a run printed, standard output then standard error.
-pub fn said(output: &std::process::Output) -> String {
+pub(crate) fn said(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
 }
