@@ -318,6 +318,10 @@ async fn health_and_metrics_stay_open_while_v1_requires_a_valid_token() {
     assert_eq!(wrong_method.headers["allow"], "GET, POST");
     let unknown = operator.get("/v1/sessions?verbose=1").await;
     assert_eq!((unknown.status, unknown.field().as_str()), (400, "verbose"));
+    let unknown = operator.get("/v1/audit/export?from=1").await;
+    assert_eq!((unknown.status, unknown.field().as_str()), (400, "from"));
+    let twice = operator.get("/v1/audit/export?from_seq=1&from_seq=2").await;
+    assert_eq!((twice.status, twice.field().as_str()), (400, "from_seq"));
 
     let providers = operator.get("/v1/providers").await;
     lock_json("admin__providers_at_start", &providers.json());
@@ -536,6 +540,7 @@ async fn relationships_page_in_a_stable_order() {
         ("limit=many", "limit"),
         ("status=paused", "status"),
         ("patient=ada", "patient"),
+        ("limit=5&limit=6", "limit"),
     ] {
         let refused = operator.get(&format!("/v1/relationships?{query}")).await;
         assert_eq!(
@@ -544,6 +549,10 @@ async fn relationships_page_in_a_stable_order() {
             "{query}"
         );
     }
+    let unfiltered = operator
+        .get("/v1/relationships?status=active&patient_agent_id=")
+        .await;
+    assert_eq!(unfiltered.status, 200, "an empty filter is no filter");
     let missing = operator.get("/v1/relationships/nope").await;
     assert_eq!((missing.status, missing.field().as_str()), (404, "id"));
     server.stop("test over").await.unwrap();
@@ -562,6 +571,10 @@ async fn a_removed_provider_is_refused_and_its_relationships_stay() {
         (json!({"npi": OTHER_PROVIDER, "name": ""}), "name"),
         (json!({"npi": OTHER_PROVIDER}), "name"),
         (json!({"npi": 1003000126, "name": "Number"}), "npi"),
+        (
+            json!({"npi": OTHER_PROVIDER, "name": "Ada", "colour": "red"}),
+            "colour",
+        ),
     ] {
         let refused = operator.post("/v1/providers", body.clone()).await;
         assert_eq!(

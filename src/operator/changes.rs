@@ -1,6 +1,8 @@
 //! The endpoints that change something: providers added and removed, relationships terminated,
 //! checkpoints. Each is an event, committed before it is answered, one change at a time.
 
+use serde::Deserialize;
+use serde_json::Value;
 use warp::http::StatusCode;
 
 use neuron_events::event::{ChangeSource, EventData, ProviderChanged, RelationshipTerminated};
@@ -14,10 +16,27 @@ use super::reads::{relationship, relationship_not_found};
 use super::request::{text_field, Call};
 use super::OperatorState;
 
+/// The body of `POST /v1/relationships/{id}/terminate`. Each field's value is checked by
+/// [`text_field`], which names what is wrong with it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Termination {
+    provider_npi: Option<Value>,
+    reason: Option<Value>,
+}
+
+/// The body of `POST /v1/providers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProvider {
+    npi: Option<Value>,
+    name: Option<Value>,
+}
+
 pub(super) async fn terminate(call: &Call<'_>, id: &str) -> Answer {
-    let object = call.object(&["provider_npi", "reason"])?;
-    let provider_npi = text_field(&object, "provider_npi")?;
-    let reason = text_field(&object, "reason")?;
+    let body: Termination = call.body()?;
+    let provider_npi = text_field(body.provider_npi.as_ref(), "provider_npi")?;
+    let reason = text_field(body.reason.as_ref(), "reason")?;
     let state = call.state;
     let one_change_at_a_time = state.live.changes.write().await;
     {
@@ -83,9 +102,9 @@ pub(super) fn provider_reply(state: &OperatorState, status: StatusCode, npi: &st
 }
 
 pub(super) async fn add_provider(call: &Call<'_>) -> Answer {
-    let object = call.object(&["npi", "name"])?;
-    let npi = text_field(&object, "npi")?;
-    let name = text_field(&object, "name")?;
+    let body: NewProvider = call.body()?;
+    let npi = text_field(body.npi.as_ref(), "npi")?;
+    let name = text_field(body.name.as_ref(), "name")?;
     if !npi::is_valid(&npi) {
         return Err(ApiError::bad_request(
             "npi",

@@ -6,20 +6,30 @@ use std::task::{Context as TaskContext, Poll};
 
 use futures_util::Stream;
 use hyper::body::Bytes;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use warp::reply::Reply;
 
 use super::errors::{set_content_type, Answer, ApiError, Code};
-use super::request::seq_parameter;
+use super::request::{query, seq_parameter};
 use super::OperatorState;
 
 /// Bytes of records gathered before they are handed to the connection.
 pub(super) const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
 
-pub(super) fn export(state: &OperatorState, query: &[(String, String)]) -> Answer {
-    let from = seq_parameter(query, "from_seq")?.unwrap_or(1);
+/// `GET /v1/audit/export`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportParameters {
+    from_seq: Option<String>,
+    to_seq: Option<String>,
+}
+
+pub(super) fn export(state: &OperatorState, raw_query: &str) -> Answer {
+    let parameters: ExportParameters = query(raw_query)?;
+    let from = seq_parameter(parameters.from_seq.as_deref(), "from_seq")?.unwrap_or(1);
     // A to_seq below from_seq is an empty range, not an error: nothing is sent.
-    let to = seq_parameter(query, "to_seq")?;
+    let to = seq_parameter(parameters.to_seq.as_deref(), "to_seq")?;
     // Streams are bounded: each holds a thread reading the log until it ends or its client is
     // cut off by the write timeout.
     let Ok(stream_place) = state.exports.clone().try_acquire_owned() else {

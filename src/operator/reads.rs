@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use warp::http::StatusCode;
 
@@ -15,7 +15,7 @@ use neuron_projections::sessions::SessionStage;
 use crate::server::metrics::Gauges;
 
 use super::errors::{json_reply, set_content_type, Answer, ApiError, Code};
-use super::request::{query_raw, query_value};
+use super::request::{filter, query};
 use super::{OperatorState, RecordSource, DEFAULT_PAGE, MAX_PAGE};
 
 pub(super) fn health(state: &OperatorState) -> warp::reply::Response {
@@ -86,8 +86,20 @@ pub(super) fn queue(state: &OperatorState) -> warp::reply::Response {
     )
 }
 
-pub(super) async fn relationships(state: &OperatorState, query: &[(String, String)]) -> Answer {
-    let status = match query_raw(query, "status") {
+/// `GET /v1/relationships`' parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RelationshipParameters {
+    patient_agent_id: Option<String>,
+    provider_npi: Option<String>,
+    status: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+pub(super) async fn relationships(state: &OperatorState, raw_query: &str) -> Answer {
+    let parameters: RelationshipParameters = query(raw_query)?;
+    let status = match parameters.status.as_deref() {
         None => None,
         Some("active") => Some(Status::Active),
         Some("terminated") => Some(Status::Terminated),
@@ -98,7 +110,7 @@ pub(super) async fn relationships(state: &OperatorState, query: &[(String, Strin
             ))
         }
     };
-    let limit = match query_raw(query, "limit") {
+    let limit = match parameters.limit.as_deref() {
         None => DEFAULT_PAGE,
         Some(text) => match text.parse::<usize>() {
             Ok(limit) if (1..=MAX_PAGE).contains(&limit) => limit,
@@ -111,10 +123,10 @@ pub(super) async fn relationships(state: &OperatorState, query: &[(String, Strin
         },
     };
     let page_query = PageQuery {
-        patient_agent_id: query_value(query, "patient_agent_id"),
-        provider_npi: query_value(query, "provider_npi"),
+        patient_agent_id: filter(parameters.patient_agent_id.as_deref()),
+        provider_npi: filter(parameters.provider_npi.as_deref()),
         status,
-        after: query_value(query, "after"),
+        after: filter(parameters.after.as_deref()),
         limit,
     };
     // The candidates are gathered under the views' lock, put in order without it (commits wait

@@ -3,6 +3,8 @@
 
 use futures_util::{Stream, StreamExt};
 use hyper::body::Buf;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::errors::{ApiError, Code};
@@ -17,16 +19,13 @@ pub(super) struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The body as a JSON object with no fields but `allowed`.
-    pub(super) fn object(
-        &self,
-        allowed: &[&str],
-    ) -> Result<serde_json::Map<String, Value>, ApiError> {
+    /// The body as the JSON object `T` describes: fields `T` does not have are refused by name.
+    pub(super) fn body<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.body.is_empty() {
             return Err(ApiError::bad_request("body", "a JSON object is required"));
         }
         let object = match serde_json::from_slice::<Value>(self.body) {
-            Ok(Value::Object(object)) => object,
+            Ok(object @ Value::Object(_)) => object,
             Ok(_) => {
                 return Err(ApiError::bad_request(
                     "body",
@@ -40,18 +39,45 @@ impl Call<'_> {
                 ))
             }
         };
-        match object.keys().find(|key| !allowed.contains(&key.as_str())) {
-            Some(key) => Err(ApiError::bad_request(key, format!("unknown field {key:?}"))),
-            None => Ok(object),
-        }
+        serde_path_to_error::deserialize(object).map_err(|error| refusal("body", &error))
     }
 }
 
-pub(super) fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(raw).map_err(|error| {
-        ApiError::bad_request("query", format!("the query string is not valid: {error}"))
-    })
+/// The query string as the parameters `T` describes: a parameter `T` does not have, or one given
+/// twice, is refused by name.
+pub(super) fn query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    let parameters = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+    serde_path_to_error::deserialize(parameters).map_err(|error| refusal("query", &error))
 }
+
+/// A refusal naming the field serde stopped at (`whole` when the fault is not one field's).
+fn refusal<E: std::fmt::Display>(whole: &str, error: &serde_path_to_error::Error<E>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.inner().to_string();
+    // serde names a field given twice in its message only ("duplicate field `limit`").
+    let duplicate = inner
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name.to_string());
+    let field = match (&duplicate, path.as_str()) {
+        (Some(name), _) => name.as_str(),
+        (None, ".") => whole,
+        (None, path) => path,
+    };
+    let message = match (inner.starts_with("unknown field "), &duplicate) {
+        (true, _) if whole == "query" => format!("unknown query parameter {field:?}"),
+        (true, _) => format!("unknown field {field:?}"),
+        (false, Some(_)) if whole == "query" => format!("query parameter {field:?} is given twice"),
+        (false, Some(_)) => format!("field {field:?} is given twice"),
+        (false, None) => format!("the {whole} is not valid: {inner}"),
+    };
+    ApiError::bad_request(field, message)
+}
+
+/// The query of a route that takes no parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoParameters {}
 
 /// The request's body, which must arrive whole within `limit` (a client that stops half-way is
 /// answered 408 and its connection closed) and be at most [`MAX_BODY_BYTES`].
@@ -103,25 +129,13 @@ where
 }
 
 /// A text filter of the query: empty counts as absent (no filter).
-pub(super) fn query_value<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    query_raw(query, name).filter(|value| !value.is_empty())
-}
-
-/// A typed parameter of the query, as given: an empty value is a value, and refused as one.
-pub(super) fn query_raw<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    query
-        .iter()
-        .rev()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
+pub(super) fn filter(value: Option<&str>) -> Option<&str> {
+    value.filter(|value| !value.is_empty())
 }
 
 /// A required, non-empty string field of at most [`MAX_TEXT_CHARS`] characters.
-pub(super) fn text_field(
-    object: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<String, ApiError> {
-    match object.get(field) {
+pub(super) fn text_field(value: Option<&Value>, field: &str) -> Result<String, ApiError> {
+    match value {
         None | Some(Value::Null) => {
             Err(ApiError::bad_request(field, format!("{field} is required")))
         }
@@ -143,11 +157,9 @@ pub(super) fn text_field(
     }
 }
 
-pub(super) fn seq_parameter(
-    query: &[(String, String)],
-    name: &str,
-) -> Result<Option<u64>, ApiError> {
-    match query_raw(query, name) {
+/// A seq parameter (a whole number from 1), if given.
+pub(super) fn seq_parameter(value: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
+    match value {
         None => Ok(None),
         Some(text) => match text.parse::<u64>() {
             Ok(seq) if seq >= 1 => Ok(Some(seq)),
