@@ -431,6 +431,16 @@ async fn a_terminated_relationship_is_never_reactivated() {
         .call("POST", &terminate, Some("{not json".into()))
         .await;
     assert_eq!((not_json.status, not_json.field().as_str()), (400, "body"));
+    let twice = operator
+        .call(
+            "POST",
+            &terminate,
+            Some(format!(
+                r#"{{"provider_npi":"{PROVIDER}","reason":"a","reason":"b"}}"#
+            )),
+        )
+        .await;
+    assert_eq!((twice.status, twice.field().as_str()), (400, "reason"));
     let huge = operator
         .call("POST", &terminate, Some("x".repeat(20_000)))
         .await;

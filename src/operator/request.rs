@@ -24,8 +24,8 @@ impl Call<'_> {
         if self.body.is_empty() {
             return Err(ApiError::bad_request("body", "a JSON object is required"));
         }
-        let object = match serde_json::from_slice::<Value>(self.body) {
-            Ok(object @ Value::Object(_)) => object,
+        match serde_json::from_slice::<Value>(self.body) {
+            Ok(Value::Object(_)) => {}
             Ok(_) => {
                 return Err(ApiError::bad_request(
                     "body",
@@ -38,8 +38,11 @@ impl Call<'_> {
                     format!("the body is not JSON: {error}"),
                 ))
             }
-        };
-        serde_path_to_error::deserialize(object).map_err(|error| refusal("body", &error))
+        }
+        // Read again from the bytes, not the object: a JSON object keeps the last of a field given
+        // twice, the struct refuses it.
+        let mut fields = serde_json::Deserializer::from_slice(self.body);
+        serde_path_to_error::deserialize(&mut fields).map_err(|error| refusal("body", &error))
     }
 }
 
