@@ -251,8 +251,66 @@ pub(super) fn timeline_from_store(
     lines: &mut Lines<'_>,
     max_fetched: usize,
 ) -> Result<(), InvestigateError> {
-    let subject = search.subject;
     use neuron_events::Log;
+    let log = Source::open_sled(path)?;
+    let (followed, seqs) = find_in_store(&*log, path, search)?;
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+        return Ok(());
+    };
+    let unreadable = |error: neuron_events::Error| InvestigateError::Unreadable {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    };
+    let mut emit = |seq: u64, decoded: Result<Record, neuron_events::Error>| {
+        let record = decoded.map_err(|error| undecodable(path, not_a_record(seq, error)))?;
+        if followed.includes(&record, search.subject) {
+            lines.push(&record);
+        }
+        Ok::<(), InvestigateError>(())
+    };
+    if fetch_by_seq(seqs.len(), last - first + 1, max_fetched) {
+        for seq in seqs {
+            let mut decoded = None;
+            log.scan(seq, seq, &mut |_, bytes| {
+                decoded = Some(Record::decode(bytes))
+            })
+            .map_err(unreadable)?;
+            if let Some(decoded) = decoded {
+                emit(seq, decoded)?;
+            }
+        }
+        return Ok(());
+    }
+    // Many records: reading their range again on worker threads beats fetching each by seq.
+    let mut outcome = Ok(());
+    neuron_events::export::scan_parallel_range(
+        &*log,
+        first,
+        last,
+        |seq, bytes, decoded| {
+            if seqs.binary_search(&seq).is_ok() {
+                decoded.push((seq, Record::decode(bytes)));
+            }
+        },
+        |(seq, decoded)| {
+            if outcome.is_ok() {
+                outcome = emit(seq, decoded);
+            }
+        },
+    )
+    .map_err(unreadable)?;
+    outcome
+}
+
+/// The first pass over a store, on worker threads: records naming the subject (and terminations)
+/// are decoded to learn its sessions and relationships; of every other record of a session only
+/// the seq is kept, with a hash of its session id. Returns what was learned and the seqs the
+/// timeline may hold, in order. Every record passed over is still checked to be a record.
+fn find_in_store(
+    log: &dyn neuron_events::Log,
+    path: &Path,
+    search: &Search<'_>,
+) -> Result<(Followed, Vec<u64>), InvestigateError> {
     use std::hash::BuildHasher;
     enum Item {
         /// A record that may belong in the timeline, with the session and the relationship it
@@ -269,29 +327,13 @@ pub(super) fn timeline_from_store(
             session: u64,
         },
     }
-    let unreadable = |reason: String| InvestigateError::Unreadable {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let not_a_record = |seq: u64, error: neuron_events::Error| neuron_events::export::Undecodable {
-        place: format!("record {seq}"),
-        reason: match error {
-            neuron_events::Error::Unparseable { reason } => reason,
-            other => other.to_string(),
-        },
-    };
-    let undecodable = |undecodable| InvestigateError::Undecodable {
-        path: path.to_path_buf(),
-        undecodable,
-    };
-    let log = Source::open_sled(path)?;
     let hasher = std::collections::hash_map::RandomState::new();
     let mut followed = Followed::default();
     let mut matched: Vec<u64> = Vec::new();
     let mut others: Vec<(u64, u64)> = Vec::new();
     let mut failure = None;
     neuron_events::export::scan_parallel(
-        &*log,
+        log,
         |seq, bytes, items| {
             let session = envelope_session(bytes);
             if search.may_teach(bytes)
@@ -300,7 +342,7 @@ pub(super) fn timeline_from_store(
             {
                 items.push(match Record::decode(bytes) {
                     Ok(record) => {
-                        let (session, relationship) = learned(&record, subject);
+                        let (session, relationship) = learned(&record, search.subject);
                         Item::Matched {
                             seq,
                             session,
@@ -335,9 +377,12 @@ pub(super) fn timeline_from_store(
             Item::Other { seq, session } => others.push((seq, session)),
         },
     )
-    .map_err(|error| unreadable(error.to_string()))?;
+    .map_err(|error| InvestigateError::Unreadable {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    })?;
     if let Some(error) = failure {
-        return Err(undecodable(error));
+        return Err(undecodable(path, error));
     }
     let ours: std::collections::HashSet<u64> = followed
         .sessions
@@ -351,48 +396,25 @@ pub(super) fn timeline_from_store(
         .chain(matched)
         .collect();
     seqs.sort_unstable();
-    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
-        return Ok(());
-    };
-    let mut emit = |seq: u64, decoded: Result<Record, neuron_events::Error>| {
-        let record = decoded.map_err(|error| undecodable(not_a_record(seq, error)))?;
-        if followed.includes(&record, subject) {
-            lines.push(&record);
-        }
-        Ok::<(), InvestigateError>(())
-    };
-    if fetch_by_seq(seqs.len(), last - first + 1, max_fetched) {
-        for seq in seqs {
-            let mut decoded = None;
-            log.scan(seq, seq, &mut |_, bytes| {
-                decoded = Some(Record::decode(bytes))
-            })
-            .map_err(|error| unreadable(error.to_string()))?;
-            if let Some(decoded) = decoded {
-                emit(seq, decoded)?;
-            }
-        }
-        return Ok(());
+    Ok((followed, seqs))
+}
+
+/// A stored record that does not decode, named by its seq.
+fn not_a_record(seq: u64, error: neuron_events::Error) -> neuron_events::export::Undecodable {
+    neuron_events::export::Undecodable {
+        place: format!("record {seq}"),
+        reason: match error {
+            neuron_events::Error::Unparseable { reason } => reason,
+            other => other.to_string(),
+        },
     }
-    // Many records: reading their range again on worker threads beats fetching each by seq.
-    let mut outcome = Ok(());
-    neuron_events::export::scan_parallel_range(
-        &*log,
-        first,
-        last,
-        |seq, bytes, decoded| {
-            if seqs.binary_search(&seq).is_ok() {
-                decoded.push((seq, Record::decode(bytes)));
-            }
-        },
-        |(seq, decoded)| {
-            if outcome.is_ok() {
-                outcome = emit(seq, decoded);
-            }
-        },
-    )
-    .map_err(|error| unreadable(error.to_string()))?;
-    outcome
+}
+
+fn undecodable(path: &Path, undecodable: neuron_events::export::Undecodable) -> InvestigateError {
+    InvestigateError::Undecodable {
+        path: path.to_path_buf(),
+        undecodable,
+    }
 }
 
 /// Records a timeline fetches one by one at most; past this, and when they are more than an
