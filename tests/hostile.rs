@@ -88,10 +88,6 @@ fn assert_one_terminal_each(records: &[Record]) {
     );
 }
 
-fn lock(name: &str, dir: &std::path::Path) {
-    neuron_events::lock_records!(name, &records(dir));
-}
-
 /// A request to the operator listener; its status and body.
 async fn operator(server: &Server, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(server.admin_addr()).await.unwrap();
@@ -172,7 +168,7 @@ async fn clients_that_leave_the_queue_free_their_places_at_once() {
     server.stop("test over").await.unwrap();
     let records = decoded(dir.path());
     assert_one_terminal_each(&records);
-    lock("hostile__clients_leave_the_queue", dir.path());
+    lock_log("hostile__clients_leave_the_queue", dir.path());
 }
 
 #[tokio::test]
@@ -595,7 +591,7 @@ async fn a_provider_removed_mid_handshake_wins() {
     until(&server, |server| server.active_sessions().is_empty()).await;
     server.stop("test over").await.unwrap();
     assert!(server_less_views(dir.path()).relationships.is_empty());
-    lock("hostile__provider_removed_mid_handshake", dir.path());
+    lock_log("hostile__provider_removed_mid_handshake", dir.path());
 }
 
 #[tokio::test]
@@ -628,7 +624,7 @@ async fn a_relationship_terminated_mid_handshake_wins() {
     // No fresh relationship was made from the consent shown before the termination.
     let views = server_less_views(dir.path());
     assert_eq!(views.relationships.counts(), (0, 1));
-    lock("hostile__relationship_terminated_mid_handshake", dir.path());
+    lock_log("hostile__relationship_terminated_mid_handshake", dir.path());
 }
 
 /// The views folded from a stopped server's log.

@@ -11,12 +11,6 @@ use neuron::tools::client;
 use neuron_events::testing::{fixed_clock, neuron_key};
 use neuron_events::NeuronKey;
 
-fn export(dir: &Path) -> Vec<u8> {
-    let output = neuron(&["export", dir.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", said(&output));
-    output.stdout
-}
-
 /// A stopped server's data directory with one relationship, and its export (a checkpoint every
 /// four records, so that a part of it ends after one).
 async fn served_once(dir: &Path) -> Vec<u8> {
@@ -28,16 +22,16 @@ async fn served_once(dir: &Path) -> Vec<u8> {
         .unwrap();
     assert!(done.completed());
     server.stop("test").await.unwrap();
-    export(dir)
+    exported(dir)
 }
 
 #[tokio::test]
 async fn a_restored_directory_is_the_same_log_and_the_server_continues_it() {
     let original = tempfile::tempdir().unwrap();
-    let exported = served_once(original.path()).await;
+    let export = served_once(original.path()).await;
     let work = tempfile::tempdir().unwrap();
     let backup = work.path().join("backup.jsonl");
-    std::fs::write(&backup, &exported).unwrap();
+    std::fs::write(&backup, &export).unwrap();
     // The test server signs with the test key; an operator's key lives in the data directory.
     neuron_key().write_new(work.path()).unwrap();
     let key = work.path().join(neuron_events::checkpoint::KEY_FILE);
@@ -60,8 +54,8 @@ async fn a_restored_directory_is_the_same_log_and_the_server_continues_it() {
         said(&output)
     );
     assert_eq!(
-        export(&restored),
-        exported,
+        exported(&restored),
+        export,
         "the restored log is the export, byte for byte"
     );
 
@@ -83,21 +77,21 @@ async fn a_restored_directory_is_the_same_log_and_the_server_continues_it() {
     server.stop("test").await.unwrap();
     let output = neuron(&["verify", restored.to_str().unwrap(), &trusted]);
     assert_eq!(output.status.code(), Some(0), "{}", said(&output));
-    let continued = export(&restored);
-    assert!(continued.starts_with(&exported) && continued.len() > exported.len());
+    let continued = exported(&restored);
+    assert!(continued.starts_with(&export) && continued.len() > export.len());
 }
 
 #[tokio::test]
 async fn a_bad_export_a_used_target_and_a_foreign_key_are_refused_leaving_nothing() {
     let original = tempfile::tempdir().unwrap();
-    let exported = served_once(original.path()).await;
+    let export = served_once(original.path()).await;
     let work = tempfile::tempdir().unwrap();
     let write = |name: &str, bytes: &[u8]| {
         let path = work.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         path
     };
-    let backup = write("backup.jsonl", &exported);
+    let backup = write("backup.jsonl", &export);
     let target = work.path().join("target");
     let restore = |export: &Path, extra: &[&str]| {
         let mut args = vec![
@@ -111,7 +105,7 @@ async fn a_bad_export_a_used_target_and_a_foreign_key_are_refused_leaving_nothin
     };
 
     // Altered: the chain breaks at the changed record.
-    let altered = String::from_utf8(exported.clone()).unwrap().replacen(
+    let altered = String::from_utf8(export.clone()).unwrap().replacen(
         "patient-agent-ada",
         "patient-agent-eve",
         1,
@@ -126,7 +120,7 @@ async fn a_bad_export_a_used_target_and_a_foreign_key_are_refused_leaving_nothin
     assert!(!target.exists(), "a refused restore left the target behind");
 
     // Cut after its last checkpoint: the tail is accepted only when asked.
-    let lines: Vec<&[u8]> = exported.split(|byte| *byte == b'\n').collect();
+    let lines: Vec<&[u8]> = export.split(|byte| *byte == b'\n').collect();
     let mut cut = lines[..lines.len() - 2].join(&b'\n');
     cut.push(b'\n');
     let cut = write("cut.jsonl", &cut);
@@ -152,11 +146,11 @@ async fn a_bad_export_a_used_target_and_a_foreign_key_are_refused_leaving_nothin
     assert!(said(&output).contains("signed by no trusted checkpoint (accepted"));
 
     // The target now holds a log: a second restore never writes over it.
-    let before = export(&target);
+    let before = exported(&target);
     let output = restore(&backup, &[]);
     assert_eq!(output.status.code(), Some(2), "{}", said(&output));
     assert!(said(&output).contains("is not empty"), "{}", said(&output));
-    assert_eq!(export(&target), before);
+    assert_eq!(exported(&target), before);
     let leftovers: Vec<_> = std::fs::read_dir(work.path())
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())

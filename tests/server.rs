@@ -5,9 +5,8 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 
-use common::{ada, config, records, until_queued, url, NOW, PROVIDER};
+use common::{ada, config, lock_log, records, until_queued, url, NOW, PROVIDER};
 use neuron::config::Config;
 use neuron::server::Server;
 use neuron::tools::client::{self, ClientError, Patient};
@@ -28,10 +27,6 @@ fn source(test: u8, client: u8) -> Option<SocketAddr> {
         [127, 10, test, client],
         40_000 + u16::from(client),
     )))
-}
-
-fn lock(name: &str, dir: &Path) {
-    neuron_events::lock_records!(name, &records(dir));
 }
 
 #[tokio::test]
@@ -55,7 +50,7 @@ async fn a_new_patient_completes_and_gets_a_new_relationship() {
     assert_eq!(transcript.received[0]["organization_npi"], "1245319599");
     assert!(server.active_sessions().is_empty());
     server.stop("test over").await.unwrap();
-    lock("server__new_relationship", dir.path());
+    lock_log("server__new_relationship", dir.path());
 }
 
 #[tokio::test]
@@ -107,7 +102,7 @@ async fn an_existing_relationship_is_challenged_again_and_survives_a_restart() {
         (Some("CONSENT_FAILED"), Some(4003))
     );
     server.stop("test over").await.unwrap();
-    lock("server__existing_relationship_and_restart", dir.path());
+    lock_log("server__existing_relationship_and_restart", dir.path());
 }
 
 #[tokio::test]
@@ -146,7 +141,7 @@ async fn a_tampered_token_is_an_early_consent_failure() {
     let log = records(dir.path());
     assert!(log.contains(r#""kind":"connection.handshake_failed","session":"session-1","data":{"stage":"consent","code":"CONSENT_FAILED""#));
     assert!(log.contains(r#""provider_npi":"unknown""#));
-    lock("server__early_consent_failure", dir.path());
+    lock_log("server__early_consent_failure", dir.path());
 }
 
 #[tokio::test]
@@ -175,7 +170,7 @@ async fn malformed_frames_get_invalid_message_and_4002() {
         );
     }
     server.stop("test over").await.unwrap();
-    lock("server__invalid_messages", dir.path());
+    lock_log("server__invalid_messages", dir.path());
 }
 
 #[tokio::test]
@@ -199,7 +194,7 @@ async fn an_oversized_frame_is_refused_with_1009() {
     let mut flood = client::connect(&url(&server), source(5, 2)).await.unwrap();
     let _ = client::converse(&mut flood, vec![Message::text("x".repeat(1 << 20))], None).await;
     server.stop("test over").await.unwrap();
-    lock("server__oversized_frame", dir.path());
+    lock_log("server__oversized_frame", dir.path());
 }
 
 #[tokio::test]
@@ -219,7 +214,7 @@ async fn a_silent_client_times_out_with_4001() {
         (Some("AUTH_TIMEOUT"), Some(4001))
     );
     server.stop("test over").await.unwrap();
-    lock("server__auth_timeout", dir.path());
+    lock_log("server__auth_timeout", dir.path());
 }
 
 #[tokio::test]
@@ -263,7 +258,7 @@ async fn beyond_the_ceiling_upgrades_wait_in_order_then_are_promoted_or_refused(
     let promoted = waiting.await.unwrap().unwrap();
     assert!(promoted.completed(), "{promoted:?}");
     server.stop("test over").await.unwrap();
-    lock("server__queue_promoted_and_full", dir.path());
+    lock_log("server__queue_promoted_and_full", dir.path());
 }
 
 #[tokio::test]
@@ -311,5 +306,5 @@ async fn shutdown_closes_live_sessions_with_1001_and_answers_queued_ones_503() {
         queued.await.unwrap(),
         Err(ClientError::Refused { status: 503, .. })
     ));
-    lock("server__shutdown_live_and_queued", dir.path());
+    lock_log("server__shutdown_live_and_queued", dir.path());
 }

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{neuron, said};
+use common::{exported, neuron, said};
 
-use std::path::Path;
 use std::process::Command;
 
 use neuron_events::NeuronKey;
@@ -18,12 +17,6 @@ fn data_dir() -> tempfile::TempDir {
             .success()
     );
     dir
-}
-
-fn export(dir: &Path) -> Vec<u8> {
-    let output = neuron(&["export", dir.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", said(&output));
-    output.stdout
 }
 
 #[test]
@@ -49,7 +42,7 @@ fn an_intact_data_directory_and_its_export_verify_under_the_neurons_key() {
     );
 
     let jsonl = dir.path().join("export.jsonl");
-    std::fs::write(&jsonl, export(dir.path())).unwrap();
+    std::fs::write(&jsonl, exported(dir.path())).unwrap();
     assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 57);
     let output = neuron(&["verify", jsonl.to_str().unwrap(), "--format", "json"]);
     assert_eq!(output.status.code(), Some(0), "{}", said(&output));
@@ -76,7 +69,7 @@ fn an_intact_data_directory_and_its_export_verify_under_the_neurons_key() {
 #[test]
 fn tampering_a_foreign_signer_and_a_torn_tail_exit_1_naming_the_seq() {
     let dir = data_dir();
-    let bytes = export(dir.path());
+    let bytes = exported(dir.path());
     let lines: Vec<&str> = std::str::from_utf8(&bytes).unwrap().lines().collect();
     let target = lines
         .iter()
@@ -142,7 +135,7 @@ fn a_path_without_a_log_exits_2() {
 #[test]
 fn every_tamper_class_exits_1_with_the_right_seq() {
     let dir = data_dir();
-    let bytes = export(dir.path());
+    let bytes = exported(dir.path());
     let lines: Vec<String> = std::str::from_utf8(&bytes)
         .unwrap()
         .lines()
@@ -198,7 +191,7 @@ fn every_tamper_class_exits_1_with_the_right_seq() {
 #[test]
 fn a_forged_checkpoint_exits_1_at_its_seq() {
     let dir = data_dir();
-    let bytes = export(dir.path());
+    let bytes = exported(dir.path());
     let mut lines: Vec<String> = std::str::from_utf8(&bytes)
         .unwrap()
         .lines()
@@ -243,9 +236,9 @@ fn a_forged_checkpoint_exits_1_at_its_seq() {
 #[test]
 fn exporting_a_damaged_export_stops_at_the_first_line_that_is_no_record() {
     let dir = data_dir();
-    let bytes = export(dir.path());
+    let bytes = exported(dir.path());
     assert_eq!(
-        export(&write_to(&dir, "copy.jsonl", &bytes)),
+        exported(&write_to(&dir, "copy.jsonl", &bytes)),
         bytes,
         "an intact export is copied byte for byte"
     );
@@ -290,7 +283,7 @@ fn write_to(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::Pat
 
 /// The self-check log's lines, and the line of its final checkpoint.
 fn export_lines(dir: &tempfile::TempDir) -> Vec<String> {
-    String::from_utf8(export(dir.path()))
+    String::from_utf8(exported(dir.path()))
         .unwrap()
         .lines()
         .map(str::to_string)

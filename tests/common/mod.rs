@@ -1,6 +1,7 @@
 //! What the server's integration tests share: a loopback configuration on ports the test picks, a
 //! server started with the injected clock, ids and key, the fixed patients, a generous wait for a
-//! condition, and the records of a stopped server's log.
+//! condition, the records of a stopped server's log (and their snapshot), and the `neuron` binary
+//! run as a user would.
 
 #![allow(dead_code)] // each test crate uses its own part of this
 
@@ -84,6 +85,18 @@ pub(crate) async fn until_queued(server: &Server, count: usize) {
 /// test key.
 pub(crate) fn records(dir: &Path) -> String {
     neuron_events::testing::verified_records(&dir.join("log"))
+}
+
+/// Locks the records of a stopped server's log in `dir` as the snapshot `name`.
+pub(crate) fn lock_log(name: &str, dir: &Path) {
+    neuron_events::lock_records!(name, &records(dir));
+}
+
+/// What `neuron export DIR` prints for a stopped server's data directory; it must succeed.
+pub(crate) fn exported(dir: &Path) -> Vec<u8> {
+    let output = neuron(&["export", &dir.display().to_string()]);
+    assert!(output.status.success(), "{}", said(&output));
+    output.stdout
 }
 
 /// Runs the `neuron` binary built for these tests with `args`; what it exited with and printed.
