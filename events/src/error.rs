@@ -50,6 +50,7 @@ pub enum Error {
         length: u64,
     },
     /// The sled store failed; its message carries the operating system's cause.
+    #[cfg(feature = "store")]
     #[error("event store failed: {}", sled_cause(.0))]
     Store(sled::Error),
     /// sled could not recover the store: its files are damaged.
@@ -144,8 +145,10 @@ impl Error {
     pub fn is_damage(&self) -> bool {
         match self {
             Self::Unrecoverable { .. } => true,
+            #[cfg(feature = "store")]
             Self::Store(sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)) => true,
             // A read past the end of a file that sled believes longer: the file was cut.
+            #[cfg(feature = "store")]
             Self::Store(sled::Error::Io(error)) => {
                 error.kind() == std::io::ErrorKind::UnexpectedEof
             }
@@ -154,6 +157,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "store")]
 impl From<sled::Error> for Error {
     fn from(error: sled::Error) -> Self {
         Self::Store(error)
@@ -163,6 +167,7 @@ impl From<sled::Error> for Error {
 /// sled's error in words: an I/O error as the operating system words it (`File too large (os
 /// error 27)`). sled keeps the first I/O error it met and hands out copies whose message is that
 /// error's debug form (`Os { code: 27, kind: FileTooLarge, .. }`): the code is read back from it.
+#[cfg(feature = "store")]
 fn sled_cause(error: &sled::Error) -> String {
     let io = match error {
         sled::Error::Io(io) => io,

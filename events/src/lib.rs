@@ -8,7 +8,7 @@
 //!   in-memory one.
 //! - [`evidence`]: the head file that proves which records the log acknowledged, outside the
 //!   store's own recovery.
-//! - [`journal`]: the group-commit writer every append goes through.
+//! - `journal` (feature `store`): the group-commit writer every append goes through.
 //! - [`mod@verify`]: chain, numbering and checkpoint verification naming the first bad seq.
 //! - [`export`]: JSONL export and import that keep every record's bytes.
 //! - [`jsonl`]: an export split into blocks of whole lines, linear and bounded whatever it holds.
@@ -30,6 +30,7 @@ pub mod evidence;
 pub mod export;
 #[cfg(feature = "test-support")]
 pub mod fuzzing;
+#[cfg(feature = "store")]
 pub mod journal;
 pub mod jsonl;
 pub mod narrate;
@@ -45,8 +46,11 @@ pub use checkpoint::NeuronKey;
 pub use error::{full_message, Error};
 pub use event::{Event, EventData};
 pub use evidence::Acknowledged;
+#[cfg(feature = "store")]
 pub use journal::{BatchReport, CommitObserver, Committed, Journal, JournalOptions, JournalStatus};
 pub use record::{Digest, Record};
-pub use store::{AppendStep, Durability, Log, LogHead, MemoryLog, SledLog, SledReader};
+#[cfg(feature = "store")]
+pub use store::{AppendStep, Durability, SledLog, SledReader};
+pub use store::{Log, LogHead, MemoryLog};
 pub use time::{Clock, SteppingClock, SystemClock, Timestamp};
 pub use verify::{verify, verify_jsonl, verify_log, Report, VerifyOptions};

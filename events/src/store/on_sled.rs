@@ -1,0 +1,436 @@
+//! The sled 0.34 store behind [`SledLog`]: one tree, record keys the seq in big-endian, the head
+//! file beside it, `fdatasync` after sled's flush, and fail-stop after a failed append.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::sync_directory;
+use crate::evidence::{Acknowledged, HeadFile};
+use crate::record::Digest;
+use crate::Error;
+
+use super::{Log, LogHead, StoredRecord, MAX_SEQ};
+
+/// How hard [`SledLog::append`] works to make a batch durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// sled's flush followed by `fdatasync` of the store's files: survives power loss. Servers use
+    /// this.
+    PowerLoss,
+    /// sled's flush alone (`sync_file_range` on Linux): survives a process crash, not a power loss.
+    /// Only for measuring what `fdatasync` costs.
+    ProcessCrash,
+}
+
+/// The key under which stores written before head files kept the head of their last batch,
+/// inside the same atomic batch. Record keys are exactly 8 bytes (the seq, big-endian), so this
+/// 5-byte key never collides with one and sorts after every record whose seq is below 2^56. It is
+/// read only to adopt such a store ([`Acknowledged::Legacy`]) and no longer written.
+const LEGACY_HEAD_KEY: &[u8] = b"\xffhead";
+
+/// How long opening a log waits for a lock that a just-dropped handle still holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// sled's page cache size (sled's default is 1 GiB). The log is appended and read in order: a
+/// larger cache made neither faster (4 and 16 MiB: the same appends, verify and replay times), and
+/// it is resident in the server.
+const SLED_CACHE_BYTES: u64 = 4 << 20;
+
+/// A step of [`SledLog::append`] that a test can make fail (`SledLog::fail_at`, feature
+/// `test-support`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendStep {
+    /// sled took the batch into memory, then reported an error.
+    Apply,
+    /// sled's flush failed after writing the batch.
+    Flush,
+    /// `fdatasync` failed after sled's flush.
+    Sync,
+    /// The head file could not be written after the batch was durable.
+    Evidence,
+}
+
+/// The sled 0.34 store: one tree, record keys the seq in big-endian, and the head file beside it.
+pub struct SledLog {
+    db: sled::Db,
+    path: PathBuf,
+    data_file: File,
+    durability: Durability,
+    synced_blobs: HashSet<std::ffi::OsString>,
+    acknowledged: Acknowledged,
+    head_file: Option<HeadFile>,
+    /// A failure a test injected: the step, and how many appends succeed before it strikes.
+    fault: Option<(AppendStep, u64)>,
+}
+
+thread_local! {
+    /// Set while this thread has sled recover a store: a panic then is sled's way of saying that the
+    /// store is damaged, and is reported as an error instead of printed.
+    static RECOVERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Has sled open (and recover) a store. sled 0.34 panics on some damaged stores instead of
+/// returning an error ("tried to serialize Uninitialized" for a zeroed range): that panic is caught
+/// and becomes [`Error::Unrecoverable`], so a damaged store is refused by name rather than crashing
+/// the server or the investigator. A panic hook, installed once and chained to the previous one,
+/// keeps such a caught panic from printing; every other panic prints as before.
+fn recover(config: &sled::Config, path: &Path) -> Result<sled::Result<sled::Db>, Error> {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !RECOVERING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    RECOVERING.with(|recovering| recovering.set(true));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    RECOVERING.with(|recovering| recovering.set(false));
+    opened.map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no reason given".into());
+        Error::Unrecoverable {
+            path: path.to_path_buf(),
+            reason,
+        }
+    })
+}
+
+fn is_lock_error(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(error) if error.to_string().contains("could not acquire lock"))
+}
+
+impl SledLog {
+    /// Opens (or creates) the log in directory `path`, with power-loss durability.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when another process holds it; [`Error::Store`] when sled cannot open
+    /// it; [`Error::Io`] when its files cannot be synced or its head file read or created.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with(path, Durability::PowerLoss)
+    }
+
+    /// Opens the log with a chosen durability.
+    ///
+    /// # Errors
+    /// As [`SledLog::open`].
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, Error> {
+        // The log is append-only and read back only at start-up and by investigators: a small
+        // page cache keeps the server's memory bounded without slowing appends. No background
+        // flusher: every batch is flushed when it is appended, and after a failed append nothing
+        // may be flushed behind the journal's back (fail-stop, SPEC 3.4). The flusher is also
+        // sled's only garbage collector; without it a million records take 668 MiB instead of
+        // 569 MiB and a reopen reads the extra (measured with `cargo bench --bench log`).
+        let existed = path.join("db").exists();
+        let config = sled::Config::new()
+            .path(path)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .flush_every_ms(None);
+        // sled releases its file lock only when its background threads let go of the store, a
+        // moment after the last handle is dropped: a log reopened at once (a restart in the same
+        // process) waits for that rather than failing.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match recover(&config, path)? {
+                Ok(db) => break db,
+                Err(error) if is_lock_error(&error) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(error) if is_lock_error(&error) => {
+                    return Err(Error::Locked {
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
+        let data_path = path.join("db");
+        let data_file = File::open(&data_path).map_err(|source| Error::Io {
+            action: "open",
+            path: data_path,
+            source,
+        })?;
+        // A store just created: make its files' directory entries durable. (Not for one that
+        // existed: on ext4 a directory sync also writes out every file's new data, which for a
+        // freshly copied store is all of it.)
+        if !existed {
+            sync_directory(path)?;
+        }
+        let (acknowledged, head_file) = match HeadFile::read(path)? {
+            Some(found) => {
+                let file = matches!(found, Acknowledged::Head(_))
+                    .then(|| HeadFile::open(path))
+                    .transpose()?;
+                (found, file)
+            }
+            None => match (db.get_lt(LEGACY_HEAD_KEY)?, db.get(LEGACY_HEAD_KEY)?) {
+                (None, _) => {
+                    let file = HeadFile::create(path, LogHead::EMPTY)?;
+                    (Acknowledged::Head(LogHead::EMPTY), Some(file))
+                }
+                (Some(_), Some(value)) => (Acknowledged::Legacy(legacy_head(&value)?), None),
+                (Some(_), None) => (Acknowledged::Missing, None),
+            },
+        };
+        Ok(Self {
+            db,
+            path: path.to_path_buf(),
+            data_file,
+            durability,
+            synced_blobs: HashSet::new(),
+            acknowledged,
+            head_file,
+            fault: None,
+        })
+    }
+
+    /// Makes everything sled has flushed durable on the device. sled's own flush ends in
+    /// `sync_file_range`, which neither empties the device cache nor writes the file's metadata,
+    /// and sled never syncs the blob files it writes for very large values.
+    fn sync_files(&mut self) -> Result<(), Error> {
+        let io = |action, path: &Path, source| Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        self.data_file
+            .sync_data()
+            .map_err(|e| io("fdatasync", &self.path.join("db"), e))?;
+        let blobs = self.path.join("blobs");
+        let Ok(entries) = std::fs::read_dir(&blobs) else {
+            return Ok(());
+        };
+        let mut present = HashSet::new();
+        let mut new_blob = false;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !self.synced_blobs.contains(&name) {
+                let path = entry.path();
+                File::open(&path)
+                    .and_then(|file| file.sync_data())
+                    .map_err(|e| io("fdatasync", &path, e))?;
+                new_blob = true;
+            }
+            present.insert(name);
+        }
+        if new_blob {
+            sync_directory(&blobs)?;
+        }
+        self.synced_blobs = present;
+        Ok(())
+    }
+
+    /// Records `head` as acknowledged in the head file (creating it for a store adopted from
+    /// before head files).
+    fn write_evidence(&mut self, head: LogHead) -> Result<(), Error> {
+        let file = match &mut self.head_file {
+            Some(file) => file,
+            None => self.head_file.insert(HeadFile::create(&self.path, head)?),
+        };
+        file.write(head)?;
+        self.acknowledged = Acknowledged::Head(head);
+        Ok(())
+    }
+
+    /// Makes the `nth` append from now (0: the next) fail at `step`, as a failing disk would:
+    /// only for tests of fail-stop.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn fail_at(&mut self, step: AppendStep, nth: u64) {
+        self.fault = Some((step, nth));
+    }
+
+    /// Whether the injected fault, if any, strikes at `step` of this append.
+    fn injected(&self, step: AppendStep) -> Result<(), Error> {
+        match self.fault {
+            Some((at, 0)) if at == step => Err(Error::Io {
+                action: "write (injected failure)",
+                path: self.path.join("db"),
+                source: std::io::Error::from_raw_os_error(5),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+fn key_seq(key: &[u8]) -> Result<u64, Error> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| Error::Corrupt {
+        reason: format!("record key of {} bytes, not 8", key.len()),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn legacy_head(value: &[u8]) -> Result<LogHead, Error> {
+    let corrupt = || Error::Corrupt {
+        reason: format!("recorded head of {} bytes, not 40", value.len()),
+    };
+    let seq: [u8; 8] = value
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
+    let hash: [u8; 32] = value
+        .get(8..)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
+    Ok(LogHead {
+        seq: u64::from_be_bytes(seq),
+        hash: Digest(hash),
+    })
+}
+
+impl Log for SledLog {
+    fn append(&mut self, records: &[StoredRecord]) -> Result<(), Error> {
+        let Some((last_seq, last_bytes)) = records.last() else {
+            return Ok(());
+        };
+        let mut batch = sled::Batch::default();
+        for (seq, bytes) in records {
+            batch.insert(&seq_key(*seq), bytes.as_slice());
+        }
+        self.db.apply_batch(batch)?;
+        self.injected(AppendStep::Apply)?;
+        self.db.flush()?;
+        self.injected(AppendStep::Flush)?;
+        if self.durability == Durability::PowerLoss {
+            self.sync_files()?;
+        }
+        self.injected(AppendStep::Sync)?;
+        let head = LogHead {
+            seq: *last_seq,
+            hash: Digest::of(last_bytes),
+        };
+        self.injected(AppendStep::Evidence)?;
+        self.write_evidence(head)?;
+        if let Some((_, countdown)) = &mut self.fault {
+            *countdown = countdown.wrapping_sub(1);
+        }
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<StoredRecord, Error>> + '_> {
+        let to = to.min(MAX_SEQ);
+        if from > to {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(self.db.range(seq_key(from)..=seq_key(to)).map(|entry| {
+            let (key, value) = entry?;
+            Ok((key_seq(&key)?, value.to_vec()))
+        }))
+    }
+
+    fn scan(&self, from: u64, to: u64, visit: &mut dyn FnMut(u64, &[u8])) -> Result<(), Error> {
+        let to = to.min(MAX_SEQ);
+        if from > to {
+            return Ok(());
+        }
+        for entry in self.db.range(seq_key(from)..=seq_key(to)) {
+            let (key, value) = entry?;
+            visit(key_seq(&key)?, &value);
+        }
+        Ok(())
+    }
+
+    fn head(&self) -> Result<LogHead, Error> {
+        match self.db.get_lt(LEGACY_HEAD_KEY)? {
+            None => Ok(LogHead::EMPTY),
+            Some((key, value)) => Ok(LogHead {
+                seq: key_seq(&key)?,
+                hash: Digest::of(&value),
+            }),
+        }
+    }
+
+    fn last_key(&self) -> Result<u64, Error> {
+        match self.db.get_lt(LEGACY_HEAD_KEY)? {
+            None => Ok(0),
+            Some((key, _)) => key_seq(&key),
+        }
+    }
+
+    fn acknowledged(&self) -> Acknowledged {
+        self.acknowledged.clone()
+    }
+
+    fn sync_evidence(&mut self) -> Result<(), Error> {
+        match &self.head_file {
+            Some(file) => file.sync(),
+            None => Ok(()),
+        }
+    }
+
+    fn abandon(&mut self) {
+        // sled flushes whatever it still holds in memory when its last handle is dropped: a
+        // handle that is never dropped keeps that from happening. The process exits soon after.
+        std::mem::forget(self.db.clone());
+    }
+}
+
+/// A read-only handle on a [`SledLog`] that others may hold while a journal owns the log: the
+/// live server streams its log to operators through one. It sees whatever sled has applied,
+/// which may run ahead of what is durable: callers bound their reads by the journal's durable
+/// head.
+#[derive(Clone)]
+pub struct SledReader {
+    db: sled::Db,
+}
+
+impl SledReader {
+    /// Calls `visit` with each record with `from <= seq <= to`, in seq order, until it returns
+    /// `false`.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub fn scan_while(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), Error> {
+        let to = to.min(MAX_SEQ);
+        if from > to {
+            return Ok(());
+        }
+        for entry in self.db.range(seq_key(from)..=seq_key(to)) {
+            let (key, value) = entry?;
+            if !visit(key_seq(&key)?, &value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SledLog {
+    /// A read-only handle on this log.
+    pub fn reader(&self) -> SledReader {
+        SledReader {
+            db: self.db.clone(),
+        }
+    }
+}
+
+impl SledLog {
+    /// Overwrites or removes raw entries, bypassing the chain: only for tests that tamper with a
+    /// log on purpose.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn tamper(&self, seq: u64, bytes: Option<&[u8]>) -> Result<(), Error> {
+        match bytes {
+            Some(bytes) => self.db.insert(seq_key(seq), bytes)?,
+            None => self.db.remove(seq_key(seq))?,
+        };
+        self.db.flush()?;
+        Ok(())
+    }
+}
