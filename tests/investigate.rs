@@ -197,6 +197,7 @@ fn a_sled_log_gives_the_same_timelines_and_replay_as_its_export() {
                 .unwrap();
         neuron_events::export::import(std::io::BufReader::new(fixture), &mut log).unwrap();
     }
+    neuron_events::testing::until_unlocked(&store);
     let store = store.to_str().unwrap();
     let subjects: &[&[&str]] = &[
         &["--patient", "patient-agent-ada"],

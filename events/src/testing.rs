@@ -344,6 +344,28 @@ pub fn fixed_log() -> Result<Vec<Vec<u8>>, Error> {
     Ok(log.all_bytes())
 }
 
+/// Waits until no handle in this process holds the sled store at `log_dir` any longer. sled lets
+/// go of its file lock a moment after its last handle is dropped (its I/O threads finish first): a
+/// test that writes a store and then investigates it, in this process or a child, waits for that
+/// as an investigator refuses a locked store at once. Panics after ten seconds.
+pub fn until_unlocked(log_dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let Ok(file) = std::fs::File::open(log_dir.join("db")) else {
+            return;
+        };
+        if file.try_lock_shared().is_ok() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} is still locked after ten seconds",
+            log_dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Every record of the sled log in `log_dir`, one per line, after checking that the log verifies
 /// with every checkpoint signed by the test key. Panics (failing the test) otherwise.
 pub fn verified_records(log_dir: &std::path::Path) -> String {

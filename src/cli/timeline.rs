@@ -1,10 +1,9 @@
 //! `neuron timeline`: every record touching one subject, in order, in words. Lines are written as
 //! they are found: a long timeline is never held whole.
 
-use std::io::Write;
 use std::path::PathBuf;
 
-use neuron::investigate::{self, Source, Step, Subject};
+use neuron::investigate::{self, Source, Subject, TimelineFormat, TimelineWriter};
 
 use super::Outcome;
 
@@ -52,71 +51,19 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let source = Source::locate(&args.path)?;
     let stdout = std::io::stdout();
-    let mut writer = StepWriter::new(args.format, std::io::BufWriter::new(stdout.lock()));
+    let format = match args.format {
+        Format::Table => TimelineFormat::Table,
+        Format::Json => TimelineFormat::Json,
+        Format::Jsonl => TimelineFormat::Jsonl,
+    };
+    let mut writer = TimelineWriter::new(format, std::io::BufWriter::new(stdout.lock()));
     match investigate::timeline(&source, &subject, &mut |step| writer.step(&step)) {
         Ok(count) => writer.finish(count).map_err(super::output_error)?,
         Err(error) => {
             // What was found before the failure still reaches the reader.
-            let _ = writer.out.flush();
+            let _ = writer.flush();
             return Err(error.into());
         }
     }
     Ok(Outcome::Done)
-}
-
-/// Writes a timeline's steps as they come, in one of the formats; the first failed write is kept
-/// and ends the writing.
-struct StepWriter<W: Write> {
-    format: Format,
-    out: W,
-    written: std::io::Result<()>,
-    steps: usize,
-}
-
-impl<W: Write> StepWriter<W> {
-    fn new(format: Format, mut out: W) -> Self {
-        let written = if format == Format::Json {
-            out.write_all(b"[")
-        } else {
-            Ok(())
-        };
-        StepWriter {
-            format,
-            out,
-            written,
-            steps: 0,
-        }
-    }
-
-    fn step(&mut self, step: &Step) {
-        if self.written.is_err() {
-            return;
-        }
-        let out = &mut self.out;
-        self.written = match self.format {
-            Format::Table => out.write_all(investigate::timeline_line(step).as_bytes()),
-            Format::Json => {
-                let separator: &[u8] = if self.steps == 0 { b"" } else { b"," };
-                out.write_all(separator).and_then(|()| {
-                    serde_json::to_writer(&mut *out, step).map_err(std::io::Error::from)
-                })
-            }
-            Format::Jsonl => serde_json::to_writer(&mut *out, step)
-                .map_err(std::io::Error::from)
-                .and_then(|()| out.write_all(b"\n")),
-        };
-        self.steps += 1;
-    }
-
-    /// Closes the output of a timeline of `count` steps.
-    fn finish(mut self, count: u64) -> std::io::Result<()> {
-        let closing: &[u8] = match self.format {
-            Format::Table if count == 0 => investigate::TIMELINE_EMPTY.as_bytes(),
-            Format::Json => b"]\n",
-            _ => b"",
-        };
-        self.written?;
-        self.out.write_all(closing)?;
-        self.out.flush()
-    }
 }

@@ -24,5 +24,7 @@ pub use neuron_events::narrate::{describe, safe};
 pub use progress::Progress;
 pub use replay::{replay, replay_text};
 pub use source::{expected_head, open_store_copy, trusted_key, Source, StoreCopy};
-pub use timeline::{timeline, timeline_line, Step, Subject, TIMELINE_EMPTY};
+pub use timeline::{
+    timeline, timeline_line, Step, Subject, TimelineFormat, TimelineWriter, TIMELINE_EMPTY,
+};
 pub use verify::report_text;

@@ -460,6 +460,87 @@ pub fn timeline_line(step: &Step) -> String {
 /// What the human form says when no record touches the subject.
 pub const TIMELINE_EMPTY: &str = "no record touches it\n";
 
+/// The forms `neuron timeline` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimelineFormat {
+    /// A table for people, a line a step ([`timeline_line`]).
+    Table,
+    /// One JSON array of steps.
+    Json,
+    /// One JSON object per line, a line a step.
+    Jsonl,
+}
+
+/// Writes a timeline's steps as they come, in one of the formats; the first failed write is kept
+/// and ends the writing.
+pub struct TimelineWriter<W: std::io::Write> {
+    format: TimelineFormat,
+    out: W,
+    written: std::io::Result<()>,
+    steps: usize,
+}
+
+impl<W: std::io::Write> TimelineWriter<W> {
+    /// Starts writing a timeline to `out` in `format`.
+    pub fn new(format: TimelineFormat, mut out: W) -> Self {
+        let written = if format == TimelineFormat::Json {
+            out.write_all(b"[")
+        } else {
+            Ok(())
+        };
+        TimelineWriter {
+            format,
+            out,
+            written,
+            steps: 0,
+        }
+    }
+
+    /// Writes one step (nothing once a write has failed).
+    pub fn step(&mut self, step: &Step) {
+        if self.written.is_err() {
+            return;
+        }
+        let out = &mut self.out;
+        self.written = match self.format {
+            TimelineFormat::Table => out.write_all(timeline_line(step).as_bytes()),
+            TimelineFormat::Json => {
+                let separator: &[u8] = if self.steps == 0 { b"" } else { b"," };
+                out.write_all(separator).and_then(|()| {
+                    serde_json::to_writer(&mut *out, step).map_err(std::io::Error::from)
+                })
+            }
+            TimelineFormat::Jsonl => serde_json::to_writer(&mut *out, step)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n")),
+        };
+        self.steps += 1;
+    }
+
+    /// Writes out what is buffered, as far as it goes (after a failure of the timeline itself).
+    ///
+    /// # Errors
+    /// The writer's error.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Closes the output of a timeline of `count` steps.
+    ///
+    /// # Errors
+    /// The first failed write.
+    pub fn finish(mut self, count: u64) -> std::io::Result<()> {
+        let closing: &[u8] = match self.format {
+            TimelineFormat::Table if count == 0 => TIMELINE_EMPTY.as_bytes(),
+            TimelineFormat::Json => b"]\n",
+            _ => b"",
+        };
+        self.written?;
+        self.out.write_all(closing)?;
+        self.out.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs::File;
@@ -494,6 +575,7 @@ mod tests {
             let file = std::io::BufReader::new(File::open(FIXTURE).unwrap());
             neuron_events::export::import(file, &mut log).unwrap();
         }
+        neuron_events::testing::until_unlocked(dir.path());
         for subject in [
             Subject::Patient("patient-agent-ada".into()),
             Subject::Provider("1234567893".into()),

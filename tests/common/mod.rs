@@ -94,6 +94,8 @@ pub(crate) fn lock_log(name: &str, dir: &Path) {
 
 /// What `neuron export DIR` prints for a stopped server's data directory; it must succeed.
 pub(crate) fn exported(dir: &Path) -> Vec<u8> {
+    // A server this process stopped may still be letting go of its store.
+    neuron_events::testing::until_unlocked(&dir.join("log"));
     let output = neuron(&["export", &dir.display().to_string()]);
     assert!(output.status.success(), "{}", said(&output));
     output.stdout
