@@ -48,35 +48,6 @@ pub fn wire_frames_keep_their_limits(data: &[u8]) {
     }
 }
 
-/// A log that keeps what it was given and refuses every new write: the operator API can then be
-/// fuzzed without its state drifting from input to input (every change ends in 503).
-struct Unwritable(neuron_events::MemoryLog);
-
-impl neuron_events::Log for Unwritable {
-    fn append(
-        &mut self,
-        _: &[neuron_events::store::StoredRecord],
-    ) -> Result<(), neuron_events::Error> {
-        Err(neuron_events::Error::Corrupt {
-            reason: "the fuzzing log takes no writes".into(),
-        })
-    }
-
-    fn read(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Box<
-        dyn Iterator<Item = Result<neuron_events::store::StoredRecord, neuron_events::Error>> + '_,
-    > {
-        self.0.read(from, to)
-    }
-
-    fn head(&self) -> Result<neuron_events::LogHead, neuron_events::Error> {
-        self.0.head()
-    }
-}
-
 /// An operator listener's state over a fixed log, kept for every input of the fuzz target (its
 /// log refuses writes, so no input changes what the next one sees).
 pub struct Operator {
@@ -108,45 +79,15 @@ impl Operator {
         if let Err(error) = neuron_events::Log::append(&mut writable, &stored) {
             panic!("the fuzzing log: {error}");
         }
-        let clock = || {
-            neuron_events::SteppingClock::new(
-                neuron_events::Timestamp::saturating_from_millis(1_767_225_600_000),
-                250,
-            )
-        };
+        let clock = neuron_events::SteppingClock::new(
+            neuron_events::Timestamp::saturating_from_millis(1_767_225_600_000),
+            250,
+        );
         let state = runtime.block_on(async {
-            let journal = neuron_events::Journal::start(
-                Box::new(Unwritable(log.clone())),
-                Arc::new(neuron_events::NeuronKey::from_seed([7; 32])),
-                Arc::new(clock()),
-                neuron_events::JournalOptions::default(),
-                Box::new(|_: &[neuron_events::Record], _: &neuron_events::BatchReport| {}),
-            )
-            .unwrap_or_else(|error| panic!("a journal for fuzzing: {error}"));
-            let (never_sent, never) = tokio::sync::watch::channel(false);
-            // Nothing ever stops this listener: the sender lives as long as the process.
-            std::mem::forget(never_sent);
-            let live = crate::server::live::Live {
-                config: crate::config::Config::default(),
-                journal,
-                views: Arc::new(std::sync::RwLock::new(views)),
-                metrics: Arc::default(),
-                changes: tokio::sync::RwLock::new(()),
-                ids: Arc::new(crate::ids::SeededIds::new(1)),
-                clock: Arc::new(clock()),
-                stopping: crate::server::live::Stopping {
-                    draining: never.clone(),
-                    stopping: never.clone(),
-                    cut: never,
-                },
-            };
-            Arc::new(crate::operator::OperatorState::new(
-                Arc::new(live),
-                Arc::new(log),
-                Vec::new(),
-                std::net::SocketAddr::from(([127, 0, 0, 1], 3001)),
-            ))
+            crate::operator::OperatorState::offline(views, log, Arc::new(clock))
+                .unwrap_or_else(|error| panic!("a journal for fuzzing: {error}"))
         });
+        let state = Arc::new(state);
         Operator { runtime, state }
     }
 

@@ -29,6 +29,7 @@ mod errors;
 mod export;
 mod guard;
 mod listener;
+mod offline;
 mod openapi;
 mod reads;
 mod request;

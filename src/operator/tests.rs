@@ -105,37 +105,13 @@ mod failing_log {
     use std::sync::Arc;
 
     use neuron_events::event::EventData;
-    use neuron_events::store::StoredRecord;
-    use neuron_events::testing::{fixed_clock, neuron_key};
-    use neuron_events::{BatchReport, Event, JournalOptions, Log, LogHead, MemoryLog, Record};
+    use neuron_events::testing::fixed_clock;
+    use neuron_events::{Event, Log, MemoryLog, Record};
     use neuron_projections::Views;
     use serde_json::Value;
-    use tokio::sync::watch;
     use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 
     use super::super::{answer_offline, OperatorState};
-    use crate::server::live::Live;
-
-    /// A disk that refuses every write.
-    struct FullDisk(MemoryLog);
-
-    impl Log for FullDisk {
-        fn append(&mut self, _: &[StoredRecord]) -> Result<(), neuron_events::Error> {
-            Err(neuron_events::Error::Corrupt {
-                reason: "disk full".into(),
-            })
-        }
-        fn read(
-            &self,
-            from: u64,
-            to: u64,
-        ) -> Box<dyn Iterator<Item = Result<StoredRecord, neuron_events::Error>> + '_> {
-            self.0.read(from, to)
-        }
-        fn head(&self) -> Result<LogHead, neuron_events::Error> {
-            self.0.head()
-        }
-    }
 
     /// A request as an operator's tool sends it (to the listener's address, a change as JSON),
     /// answered as the listener would: its status and JSON body.
@@ -158,36 +134,8 @@ mod failing_log {
         )
     }
 
-    fn state_over(views: Views, reader: MemoryLog) -> OperatorState {
-        let journal = neuron_events::Journal::start(
-            Box::new(FullDisk(MemoryLog::new())),
-            Arc::new(neuron_key()),
-            Arc::new(fixed_clock()),
-            JournalOptions::default(),
-            Box::new(|_: &[Record], _: &BatchReport| {}),
-        )
-        .unwrap();
-        let (_signal, never) = watch::channel(false);
-        let live = Live {
-            config: crate::config::Config::default(),
-            journal,
-            views: Arc::new(std::sync::RwLock::new(views)),
-            metrics: Arc::default(),
-            changes: tokio::sync::RwLock::new(()),
-            ids: Arc::new(crate::ids::SeededIds::new(1)),
-            clock: Arc::new(fixed_clock()),
-            stopping: crate::server::live::Stopping {
-                draining: never.clone(),
-                stopping: never.clone(),
-                cut: never,
-            },
-        };
-        OperatorState::new(
-            Arc::new(live),
-            Arc::new(reader),
-            Vec::new(),
-            "127.0.0.1:3001".parse().unwrap(),
-        )
+    fn state_over(views: Views, log: MemoryLog) -> OperatorState {
+        OperatorState::offline(views, log, Arc::new(fixed_clock())).unwrap()
     }
 
     #[tokio::test]

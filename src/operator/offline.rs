@@ -1,0 +1,83 @@
+//! The operator listener's state without a server: its views and a log of records, and a journal
+//! whose every write fails, as on a full disk. Requests are then answered as the listener would
+//! ([`super::answer_offline`]) while nothing they do changes what the next one sees: the unit
+//! tests and the admin fuzz target work on it.
+
+use std::sync::Arc;
+
+use neuron_events::store::StoredRecord;
+use neuron_events::{
+    BatchReport, Clock, Journal, JournalOptions, Log, LogHead, MemoryLog, NeuronKey, Record,
+};
+use neuron_projections::Views;
+use tokio::sync::watch;
+
+use super::OperatorState;
+use crate::server::live::{Live, Stopping};
+
+/// A log that serves the records it holds and refuses every write.
+struct Unwritable(MemoryLog);
+
+impl Log for Unwritable {
+    fn append(&mut self, _: &[StoredRecord]) -> Result<(), neuron_events::Error> {
+        Err(neuron_events::Error::Corrupt {
+            reason: "this log takes no writes (the disk is full)".into(),
+        })
+    }
+
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<StoredRecord, neuron_events::Error>> + '_> {
+        self.0.read(from, to)
+    }
+
+    fn head(&self) -> Result<LogHead, neuron_events::Error> {
+        self.0.head()
+    }
+}
+
+impl OperatorState {
+    /// The state over `views` and the records of `log`, as a listener on 127.0.0.1:3001 with no
+    /// tokens and the default configuration, stamping `clock`'s time. Must be called inside a
+    /// Tokio runtime. The stop signals are never given (their sender is leaked, one per state).
+    ///
+    /// # Errors
+    /// When the journal's writer thread cannot be started.
+    pub(crate) fn offline(
+        views: Views,
+        log: MemoryLog,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, neuron_events::Error> {
+        let journal = Journal::start(
+            Box::new(Unwritable(log.clone())),
+            Arc::new(NeuronKey::from_seed([7; 32])),
+            clock.clone(),
+            JournalOptions::default(),
+            Box::new(|_: &[Record], _: &BatchReport| {}),
+        )?;
+        let (never_given, never) = watch::channel(false);
+        std::mem::forget(never_given);
+        let live = Live {
+            config: crate::config::Config::default(),
+            journal,
+            views: Arc::new(std::sync::RwLock::new(views)),
+            metrics: Arc::default(),
+            changes: tokio::sync::RwLock::new(()),
+            ids: Arc::new(crate::ids::SeededIds::new(1)),
+            clock,
+            stopping: Stopping {
+                draining: never.clone(),
+                stopping: never.clone(),
+                cut: never,
+            },
+        };
+        Ok(OperatorState::new(
+            Arc::new(live),
+            Arc::new(log),
+            Vec::new(),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 3001)),
+        ))
+    }
+}
