@@ -128,6 +128,19 @@ pub struct Undecodable {
     pub reason: String,
 }
 
+impl Undecodable {
+    /// The bytes at `place` did not decode: `error` says why (a parse error's reason alone).
+    pub fn new(place: String, error: Error) -> Self {
+        Self {
+            place,
+            reason: match error {
+                Error::Unparseable { reason } => reason,
+                other => other.to_string(),
+            },
+        }
+    }
+}
+
 /// What a pass makes of one record.
 enum Judged {
     /// `wanted` picked it: decoded.
@@ -142,15 +155,7 @@ enum Judged {
 /// decoding its data ([`crate::record::check`]), so that a line which is no record at all is
 /// never passed over.
 fn judge(bytes: &[u8], picked: bool, place: impl Fn() -> String) -> Judged {
-    let undecodable = |error: Error| {
-        Judged::Undecodable(Undecodable {
-            place: place(),
-            reason: match error {
-                Error::Unparseable { reason } => reason,
-                other => other.to_string(),
-            },
-        })
-    };
+    let undecodable = |error: Error| Judged::Undecodable(Undecodable::new(place(), error));
     if picked {
         return match Record::decode(bytes) {
             Ok(record) => Judged::Decoded(record),

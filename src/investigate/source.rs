@@ -248,13 +248,7 @@ impl Source {
         let undecodable =
             |place: String, error: neuron_events::Error| InvestigateError::Undecodable {
                 path: path.to_path_buf(),
-                undecodable: neuron_events::export::Undecodable {
-                    place,
-                    reason: match error {
-                        neuron_events::Error::Unparseable { reason } => reason,
-                        other => other.to_string(),
-                    },
-                },
+                undecodable: neuron_events::export::Undecodable::new(place, error),
             };
         let mut written = 0;
         let mut write = |seq: u64, bytes: &[u8]| -> Result<(), InvestigateError> {

@@ -401,13 +401,7 @@ fn find_in_store(
 
 /// A stored record that does not decode, named by its seq.
 fn not_a_record(seq: u64, error: neuron_events::Error) -> neuron_events::export::Undecodable {
-    neuron_events::export::Undecodable {
-        place: format!("record {seq}"),
-        reason: match error {
-            neuron_events::Error::Unparseable { reason } => reason,
-            other => other.to_string(),
-        },
-    }
+    neuron_events::export::Undecodable::new(format!("record {seq}"), error)
 }
 
 fn undecodable(path: &Path, undecodable: neuron_events::export::Undecodable) -> InvestigateError {
