@@ -11,8 +11,9 @@ use crate::event::{DecodeError, Event, EventData};
 use crate::time::Timestamp;
 use crate::Error;
 
-/// The largest record the log accepts. Keeps every sled value far below sled's blob threshold, so
-/// that every byte of a record lives in the one file the log makes durable.
+/// The largest record the log accepts. Records above sled's blob threshold (a quarter of its
+/// 512 KiB segment, about 128 KiB) are stored by sled in blob files of their own, which `SledLog`
+/// makes durable beside its data file.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
 /// A blake3 hash: a record's identity in the chain.
