@@ -58,6 +58,7 @@ pub(crate) async fn run(
     let mut deadline =
         tokio::time::Instant::now() + Duration::from_millis(websocket.auth_timeout_ms);
     let mut stopping = live.stopping.stopping.clone();
+    let mut cut = live.stopping.cut.clone();
     let mut closing = false;
     while phase != Phase::Ended {
         let input = tokio::select! {
@@ -108,7 +109,6 @@ pub(crate) async fn run(
         if frames.is_empty() {
             continue;
         }
-        let mut cut = live.stopping.cut.clone();
         let mut frames = futures_util::stream::iter(frames.into_iter().map(Ok));
         let sent = tokio::select! {
             sent = socket.send_all(&mut frames) => sent,
@@ -137,7 +137,6 @@ pub(crate) async fn run(
     if closing {
         // Read what the client still sends (its close reply) so that the socket ends with FIN,
         // not with a reset that could destroy the close frame before the client reads it.
-        let mut cut = live.stopping.cut.clone();
         let drain = async { while let Some(Ok(_)) = socket.next().await {} };
         tokio::select! {
             _ = tokio::time::timeout(CLOSE_GRACE, drain) => {}
