@@ -74,30 +74,30 @@ pub(super) fn authenticate(
 /// DNS rebinding page) is 421, an `Origin` not listed in `admin.allowed_origins` (a page of another
 /// site) is 403.
 pub(super) fn refuse_browsers(state: &OperatorState, request: &Request) -> Result<(), ApiError> {
-    let admin = &state.live.config.admin;
     let host = request
         .headers
         .get("host")
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
-    let port = state.listen.port();
-    let named = host.eq_ignore_ascii_case(&state.listen.to_string())
-        || host.eq_ignore_ascii_case(&format!("localhost:{port}"))
-        || admin
-            .allowed_hosts
-            .iter()
-            .any(|allowed| host.eq_ignore_ascii_case(allowed));
-    if !named {
+    if !state
+        .hosts
+        .iter()
+        .any(|allowed| host.eq_ignore_ascii_case(allowed))
+    {
         return Err(ApiError::new(Code::MisdirectedRequest,
             format!(
-                "the Host header does not name this listener ({}, localhost:{port}, or admin.allowed_hosts)",
-                state.listen
+                "the Host header does not name this listener ({}, localhost:{}, or admin.allowed_hosts)",
+                state.listen,
+                state.listen.port()
             ),
         ));
     }
     if let Some(origin) = request.headers.get("origin") {
         let origin = origin.to_str().unwrap_or_default();
-        if !admin
+        if !state
+            .live
+            .config
+            .admin
             .allowed_origins
             .iter()
             .any(|allowed| allowed == origin)

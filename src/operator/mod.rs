@@ -106,9 +106,11 @@ pub(crate) struct OperatorState {
     /// blake3 hashes of the accepted bearer tokens; empty means `/v1/*` is open (loopback only).
     pub tokens: Vec<blake3::Hash>,
     pub openapi: Bytes,
-    /// The listener's own address: a request's `Host` must name it, `localhost`, or an entry of
-    /// `admin.allowed_hosts` (DNS rebinding).
+    /// The listener's own address.
     pub listen: SocketAddr,
+    /// What a request's `Host` may say (DNS rebinding): the listener's address, `localhost` with
+    /// its port, and the entries of `admin.allowed_hosts`.
+    pub hosts: Vec<String>,
     /// Export streams at once.
     pub exports: Arc<Semaphore>,
 }
@@ -122,12 +124,17 @@ impl OperatorState {
         listen: SocketAddr,
     ) -> Self {
         let exports = Arc::new(Semaphore::new(live.config.admin.max_exports as usize));
+        let hosts = [listen.to_string(), format!("localhost:{}", listen.port())]
+            .into_iter()
+            .chain(live.config.admin.allowed_hosts.iter().cloned())
+            .collect();
         Self {
             live,
             reader,
             openapi: openapi_document(!tokens.is_empty()),
             tokens,
             listen,
+            hosts,
             exports,
         }
     }
