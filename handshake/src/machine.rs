@@ -429,10 +429,15 @@ fn on_response(
         Some(existing) if existing.has_key(challenge.patient_public_key.as_bytes()) => {
             (existing.id.to_string(), RelationshipStatus::Existing)
         }
+        // Established by another session while this one was challenged, with another key.
         Some(_) => {
             return failed(
-                Refusal::new(Stage::Challenge, ErrorCode::ConsentFailed, KEY_DIFFERS)
-                    .naming(provider),
+                Refusal::new(
+                    Stage::Challenge,
+                    ErrorCode::ConsentFailed,
+                    ESTABLISHED_MEANWHILE,
+                )
+                .naming(provider),
                 events,
             );
         }
@@ -471,6 +476,10 @@ fn on_response(
 
 /// Why a key that is not the relationship's is refused.
 const KEY_DIFFERS: &str = "patient_public_key differs from the key of the established relationship";
+
+/// Why a session whose pair got its relationship from another session, with another key, while it
+/// was challenged is refused.
+const ESTABLISHED_MEANWHILE: &str = "another key established this relationship";
 
 fn hex_lower(bytes: &[u8; 32]) -> String {
     neuron_events::Digest(*bytes).to_hex()

@@ -501,3 +501,91 @@ fn a_client_that_does_not_read_is_cut_off_with_one_record() {
     );
     assert!(cut.effects.is_empty(), "nothing more can be sent to it");
 }
+
+/// The views after a transition's events are committed, as the shell applies them.
+fn committed(mut views: Views, transition: &Transition) -> Views {
+    for (index, data) in transition.events.iter().enumerate() {
+        views.apply(&Record {
+            seq: 100 + index as u64,
+            at: Timestamp::saturating_from_millis(0),
+            session: Some("session-a".into()),
+            event: data.clone(),
+            prev: Digest::GENESIS,
+            hash: Digest::GENESIS,
+        });
+    }
+    views
+}
+
+#[test]
+fn of_two_sessions_challenged_as_new_the_second_to_decide_sees_the_first_ones_relationship() {
+    // Both sessions of one pair are challenged before either answers: both challenges say `new`.
+    let before = views(None);
+    let first_key = patient_key();
+    let other_key = SigningKey::from_bytes(&[0x31; 32]);
+    let challenge = |key: &SigningKey| {
+        let auth = auth_frame(
+            key,
+            &claims(PATIENT, PROVIDER, NOW_SECONDS - 60, NOW_SECONDS + 3600),
+            PATIENT,
+        );
+        step(
+            &Phase::AwaitingAuth,
+            Input::Text(auth),
+            &context(&before.providers, &before.relationships, NOW_SECONDS),
+        )
+    };
+    let first = challenge(&first_key);
+    let same_key = challenge(&first_key);
+    let another_key = challenge(&other_key);
+    for challenged in [&first, &same_key, &another_key] {
+        assert!(
+            matches!(&challenged.events[2], EventData::ChallengeIssued(issued) if issued.relationship == "new")
+        );
+    }
+
+    // The first answer decides and commits: a new relationship.
+    let established = step(
+        &first.next,
+        Input::Text(response(&first_key, &[7; 32])),
+        &context(&before.providers, &before.relationships, NOW_SECONDS),
+    );
+    assert!(kinds(&established).contains(&"consent.relationship_established"));
+    let after = committed(before, &established);
+
+    // The others decide only after that commit (the shell's pair lock): with the same key they
+    // reuse it; with another key they are refused, and establish nothing.
+    let mut later = context(&after.providers, &after.relationships, NOW_SECONDS);
+    later.new_relationship_id = "rel-second".into();
+    let reused = step(
+        &same_key.next,
+        Input::Text(response(&first_key, &[7; 32])),
+        &later,
+    );
+    assert_eq!(
+        reused.effects[0],
+        Effect::Send(ServerMessage::Complete {
+            relationship_id: "rel-new".into(),
+            provider_endpoint: "http://localhost:3000/ws/provider/1234567893".into(),
+            status: RelationshipStatus::Existing,
+        })
+    );
+    assert!(!kinds(&reused).contains(&"consent.relationship_established"));
+    let refused = step(
+        &another_key.next,
+        Input::Text(response(&other_key, &[7; 32])),
+        &later,
+    );
+    assert_eq!(
+        kinds(&refused),
+        [
+            "connection.challenge_verified",
+            "connection.handshake_failed"
+        ]
+    );
+    assert_eq!(error_of(&refused), (ErrorCode::ConsentFailed, 4003));
+    assert_eq!(
+        failure(&refused).reason,
+        "another key established this relationship"
+    );
+}

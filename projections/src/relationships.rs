@@ -152,6 +152,41 @@ pub struct RelationshipsView {
     /// The records that established or ended a relationship, by seq (none in an index-only view).
     records: HashMap<u64, Record>,
     index_only: bool,
+    /// Relationships established while another was in force for their pair.
+    conflicts: Vec<Conflict>,
+}
+
+/// A relationship established while another was in force for the same (patient, provider): the
+/// log breaks the promise of at most one active relationship per pair (SPEC §2.3 step 4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// The record that established the second one.
+    pub seq: u64,
+    /// The second one's id: in force from this record on.
+    pub relationship_id: String,
+    /// The patient.
+    pub patient_agent_id: String,
+    /// The provider.
+    pub provider_npi: String,
+    /// The one that was in force, and still active in the log, when the second was established.
+    pub in_force: String,
+    /// The record that established it.
+    pub in_force_seq: u64,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seq {}: relationship {} established for patient {} with provider {} while {} (seq {}) was active",
+            self.seq,
+            self.relationship_id,
+            self.patient_agent_id,
+            self.provider_npi,
+            self.in_force,
+            self.in_force_seq
+        )
+    }
 }
 
 impl PartialEq for RelationshipsView {
@@ -161,6 +196,7 @@ impl PartialEq for RelationshipsView {
             && self.terminations == other.terminations
             && self.providers == other.providers
             && self.records == other.records
+            && self.conflicts == other.conflicts
     }
 }
 
@@ -346,18 +382,37 @@ impl RelationshipsView {
         {
             *latest = slot;
         }
-        // The new entry is in force for its pair, in place of any the log left in force.
+        // The new entry is in force for its pair, in place of any the log left in force: the
+        // last established wins, as the server that wrote such a log served it. Two in force at
+        // once break SPEC §2.3 step 4, so the displaced one is reported.
         let pair_of = |slot: u32| (entries.patient(slot), entries.get(slot).provider);
         let pair_hash = hasher.hash_one((patient_text, provider));
-        match active.find_mut(pair_hash, |&other| {
+        let displaced = match active.find_mut(pair_hash, |&other| {
             pair_of(other) == (patient_text, provider)
         }) {
-            Some(current) => *current = slot,
+            Some(current) => Some(std::mem::replace(current, slot)),
             None => {
                 active.insert_unique(pair_hash, slot, |&other| hasher.hash_one(pair_of(other)));
+                None
             }
+        };
+        if let Some(displaced) = displaced {
+            self.conflicts.push(Conflict {
+                seq: record.seq,
+                relationship_id: id_text.to_string(),
+                patient_agent_id: patient_text.to_string(),
+                provider_npi: established.provider_npi.clone(),
+                in_force: self.entries.id(displaced).into_owned(),
+                in_force_seq: self.entries.get(displaced).established_seq,
+            });
         }
         self.keep(record);
+    }
+
+    /// Relationships established while another was in force for the same (patient, provider), in
+    /// log order: what a log written before concurrent first handshakes were serialised may hold.
+    pub fn conflicts(&self) -> &[Conflict] {
+        &self.conflicts
     }
 
     fn pair_hash(&self, slot: u32) -> u64 {

@@ -104,6 +104,8 @@ struct Model {
     by_id: BTreeMap<String, Relationship>,
     order: Vec<String>,
     active: BTreeMap<(String, String), String>,
+    /// (seq, id established, id that was in force for the same pair).
+    conflicts: Vec<(u64, String, String)>,
 }
 
 impl Model {
@@ -122,10 +124,14 @@ impl Model {
                 if !self.by_id.contains_key(&e.relationship_id) =>
             {
                 self.order.push(e.relationship_id.clone());
-                self.active.insert(
+                let displaced = self.active.insert(
                     (e.patient_agent_id.clone(), e.provider_npi.clone()),
                     e.relationship_id.clone(),
                 );
+                if let Some(in_force) = displaced {
+                    self.conflicts
+                        .push((record.seq, e.relationship_id.clone(), in_force));
+                }
                 self.by_id.insert(
                     e.relationship_id.clone(),
                     Relationship {
@@ -205,6 +211,16 @@ proptest! {
         prop_assert_eq!(from_full.iter().collect::<Vec<_>>(), expected.clone());
         prop_assert_eq!(from_log.iter().collect::<Vec<_>>(), expected);
         prop_assert!(compact.all().all(|s| compact.full(&s).is_none()));
+
+        // Two in force for one pair at once: reported by both views, by seq.
+        for view in [&full, &compact] {
+            let conflicts: Vec<(u64, String, String)> = view
+                .conflicts()
+                .iter()
+                .map(|c| (c.seq, c.relationship_id.clone(), c.in_force.clone()))
+                .collect();
+            prop_assert_eq!(&conflicts, &model.conflicts);
+        }
 
         let active = model.by_id.values().filter(|r| r.status == Status::Active).count();
         prop_assert_eq!(compact.counts(), (active, model.by_id.len() - active));

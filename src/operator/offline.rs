@@ -65,6 +65,7 @@ impl OperatorState {
             views: Arc::new(std::sync::RwLock::new(views)),
             metrics: Arc::default(),
             changes: tokio::sync::RwLock::new(()),
+            pairs: Default::default(),
             ids: Arc::new(crate::ids::SeededIds::new(1)),
             clock,
             stopping: Stopping {

@@ -13,6 +13,7 @@ use neuron_projections::Views;
 use crate::config::Config;
 use crate::ids::IdSource;
 use crate::server::metrics::Metrics;
+use crate::server::pairs::PairLocks;
 
 /// A live session as the views show it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -67,6 +68,10 @@ pub struct Live {
     /// session across a frame's step and commit, so that no handshake completes on what a change
     /// is removing (SPEC §2.3 step 7).
     pub changes: tokio::sync::RwLock<()>,
+    /// Held by a session across the step that answers its challenge and that step's commit, per
+    /// (patient, provider): concurrent first handshakes of one pair decide one after the other
+    /// (SPEC §2.3 step 4).
+    pub(crate) pairs: PairLocks,
     /// Session ids, relationship ids and nonces.
     pub ids: Arc<dyn IdSource>,
     /// The clock stamped on records.

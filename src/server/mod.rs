@@ -7,6 +7,7 @@
 //!   [`neuron_handshake::machine::step`], event first.
 //! - [`live`]: the shared live state sessions and the operator API work on.
 //! - [`metrics`]: the counters and histograms behind `/metrics`, fed from committed records.
+//! - `pairs`: one completing decision at a time per (patient, provider).
 //! - `refusals`: connections turned away before a session exists, summarised.
 //! - [`timed`]: sockets whose writes time out.
 //! - `start`: the stored log checked and folded, providers reconciled, listeners bound.
@@ -22,6 +23,7 @@ mod gateway;
 pub mod http;
 pub mod live;
 pub mod metrics;
+mod pairs;
 mod refusals;
 mod session;
 mod start;
@@ -166,6 +168,7 @@ impl Server {
             views: serving.views,
             metrics: serving.metrics,
             changes: tokio::sync::RwLock::new(()),
+            pairs: Default::default(),
             ids: options.ids,
             clock: options.clock,
             stopping: Stopping {

@@ -155,6 +155,20 @@ async fn decide(live: &Live, session: &str, phase: &Phase, input: Input) -> hand
     } else {
         None
     };
+    // An answer to a challenge may establish the pair's relationship: no other session of the
+    // pair decides until this one's records are committed (and in the views it reads). Taken
+    // after the change lock, as every holder of both takes them.
+    let deciding = match (phase, &input) {
+        (Phase::Challenged(challenge), Input::Text(_)) => Some(
+            live.pairs
+                .lock(
+                    &challenge.claims.patient_agent_id,
+                    &challenge.claims.provider_npi,
+                )
+                .await,
+        ),
+        _ => None,
+    };
     let mut transition = step(live, phase, input);
     if commit(live, session, std::mem::take(&mut transition.events))
         .await
@@ -162,6 +176,7 @@ async fn decide(live: &Live, session: &str, phase: &Phase, input: Input) -> hand
     {
         transition = step(live, phase, Input::CommitFailed);
     }
+    drop(deciding);
     drop(steady);
     transition
 }
