@@ -1,0 +1,187 @@
+//! The records of a source read, parsed and hashed on worker threads, handed back in order to the
+//! checker: a checkpoint's signature is checked here too, off the calling thread.
+
+use std::borrow::Cow;
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::checkpoint::{verify_checkpoint, CheckpointFault};
+use crate::event::LogCheckpoint;
+use crate::evidence::Acknowledged;
+use crate::jsonl::{oversized_reason, Piece};
+use crate::record::Digest;
+use crate::store::Log;
+use crate::time::Timestamp;
+use crate::Error;
+
+use super::checker::check;
+use super::{Entry, Report, VerifyOptions};
+
+pub(super) struct Parsed {
+    pub(super) seq: u64,
+    pub(super) at: Timestamp,
+    pub(super) kind: Cow<'static, str>,
+    pub(super) prev: Option<Digest>,
+    pub(super) hash: Digest,
+    /// Boxed: rare, and large (entries are moved around in batches of thousands).
+    pub(super) checkpoint: Option<Box<Result<SignedCheckpoint, String>>>,
+}
+
+/// A checkpoint's data and whether its signature verified (checked on the worker thread).
+pub(super) type SignedCheckpoint = (LogCheckpoint, Result<VerifyingKey, CheckpointFault>);
+
+/// The parts of a record verification needs, read from its bytes ([`crate::record::parts`]), and
+/// its hash; a checkpoint's signature is checked here too, on the worker thread.
+fn parse(bytes: &[u8]) -> Result<Parsed, String> {
+    let parts = crate::record::parts(bytes).map_err(|error| match error {
+        Error::Unparseable { reason } => reason,
+        other => other.to_string(),
+    })?;
+    let checkpoint = (parts.kind == "log.checkpoint").then(|| {
+        Box::new(
+            serde_json::from_slice::<LogCheckpoint>(parts.data)
+                .map(|checkpoint| {
+                    let signer = verify_checkpoint(&checkpoint);
+                    (checkpoint, signer)
+                })
+                .map_err(|error| format!("bad data for log.checkpoint: {error}")),
+        )
+    });
+    Ok(Parsed {
+        seq: parts.seq,
+        at: parts.at,
+        kind: parts.kind,
+        prev: parts.prev,
+        hash: Digest::of(bytes),
+        checkpoint,
+    })
+}
+
+/// Where a parsed record stood in its source; its bytes stay with the worker that parsed them.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Position {
+    pub(super) key: Option<u64>,
+    pub(super) line: Option<u64>,
+    pub(super) complete: bool,
+    /// A line longer than any record: never a torn tail, whatever its end.
+    pub(super) oversized: bool,
+}
+
+pub(super) type ParsedEntry = (Position, Result<Parsed, String>);
+
+/// Records (or seqs of a store) handed to a parsing worker at once.
+pub(super) const BATCH: usize = 4096;
+
+/// What a parsing worker is handed.
+pub(super) enum Work {
+    /// Entries already read: parse and hash them.
+    Entries(Vec<Entry>),
+    /// A piece of an export: split it into lines, parse and hash them.
+    Piece(Piece),
+    /// Read the records with seq in this range from the store, then parse and hash them.
+    Range(u64, u64),
+    /// The source failed to read: the pass ends with this error.
+    Failed(Error),
+}
+
+fn parse_one(key: Option<u64>, line: Option<u64>, bytes: &[u8], complete: bool) -> ParsedEntry {
+    let position = Position {
+        key,
+        line,
+        complete,
+        oversized: false,
+    };
+    (position, parse(bytes))
+}
+
+fn perform(work: Work, log: Option<&dyn Log>) -> Result<Vec<ParsedEntry>, Error> {
+    match work {
+        Work::Entries(entries) => Ok(entries
+            .into_iter()
+            .map(|entry| parse_one(entry.key, entry.line, &entry.bytes, entry.complete))
+            .collect()),
+        Work::Piece(piece) => {
+            let mut parsed = Vec::with_capacity(piece.line_count());
+            parsed.extend(piece.lines().map(|line| match line.bytes {
+                Ok(bytes) => parse_one(None, Some(line.number), bytes, line.complete),
+                Err(length) => (
+                    Position {
+                        key: None,
+                        line: Some(line.number),
+                        complete: line.complete,
+                        oversized: true,
+                    },
+                    Err(oversized_reason(length)),
+                ),
+            }));
+            Ok(parsed)
+        }
+        Work::Range(from, to) => {
+            let mut parsed = Vec::with_capacity(BATCH);
+            if let Some(log) = log {
+                log.scan(from, to, &mut |seq, bytes| {
+                    parsed.push(parse_one(Some(seq), None, bytes, true))
+                })?;
+            }
+            Ok(parsed)
+        }
+        Work::Failed(error) => Err(error),
+    }
+}
+
+/// Runs the parsing work on worker threads and checks the chain, in order, on this one.
+pub(super) fn run(
+    work: impl Iterator<Item = Work>,
+    log: Option<&dyn Log>,
+    acknowledged: &Acknowledged,
+    options: &VerifyOptions,
+) -> Result<Report, Error> {
+    let perform = |work| perform(work, log);
+    std::thread::scope(|scope| {
+        let parsed = crate::parallel::ordered(scope, work, &perform).flat_map(|batch| {
+            let (entries, failure) = match batch {
+                Ok(entries) => (entries, None),
+                Err(error) => (Vec::new(), Some(error)),
+            };
+            entries.into_iter().map(Ok).chain(failure.map(Err))
+        });
+        check(parsed, acknowledged, options)
+    })
+}
+
+/// Entries in batches; a read error ends them, after the entries read before it.
+pub(super) fn batches<I>(mut entries: I) -> impl Iterator<Item = Work>
+where
+    I: Iterator<Item = Result<Entry, Error>>,
+{
+    let mut failure: Option<Error> = None;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if let Some(error) = failure.take() {
+            done = true;
+            return Some(Work::Failed(error));
+        }
+        if done {
+            return None;
+        }
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            match entries.next() {
+                Some(Ok(entry)) => batch.push(entry),
+                Some(Err(error)) => {
+                    failure = Some(error);
+                    break;
+                }
+                None => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            done = true;
+            return failure.take().map(Work::Failed);
+        }
+        Some(Work::Entries(batch))
+    })
+}

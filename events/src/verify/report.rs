@@ -1,0 +1,288 @@
+//! What a verification found: the [`Report`], the [`Fault`] at the first problem, the anchors and
+//! ranges it names.
+
+use serde::Serialize;
+
+use crate::evidence::Acknowledged;
+use crate::record::Digest;
+use crate::time::Timestamp;
+
+/// The last checkpoint whose signature and head held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckpointSummary {
+    /// The checkpoint record's own seq.
+    pub seq: u64,
+    /// The last seq it covers.
+    pub upto: u64,
+    /// The signer's public key, base64url.
+    pub signer: String,
+}
+
+/// Where a head that the log must hold comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    /// The store's head file: the last record the log acknowledged.
+    Acknowledged,
+    /// The head a store written before head files recorded inside itself.
+    StoreRecord,
+    /// The head the investigator trusts (`--expect-head`).
+    Trusted,
+}
+
+impl Anchor {
+    fn says(self) -> &'static str {
+        match self {
+            Self::Acknowledged => "acknowledged",
+            Self::StoreRecord => "recorded by the store",
+            Self::Trusted => "named by the trusted head",
+        }
+    }
+}
+
+/// A range of seqs, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SeqRange {
+    /// The first seq.
+    pub first: u64,
+    /// The last seq.
+    pub last: u64,
+}
+
+impl std::fmt::Display for SeqRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "record {}", self.first)
+        } else {
+            write!(f, "records {}..{}", self.first, self.last)
+        }
+    }
+}
+
+/// What is wrong with a log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "fault", rename_all = "snake_case")]
+pub enum Fault {
+    /// The bytes are not a record.
+    Unparseable {
+        /// What the parser said.
+        reason: String,
+    },
+    /// The last record was cut short, as by a crash mid-write (not tampering in the middle).
+    TornTail,
+    /// The record's bytes no longer hash to what the next record's `prev` committed to: it was
+    /// altered after it was chained.
+    HashMismatch,
+    /// The record's `prev` does not match the hash of the record before it: its link was altered,
+    /// or the record does not belong here.
+    BrokenLink,
+    /// The record with this seq is missing; the next one present has `found`.
+    SeqGap {
+        /// The seq found where this one was expected.
+        found: u64,
+    },
+    /// A record stands out of order: `found` where this seq was expected.
+    SeqOutOfOrder {
+        /// The seq found instead.
+        found: u64,
+    },
+    /// The record links to the one before it but carries another seq: its seq field was altered.
+    WrongSeq {
+        /// The seq it carries.
+        found: u64,
+    },
+    /// Two records carry this seq: one was inserted or duplicated.
+    DuplicateSeq,
+    /// A sled record filed under a key other than its seq.
+    KeyMismatch {
+        /// The record's own seq.
+        found: u64,
+    },
+    /// A checkpoint whose signature or key does not verify.
+    BadCheckpointSignature,
+    /// A checkpoint whose `upto`/`head` is not the chain head just before it.
+    CheckpointHeadMismatch,
+    /// A checkpoint validly signed, but not by the trusted key.
+    UntrustedSigner {
+        /// The key that signed it, base64url.
+        signer: String,
+    },
+    /// The hash at this seq differs from the anchor's: the record was altered, or records were
+    /// removed and others written in their place.
+    HeadMismatch {
+        /// The anchor's hash.
+        expected: Digest,
+        /// The chain's hash at this seq.
+        found: Digest,
+        /// Where the anchor comes from.
+        anchor: Anchor,
+    },
+    /// Records the anchor says exist are absent: the log was truncated or the store lost them.
+    Absent {
+        /// The records missing.
+        range: SeqRange,
+        /// Where the anchor comes from.
+        anchor: Anchor,
+    },
+    /// The store holds records but no head file: a lost tail could not be detected.
+    NoHeadEvidence,
+    /// The store's head file cannot be read as one.
+    HeadEvidenceDamaged {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store's files are damaged beyond what its own recovery can read back.
+    StoreDamaged {
+        /// What the store said.
+        reason: String,
+    },
+    /// Records that no checkpoint signed by the trusted key covers.
+    UnsignedTail {
+        /// The records.
+        range: SeqRange,
+    },
+}
+
+impl Fault {
+    /// A sentence for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Unparseable { reason } => format!("not a record: {reason}"),
+            Self::TornTail => {
+                "last record is cut short (torn write at the tail, not tampering in the middle)"
+                    .into()
+            }
+            Self::HashMismatch => {
+                "record was altered: its bytes no longer hash to what the next record committed to"
+                    .into()
+            }
+            Self::BrokenLink => "prev does not match the hash of the record before it".into(),
+            Self::SeqGap { found } => format!("record missing: found seq {found} in its place"),
+            Self::SeqOutOfOrder { found } => {
+                format!("records out of order: found seq {found} in its place")
+            }
+            Self::WrongSeq { found } => {
+                format!("record chains here but its seq field says {found}")
+            }
+            Self::DuplicateSeq => "seq appears twice: a record was inserted or duplicated".into(),
+            Self::KeyMismatch { found } => format!("filed under this seq but holds seq {found}"),
+            Self::BadCheckpointSignature => "checkpoint signature does not verify".into(),
+            Self::CheckpointHeadMismatch => {
+                "checkpoint does not sign the chain head just before it".into()
+            }
+            Self::UntrustedSigner { signer } => {
+                format!("checkpoint signed by {signer}, not by the trusted key")
+            }
+            Self::HeadMismatch {
+                expected,
+                found,
+                anchor,
+            } => format!(
+                "hash here is {found}, but the record {} under this seq hashes to {expected}",
+                anchor.says()
+            ),
+            Self::Absent { range, anchor } => match anchor {
+                Anchor::Trusted => format!(
+                    "{range} absent, but the trusted head names seq {}: its tail was removed",
+                    range.last
+                ),
+                Anchor::Acknowledged | Anchor::StoreRecord => {
+                    format!("{range} {} but absent: the store lost them", anchor.says())
+                }
+            },
+            Self::NoHeadEvidence => {
+                "the store holds records but its head file is missing: a lost tail could not be detected"
+                    .into()
+            }
+            Self::HeadEvidenceDamaged { reason } => format!("the store's head file is damaged ({reason})"),
+            Self::StoreDamaged { reason } => {
+                format!("the store's files are damaged and cannot be read back ({reason})")
+            }
+            Self::UnsignedTail { range } => {
+                format!("{range} signed by no trusted checkpoint")
+            }
+        }
+    }
+}
+
+/// The first problem found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The seq at which the log stops being trustworthy.
+    pub seq: u64,
+    /// The line it stands on, in an export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// The kind of the record at fault, when it could be read.
+    pub kind: Option<String>,
+    /// What is wrong.
+    #[serde(flatten)]
+    pub fault: Fault,
+}
+
+/// The head a store acknowledged, as verification found it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AcknowledgedHead {
+    /// The seq the evidence names.
+    pub seq: u64,
+    /// Where the evidence comes from.
+    pub anchor: Anchor,
+}
+
+/// The outcome of a verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Records checked and found sound, before any problem.
+    pub records: u64,
+    /// The last sound seq.
+    pub last_seq: u64,
+    /// The chain head after the last sound record.
+    pub head: Digest,
+    /// The time of the last sound record.
+    pub last_at: Option<Timestamp>,
+    /// The last checkpoint that verified.
+    pub last_checkpoint: Option<CheckpointSummary>,
+    /// The head the store acknowledged, for a store that keeps that evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<AcknowledgedHead>,
+    /// Records after the last trusted checkpoint, accepted because the investigator allowed an
+    /// unsigned tail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsigned_tail: Option<SeqRange>,
+    /// The first problem, if any.
+    pub problem: Option<Problem>,
+}
+
+impl Report {
+    /// Whether the log is intact.
+    pub fn is_intact(&self) -> bool {
+        self.problem.is_none()
+    }
+
+    /// The report on a store whose files are too damaged to be opened: nothing could be checked,
+    /// and the records its head file acknowledged, if it could be read, are named.
+    pub fn of_damaged_store(acknowledged: Option<&Acknowledged>, reason: String) -> Self {
+        let acknowledged = match acknowledged {
+            Some(Acknowledged::Head(head)) => Some(AcknowledgedHead {
+                seq: head.seq,
+                anchor: Anchor::Acknowledged,
+            }),
+            _ => None,
+        };
+        Self {
+            records: 0,
+            last_seq: 0,
+            head: Digest::GENESIS,
+            last_at: None,
+            last_checkpoint: None,
+            acknowledged,
+            unsigned_tail: None,
+            problem: Some(Problem {
+                seq: 1,
+                line: None,
+                kind: None,
+                fault: Fault::StoreDamaged { reason },
+            }),
+        }
+    }
+}
