@@ -182,3 +182,149 @@ async fn of_first_handshakes_with_different_keys_one_wins_and_the_others_are_ref
         assert_eq!(established(dir.path()), [id.to_string()], "trial {trial}");
     }
 }
+
+/// A log as a server before the fix could write it: two relationships established for one
+/// (patient, provider), the second while the first was in force. Written through a real journal
+/// with the fixed key and clock, exported as JSONL.
+fn log_with_two_active_relationships(dir: &std::path::Path) -> std::path::PathBuf {
+    use neuron_events::event::{EventData, RelationshipEstablished, RelationshipTerminated};
+    use neuron_events::testing::neuron_key;
+    use neuron_events::{Event, Journal, JournalOptions, MemoryLog};
+
+    let established = |id: &str, patient: &str, key: u8| {
+        Event::in_session(
+            format!("session-{id}"),
+            EventData::RelationshipEstablished(RelationshipEstablished {
+                relationship_id: id.into(),
+                patient_agent_id: patient.into(),
+                provider_npi: PROVIDER.into(),
+                patient_public_key: neuron_events::b64::encode([key; 32]),
+                patient_endpoint: "wss://ada.example/agent".into(),
+                consented_actions: vec![],
+            }),
+        )
+    };
+    let log = MemoryLog::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let journal = Journal::start(
+            Box::new(log.clone()),
+            Arc::new(neuron_key()),
+            Arc::new(fixed_clock()),
+            JournalOptions::default(),
+            Box::new(|_: &[neuron_events::Record], _: &neuron_events::BatchReport| {}),
+        )
+        .unwrap();
+        // seq 1, 2: one in force each for two patients; seq 3: ada's second, beside her first;
+        // seq 4 ends bob's, seq 5 gives bob a new one (no anomaly: the first was over).
+        journal
+            .append(established("rel-a1", "ada", 1))
+            .await
+            .unwrap();
+        journal
+            .append(established("rel-b1", "bob", 2))
+            .await
+            .unwrap();
+        journal
+            .append(established("rel-a2", "ada", 3))
+            .await
+            .unwrap();
+        journal
+            .append(Event::global(EventData::RelationshipTerminated(
+                RelationshipTerminated {
+                    relationship_id: "rel-b1".into(),
+                    provider_npi: PROVIDER.into(),
+                    reason: "moved".into(),
+                    by: "api".into(),
+                },
+            )))
+            .await
+            .unwrap();
+        journal
+            .append(established("rel-b2", "bob", 2))
+            .await
+            .unwrap();
+        journal.checkpoint().await.unwrap();
+        journal.close().await.unwrap();
+    });
+    let path = dir.join("log.jsonl");
+    let mut bytes = Vec::new();
+    for record in log.all_bytes() {
+        bytes.extend_from_slice(&record);
+        bytes.push(b'\n');
+    }
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn verify_and_replay_name_two_active_relationships_of_one_pair_by_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_with_two_active_relationships(dir.path());
+    let path = path.to_str().unwrap();
+
+    let verified = common::neuron(&["verify", path]);
+    let out = common::said(&verified);
+    assert_eq!(verified.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("anomaly:         seq 3: relationship rel-a2 established for patient ada with provider 1234567893 while rel-a1 (seq 1) was active"),
+        "{out}"
+    );
+    assert_eq!(out.matches("anomaly:").count(), 1, "{out}");
+    assert!(
+        out.contains("result:          INTACT, with 1 anomaly"),
+        "{out}"
+    );
+
+    let json = common::neuron(&["verify", path, "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["intact"], true);
+    assert_eq!(
+        report["report"]["anomalies"],
+        serde_json::json!([{
+            "anomaly": "two_active_relationships",
+            "seq": 3,
+            "relationship_id": "rel-a2",
+            "patient_agent_id": "ada",
+            "provider_npi": PROVIDER,
+            "in_force": "rel-a1",
+            "in_force_seq": 1,
+        }])
+    );
+
+    let replayed = common::neuron(&["replay", path]);
+    let out = common::said(&replayed);
+    assert_eq!(replayed.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("anomalies: 1 relationship(s) established while another was active")
+            && out.contains("seq 3: relationship rel-a2 established for patient ada with provider 1234567893 while rel-a1 (seq 1) was active"),
+        "{out}"
+    );
+    let json = common::neuron(&["replay", path, "--format", "json"]);
+    let views: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(views["anomalies"][0]["seq"], 3);
+    assert_eq!(views["anomalies"].as_array().unwrap().len(), 1);
+
+    // A log the fixed server wrote names none.
+    let clean = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = start(clean.path(), 10).await;
+        let patients = (0..2)
+            .map(|_| Patient::from_seed("patient-agent-ada", [0x21; 32]))
+            .collect();
+        race(&server, patients).await;
+        server.stop("test over").await.unwrap();
+    });
+    neuron_events::testing::until_unlocked(&clean.path().join("log"));
+    let verified = common::neuron(&["verify", clean.path().to_str().unwrap()]);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        common::said(&verified)
+    );
+    assert!(!common::said(&verified).contains("anomal"));
+}

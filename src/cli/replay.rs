@@ -41,7 +41,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let views = investigate::replay(&source, until)?;
     let text = match args.format {
         OutputFormat::Table => investigate::replay_text(&source, &views, args.limit),
-        OutputFormat::Json => format!("{}\n", serde_json::to_string(&views)?),
+        OutputFormat::Json => {
+            let mut json = serde_json::to_value(&views)?;
+            let conflicts = views.relationships.conflicts();
+            if let (Some(object), false) = (json.as_object_mut(), conflicts.is_empty()) {
+                object.insert("anomalies".into(), serde_json::to_value(conflicts)?);
+            }
+            format!("{json}\n")
+        }
     };
     super::verify::print_all(&text)?;
     Ok(Outcome::Done)

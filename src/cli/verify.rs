@@ -55,7 +55,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         ),
     };
     print_all(&text)?;
-    Ok(if report.is_intact() {
+    Ok(if report.is_intact() && report.anomalies.is_empty() {
         Outcome::Done
     } else {
         Outcome::Found

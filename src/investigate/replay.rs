@@ -89,6 +89,16 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
             total - limit
         ));
     }
+    let conflicts = views.relationships.conflicts();
+    if !conflicts.is_empty() {
+        text.push_str(&format!(
+            "\nanomalies: {} relationship(s) established while another was active for the same patient and provider\n",
+            conflicts.len()
+        ));
+        for conflict in conflicts.iter().take(limit) {
+            text.push_str(&format!("  {}\n", safe(&conflict.to_string())));
+        }
+    }
     text.push_str(&format!(
         "\nlive sessions: {}\n",
         views.sessions.live_count()

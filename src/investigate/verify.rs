@@ -50,7 +50,19 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
             "unsigned tail:   {tail} signed by no trusted checkpoint (accepted: --allow-unsigned-tail)\n"
         ));
     }
+    for anomaly in &report.anomalies {
+        text.push_str(&format!(
+            "anomaly:         seq {}: {}\n",
+            anomaly.seq(),
+            safe(&anomaly.describe())
+        ));
+    }
     match &report.problem {
+        None if !report.anomalies.is_empty() => text.push_str(&format!(
+            "result:          INTACT, with {} anomal{} (the chain holds; the records break a promise of the Neuron's)\n",
+            report.anomalies.len(),
+            if report.anomalies.len() == 1 { "y" } else { "ies" }
+        )),
         None => text.push_str("result:          INTACT\n"),
         Some(problem) => text.push_str(&format!(
             "result:          NOT INTACT at seq {}{}{}: {}\n",

@@ -12,7 +12,8 @@ use crate::store::LogHead;
 use crate::time::Timestamp;
 use crate::Error;
 
-use super::parse::{Parsed, ParsedEntry, Position, SignedCheckpoint};
+use super::parse::{Detail, Parsed, ParsedEntry, Position, SignedCheckpoint};
+use super::relationships::InForce;
 use super::report::*;
 use super::VerifyOptions;
 
@@ -33,6 +34,8 @@ struct Checker<'a> {
     report: Report,
     last_kind: Option<Cow<'static, str>>,
     undo: Option<Undo>,
+    /// The relationship in force for each pair, to name a second one established beside it.
+    relationships: InForce,
 }
 
 /// The entry after the one being checked: none at the end of the log.
@@ -82,10 +85,12 @@ impl<'a> Checker<'a> {
                     anchor,
                 }),
                 unsigned_tail: None,
+                anomalies: Vec::new(),
                 problem: None,
             },
             last_kind: None,
             undo: None,
+            relationships: InForce::default(),
         }
     }
 
@@ -125,14 +130,20 @@ impl<'a> Checker<'a> {
         if parsed.prev != Some(self.report.head) {
             return Err(at_line(self.unlinked(&parsed, kind, following, position)));
         }
-        let previous_checkpoint = parsed
-            .checkpoint
+        let checkpoint = match parsed.detail.as_deref() {
+            Some(Detail::Checkpoint(checkpoint)) => Some(checkpoint),
+            _ => None,
+        };
+        let previous_checkpoint = checkpoint
             .is_some()
             .then(|| self.report.last_checkpoint.clone());
-        if let Some(checkpoint) = &parsed.checkpoint {
+        if let Some(checkpoint) = checkpoint {
             self.checkpoint(&parsed, checkpoint)
                 .map_err(|fault| at_line(problem_at(parsed.seq, kind.clone(), fault)))?;
         }
+        // The previous record is sound now that this one links to it: its facts count.
+        self.relationships.confirm();
+        self.relationships.hold(parsed.seq, parsed.detail);
         for (anchor, _, found) in &mut self.anchors {
             if anchor.seq == parsed.seq {
                 *found = Some(parsed.hash);
@@ -328,12 +339,19 @@ where
     while let Some(entry) = source.next() {
         let entry = entry?;
         if let Err(problem) = checker.step(entry, source.peek()) {
+            // The record held back is sound unless the problem is that it was altered.
+            if problem.fault != Fault::HashMismatch {
+                checker.relationships.confirm();
+            }
             checker.report.problem = Some(problem);
+            checker.report.anomalies = checker.relationships.into_anomalies();
             return Ok(checker.report);
         }
     }
-    if let Err(problem) = checker.finish(acknowledged) {
-        checker.report.problem = Some(problem);
+    match checker.finish(acknowledged) {
+        Ok(()) => checker.relationships.confirm(),
+        Err(problem) => checker.report.problem = Some(problem),
     }
+    checker.report.anomalies = checker.relationships.into_anomalies();
     Ok(checker.report)
 }

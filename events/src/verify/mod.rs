@@ -25,6 +25,7 @@ use crate::Error;
 
 mod checker;
 mod parse;
+mod relationships;
 pub mod report;
 
 pub use report::*;

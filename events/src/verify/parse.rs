@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use ed25519_dalek::VerifyingKey;
 
 use crate::checkpoint::{verify_checkpoint, CheckpointFault};
-use crate::event::LogCheckpoint;
+use crate::event::{LogCheckpoint, RelationshipEstablished, RelationshipTerminated};
 use crate::evidence::Acknowledged;
 use crate::jsonl::{oversized_reason, Piece};
 use crate::record::Digest;
@@ -23,8 +23,23 @@ pub(super) struct Parsed {
     pub(super) kind: Cow<'static, str>,
     pub(super) prev: Option<Digest>,
     pub(super) hash: Digest,
-    /// Boxed: rare, and large (entries are moved around in batches of thousands).
-    pub(super) checkpoint: Option<Box<Result<SignedCheckpoint, String>>>,
+    /// What the checker needs of the record's data, for the few kinds it reads. Boxed: rare, and
+    /// large (entries are moved around in batches of thousands).
+    pub(super) detail: Option<Box<Detail>>,
+}
+
+/// The data of a record the checker reads, parsed on the worker thread.
+pub(super) enum Detail {
+    /// A checkpoint, and whether its signature verified.
+    Checkpoint(Box<Result<SignedCheckpoint, String>>),
+    /// A relationship established.
+    Established {
+        relationship_id: String,
+        patient_agent_id: String,
+        provider_npi: String,
+    },
+    /// A relationship terminated.
+    Terminated { relationship_id: String },
 }
 
 /// A checkpoint's data and whether its signature verified (checked on the worker thread).
@@ -37,23 +52,42 @@ fn parse(bytes: &[u8]) -> Result<Parsed, String> {
         Error::Unparseable { reason } => reason,
         other => other.to_string(),
     })?;
-    let checkpoint = (parts.kind == "log.checkpoint").then(|| {
-        Box::new(
+    let detail = match parts.kind.as_ref() {
+        "log.checkpoint" => Some(Detail::Checkpoint(Box::new(
             serde_json::from_slice::<LogCheckpoint>(parts.data)
                 .map(|checkpoint| {
                     let signer = verify_checkpoint(&checkpoint);
                     (checkpoint, signer)
                 })
                 .map_err(|error| format!("bad data for log.checkpoint: {error}")),
-        )
-    });
+        ))),
+        // The relationships' data is read only to find two in force for one pair; data that does
+        // not parse establishes nothing (replay reads it the same way).
+        "consent.relationship_established" => {
+            serde_json::from_slice::<RelationshipEstablished>(parts.data)
+                .ok()
+                .map(|established| Detail::Established {
+                    relationship_id: established.relationship_id,
+                    patient_agent_id: established.patient_agent_id,
+                    provider_npi: established.provider_npi,
+                })
+        }
+        "termination.relationship_terminated" => {
+            serde_json::from_slice::<RelationshipTerminated>(parts.data)
+                .ok()
+                .map(|terminated| Detail::Terminated {
+                    relationship_id: terminated.relationship_id,
+                })
+        }
+        _ => None,
+    };
     Ok(Parsed {
         seq: parts.seq,
         at: parts.at,
         kind: parts.kind,
         prev: parts.prev,
         hash: Digest::of(bytes),
-        checkpoint,
+        detail: detail.map(Box::new),
     })
 }
 

@@ -251,6 +251,58 @@ pub struct Report {
     pub unsigned_tail: Option<SeqRange>,
     /// The first problem, if any.
     pub problem: Option<Problem>,
+    /// What the records say that breaks a promise the log's writer makes, though the chain holds:
+    /// found in the sound part of the log, in log order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// Something the records say that breaks a promise of the Neuron's, in a chain that may be intact:
+/// a log written by a server with a bug, which an auditor needs named.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "anomaly", rename_all = "snake_case")]
+pub enum Anomaly {
+    /// A relationship established while another was in force for the same (patient, provider)
+    /// (SPEC §2.3 step 4: at most one).
+    TwoActiveRelationships {
+        /// The record that established the second one.
+        seq: u64,
+        /// The second one.
+        relationship_id: String,
+        /// The patient.
+        patient_agent_id: String,
+        /// The provider.
+        provider_npi: String,
+        /// The one in force when it was established.
+        in_force: String,
+        /// The record that established that one.
+        in_force_seq: u64,
+    },
+}
+
+impl Anomaly {
+    /// The record it is found at.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Self::TwoActiveRelationships { seq, .. } => *seq,
+        }
+    }
+
+    /// A sentence for people (the caller escapes it for a terminal).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::TwoActiveRelationships {
+                relationship_id,
+                patient_agent_id,
+                provider_npi,
+                in_force,
+                in_force_seq,
+                ..
+            } => format!(
+                "relationship {relationship_id} established for patient {patient_agent_id} with provider {provider_npi} while {in_force} (seq {in_force_seq}) was active: two active relationships for one pair"
+            ),
+        }
+    }
 }
 
 impl Report {
@@ -277,6 +329,7 @@ impl Report {
             last_checkpoint: None,
             acknowledged,
             unsigned_tail: None,
+            anomalies: Vec::new(),
             problem: Some(Problem {
                 seq: 1,
                 line: None,
