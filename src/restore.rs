@@ -1,12 +1,30 @@
 //! `neuron restore`: rebuilds a data directory from an export (the operator's backup: `neuron
-//! export`, or the operator API's `GET /v1/audit/export`). The export is verified first; the store
-//! is written in a staging folder beside the target, verified again as a store, and only then
-//! moved into place, so a half-restored directory never looks like a data directory.
+//! export`, or the operator API's `GET /v1/audit/export`).
+//!
+//! A restore is an investigator's judgement written down, so it takes nothing on trust: the export
+//! must verify with trusted coverage (SPEC §3.2) under the key it is given, every record under a
+//! checkpoint that key signed. A tail no such checkpoint covers is restored only when the operator
+//! accepts it, and then it is named as unverified in a `log.restored` record that every restore
+//! appends: no later checkpoint can vouch for those records, and `verify` keeps naming them.
+//!
+//! The store is written in a staging folder beside the target (`.neuron-restore-{target}-…`,
+//! holding a lock for as long as the restore runs), verified again as a store, and only then moved
+//! into place, so a half-restored directory never looks like a data directory. A restore killed
+//! midway leaves its staging folder unlocked: the next restore, or `serve` on that target, removes
+//! it and says so ([`remove_abandoned_staging`]).
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use neuron_events::{verify_jsonl, verify_log, Log, NeuronKey, Report, SledLog, VerifyOptions};
+use ed25519_dalek::VerifyingKey;
+
+use neuron_events::event::{EventData, LogRestored};
+use neuron_events::record::{encode, Envelope};
+use neuron_events::{
+    b64, verify_jsonl, verify_log, Clock, Event, Log, LogHead, NeuronKey, Report, SledLog,
+    Timestamp, VerifyOptions,
+};
 
 /// Why a restore did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -17,19 +35,32 @@ pub enum RestoreError {
         /// The target.
         path: PathBuf,
     },
-    /// The export does not verify: restoring it would make a damaged log look whole.
+    /// No key says who must have signed the export.
+    #[error("say which key signed the log: --key (the Neuron's key file, restored with it) or --trusted-key; a restore without one would let the next checkpoint vouch for whatever the export holds")]
+    NoTrustedKey,
+    /// `--key` and `--trusted-key` name different keys.
+    #[error("--key {path} holds the key {key}, but --trusted-key names {trusted}")]
+    KeysDisagree {
+        /// The key file.
+        path: PathBuf,
+        /// Its public half.
+        key: String,
+        /// The trusted key given.
+        trusted: String,
+    },
+    /// The export holds no record: there is nothing to restore, and an empty store would pass for
+    /// a new log.
+    #[error("the export {path} holds no record: nothing to restore")]
+    Empty {
+        /// The export.
+        path: PathBuf,
+    },
+    /// The export does not verify, or not with trusted coverage: restoring it would make a
+    /// damaged or unvouched log look whole.
     #[error("the export does not verify: {problem}")]
     NotIntact {
         /// What `neuron verify` would say.
         problem: String,
-    },
-    /// The key given does not sign this log's checkpoints.
-    #[error("{path}: this key did not sign the export's checkpoints (signed by {signer})")]
-    ForeignKey {
-        /// The key file.
-        path: PathBuf,
-        /// The key that did sign them.
-        signer: String,
     },
     /// The export, the key or the new store could not be read or written.
     #[error("{action} {path}: {reason}")]
@@ -43,13 +74,42 @@ pub enum RestoreError {
     },
 }
 
+impl RestoreError {
+    /// Whether the export itself was found wanting (exit 1), rather than the restore being
+    /// impossible (exit 2).
+    pub fn is_about_the_export(&self) -> bool {
+        matches!(self, Self::NotIntact { .. } | Self::Empty { .. })
+    }
+}
+
+/// What a restore is asked to do.
+pub struct Request<'a> {
+    /// The JSONL export.
+    pub export: &'a Path,
+    /// The data directory to create: it must not exist or be empty.
+    pub data_dir: &'a Path,
+    /// The Neuron's key file, restored with the log; its public half is the trusted key.
+    pub key: Option<&'a Path>,
+    /// The key the export's checkpoints must be signed by, when no key file is given (or the same
+    /// key as the key file's).
+    pub trusted_key: Option<VerifyingKey>,
+    /// Restore records after the last trusted checkpoint, recorded as unverified.
+    pub allow_unsigned_tail: bool,
+    /// The clock `log.restored` is stamped with (never before the export's last record).
+    pub clock: &'a dyn Clock,
+}
+
 /// What a restore wrote.
 #[derive(Debug)]
 pub struct Restored {
-    /// The verification of the restored store.
+    /// The verification of the restored store, `log.restored` included.
     pub report: Report,
+    /// The record appended to say what was restored.
+    pub restored: LogRestored,
     /// Whether the Neuron's key was restored too.
     pub key_restored: bool,
+    /// Staging folders of restores killed midway, removed before this one.
+    pub removed_staging: Vec<PathBuf>,
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl Fn(String) -> RestoreError + 'a {
@@ -77,19 +137,105 @@ fn verified(report: Report) -> Result<Report, RestoreError> {
     }
 }
 
-/// Restores the export at `export` into the data directory `data_dir` (created; it must not exist
-/// or be empty), verifying it under `options` first. With `key`, the Neuron's key file is restored
-/// too, after checking that it signed the export's checkpoints; without it, the restored server
-/// creates a new key at its first start (and records it in `server.started`).
+/// The lock file a restore holds in its staging folder while it runs.
+const STAGING_LOCK: &str = "restoring.lock";
+
+/// The name every staging folder of a restore into `target` begins with.
+fn staging_prefix(target: &Path) -> String {
+    let name = target
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".neuron-restore-{name}-")
+}
+
+/// The folder a data directory's staging folders are made in: its parent.
+fn parent_of(data_dir: &Path) -> PathBuf {
+    match data_dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Removes the staging folders that restores into `data_dir` left behind when they were killed
+/// midway (no process holds their lock any longer), and returns them. A restore running now
+/// holds its lock and is left alone.
+///
+/// # Errors
+/// [`RestoreError::Io`] when the parent folder cannot be read or a folder removed.
+pub fn remove_abandoned_staging(data_dir: &Path) -> Result<Vec<PathBuf>, RestoreError> {
+    let parent = parent_of(data_dir);
+    let prefix = staging_prefix(data_dir);
+    let entries = match std::fs::read_dir(&parent) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io("read", &parent)(error.to_string())),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let is_staging = entry.file_name().to_string_lossy().starts_with(&prefix)
+            && entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if !is_staging {
+            continue;
+        }
+        let path = entry.path();
+        let running = File::open(path.join(STAGING_LOCK))
+            .map(|lock| lock.try_lock().is_err())
+            .unwrap_or(false);
+        if running {
+            continue;
+        }
+        std::fs::remove_dir_all(&path).map_err(|error| io("remove", &path)(error.to_string()))?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+/// The key the export must be signed by: the key file's public half, or the trusted key given
+/// (the same key when both are).
+fn trusted(request: &Request<'_>) -> Result<(VerifyingKey, Option<NeuronKey>), RestoreError> {
+    let key = request
+        .key
+        .map(|path| NeuronKey::load(path).map_err(|error| io("load", path)(error.to_string())))
+        .transpose()?;
+    match (&key, request.trusted_key) {
+        (Some(key), Some(trusted)) if key.verifying_key() != trusted => {
+            Err(RestoreError::KeysDisagree {
+                path: request.key.map(Path::to_path_buf).unwrap_or_default(),
+                key: key.public_b64(),
+                trusted: b64::encode(trusted.as_bytes()),
+            })
+        }
+        (Some(file), _) => Ok((file.verifying_key(), key)),
+        (None, Some(trusted)) => Ok((trusted, None)),
+        (None, None) => Err(RestoreError::NoTrustedKey),
+    }
+}
+
+/// blake3 of the export's bytes.
+fn digest_of(export: &Path) -> Result<String, RestoreError> {
+    let mut file = File::open(export).map_err(|error| io("open", export)(error.to_string()))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut block = vec![0; 1 << 20];
+    loop {
+        let read = file
+            .read(&mut block)
+            .map_err(|error| io("read", export)(error.to_string()))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&block[..read]);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Restores the export into a new data directory, as `request` says.
 ///
 /// # Errors
 /// [`RestoreError`] saying why nothing was restored.
-pub fn restore(
-    export: &Path,
-    data_dir: &Path,
-    options: &VerifyOptions,
-    key: Option<&Path>,
-) -> Result<Restored, RestoreError> {
+pub fn restore(request: &Request<'_>) -> Result<Restored, RestoreError> {
+    let data_dir = request.data_dir;
+    let export = request.export;
     match std::fs::read_dir(data_dir).map(|mut entries| entries.next().is_some()) {
         Ok(true) => {
             return Err(RestoreError::TargetNotEmpty {
@@ -100,52 +246,69 @@ pub fn restore(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(io("read", data_dir)(error.to_string())),
     }
+    let removed_staging = remove_abandoned_staging(data_dir)?;
+    let (trusted_key, key) = trusted(request)?;
+    let options = VerifyOptions {
+        trusted_key: Some(trusted_key),
+        expected_head: None,
+        allow_unsigned_tail: request.allow_unsigned_tail,
+    };
     let open = || File::open(export).map_err(|error| io("open", export)(error.to_string()));
-    let report = verify_jsonl(open()?, options)
-        .map_err(|error| io("read", export)(error.to_string()))
-        .and_then(verified)?;
-    let key = key
-        .map(|path| {
-            let key = NeuronKey::load(path).map_err(|error| io("load", path)(error.to_string()))?;
-            match &report.last_checkpoint {
-                Some(checkpoint) if checkpoint.signer != key.public_b64() => {
-                    Err(RestoreError::ForeignKey {
-                        path: path.to_path_buf(),
-                        signer: checkpoint.signer.clone(),
-                    })
-                }
-                _ => Ok(key),
-            }
-        })
-        .transpose()?;
+    let report =
+        verify_jsonl(open()?, &options).map_err(|error| io("read", export)(error.to_string()))?;
+    if report.records == 0 && report.problem.is_none() {
+        return Err(RestoreError::Empty {
+            path: export.to_path_buf(),
+        });
+    }
+    let report = verified(report)?;
+    let restored = LogRestored {
+        from: digest_of(export)?,
+        records: report.records,
+        trusted_key: b64::encode(trusted_key.as_bytes()),
+        unverified: report.unsigned_tail,
+    };
 
     // The store is written beside the target, on the same file system, and renamed into place.
-    let parent = match data_dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = parent_of(data_dir);
     std::fs::create_dir_all(&parent).map_err(|error| io("create", &parent)(error.to_string()))?;
     let staging = tempfile::Builder::new()
-        .prefix(".neuron-restore-")
+        .prefix(&staging_prefix(data_dir))
         .tempdir_in(&parent)
         .map_err(|error| io("create a staging folder in", &parent)(error.to_string()))?;
+    let lock_path = staging.path().join(STAGING_LOCK);
+    let lock = File::create(&lock_path)
+        .and_then(|lock| lock.lock().map(|()| lock))
+        .map_err(|error| io("lock", &lock_path)(error.to_string()))?;
     let log_dir = staging.path().join("log");
     let restored_report = {
         let mut log = SledLog::open(&log_dir)
             .map_err(|error| io("create", &log_dir)(neuron_events::full_message(&error)))?;
         neuron_events::export::import(open()?, &mut log)
             .map_err(|error| io("import", export)(neuron_events::full_message(&error)))?;
+        append_restored(&mut log, &restored, request.clock)
+            .map_err(|error| io("write log.restored to", &log_dir)(error))?;
         log.close()
             .map_err(|error| io("sync", &log_dir)(neuron_events::full_message(&error)))?;
-        verify_log(&log, options)
+        // The store must be the export, record for record, with `log.restored` after it: an
+        // unsigned tail, as nothing has signed it yet.
+        let store_options = VerifyOptions {
+            expected_head: Some(LogHead {
+                seq: report.last_seq,
+                hash: report.head,
+            }),
+            allow_unsigned_tail: true,
+            ..options.clone()
+        };
+        verify_log(&log, &store_options)
             .map_err(|error| io("verify", &log_dir)(error.to_string()))
             .and_then(verified)?
     };
-    if (restored_report.last_seq, restored_report.head) != (report.last_seq, report.head) {
+    if restored_report.last_seq != report.last_seq + 1 {
         return Err(RestoreError::NotIntact {
             problem: format!(
-                "the restored store ends at seq {} with head {}, the export at seq {} with head {}",
-                restored_report.last_seq, restored_report.head, report.last_seq, report.head
+                "the restored store ends at seq {}, the export at seq {}",
+                restored_report.last_seq, report.last_seq
             ),
         });
     }
@@ -158,10 +321,45 @@ pub fn restore(
         let _ = std::fs::remove_dir_all(&staged);
         io("move the restored store to", data_dir)(error.to_string())
     })?;
+    // Held until the folder is in place: until then a `serve` or another restore would take it
+    // for one a killed restore left behind.
+    let _ = std::fs::remove_file(data_dir.join(STAGING_LOCK));
+    drop(lock);
     neuron_events::checkpoint::sync_directory(&parent)
         .map_err(|error| io("sync", &parent)(error.to_string()))?;
     Ok(Restored {
         report: restored_report,
+        restored,
         key_restored: key.is_some(),
+        removed_staging,
     })
+}
+
+/// Appends `log.restored` after the imported records, chained to the last one and stamped no
+/// earlier than it.
+fn append_restored(
+    log: &mut SledLog,
+    restored: &LogRestored,
+    clock: &dyn Clock,
+) -> Result<(), String> {
+    let head = log
+        .head()
+        .map_err(|error| neuron_events::full_message(&error))?;
+    let last_at = log
+        .read(head.seq, head.seq)
+        .next()
+        .transpose()
+        .map_err(|error| neuron_events::full_message(&error))?
+        .and_then(|(_, bytes)| {
+            Envelope::parse(&bytes)
+                .ok()
+                .and_then(|envelope| Timestamp::parse_rfc3339(&envelope.at).ok())
+        });
+    let now = clock.now();
+    let at = last_at.map_or(now, |last| last.max(now));
+    let event = Event::global(EventData::LogRestored(restored.clone()));
+    let bytes = encode(head.seq + 1, at, &event, &head.hash)
+        .map_err(|error| neuron_events::full_message(&error))?;
+    log.append(&[(head.seq + 1, bytes)])
+        .map_err(|error| neuron_events::full_message(&error))
 }

@@ -376,6 +376,41 @@ pub struct LogCheckpoint {
     pub sig: String,
 }
 
+/// A range of seqs, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqRange {
+    /// The first seq.
+    pub first: u64,
+    /// The last seq.
+    pub last: u64,
+}
+
+impl std::fmt::Display for SeqRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "record {}", self.first)
+        } else {
+            write!(f, "records {}..{}", self.first, self.last)
+        }
+    }
+}
+
+/// `log.restored`: this log was rebuilt from an export by `neuron restore`. Written by the restore
+/// right after the export's last record, so that a restore is always visible in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRestored {
+    /// blake3 hex of the export's bytes, as the restore read them.
+    pub from: String,
+    /// How many records the export held.
+    pub records: u64,
+    /// The key the export's checkpoints had to be signed by, base64url.
+    pub trusted_key: String,
+    /// The records no checkpoint of that key covered, restored only because the operator accepted
+    /// an unsigned tail: no later checkpoint vouches for them, and verification keeps naming them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<SeqRange>,
+}
+
 macro_rules! event_kinds {
     ($( $(#[$doc:meta])* $kind:literal => $variant:ident($data:ty), )*) => {
         /// One fact the log records: its kind and its data.
@@ -468,6 +503,8 @@ event_kinds! {
     "termination.relationship_terminated" => RelationshipTerminated(RelationshipTerminated),
     /// The Neuron signed the chain head.
     "log.checkpoint" => LogCheckpoint(LogCheckpoint),
+    /// The log was rebuilt from an export.
+    "log.restored" => LogRestored(LogRestored),
 }
 
 impl EventData {

@@ -140,5 +140,15 @@ pub fn describe(event: &EventData) -> String {
             data.relationship_id, data.by, data.reason
         ),
         EventData::LogCheckpoint(data) => format!("checkpoint signed up to seq {}", data.upto),
+        EventData::LogRestored(data) => format!(
+            "log restored from an export of {} records (blake3 {}), checkpoints signed by {}{}",
+            data.records,
+            data.from,
+            data.trusted_key,
+            match &data.unverified {
+                Some(range) => format!("; {range} covered by none of them, restored unverified"),
+                None => String::new(),
+            }
+        ),
     }
 }

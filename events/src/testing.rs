@@ -305,6 +305,13 @@ pub fn story() -> Vec<Event> {
                 },
             ],
         })),
+        // A log rebuilt from an export that trusted checkpoints covered whole.
+        Event::global(EventData::LogRestored(LogRestored {
+            from: "9f1c3e5a7b2d4f6081a3c5e7092b4d6f8a1c3e5079b2d4f6a8c1e3507b9d2f4a".into(),
+            records: 31,
+            trusted_key: neuron_key().public_b64(),
+            unverified: None,
+        })),
     ]
 }
 

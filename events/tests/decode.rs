@@ -12,7 +12,7 @@ fn long_log() -> MemoryLog {
     let mut log = MemoryLog::new();
     let mut records = Vec::new();
     let mut seq = 0u64;
-    while seq < 40_000 {
+    while seq <= 40_000 {
         for bytes in &story {
             seq += 1;
             let text = String::from_utf8(bytes.clone()).unwrap();

@@ -101,7 +101,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
 /// for everything else.
 fn exit_code(error: &anyhow::Error) -> u8 {
     match error.downcast_ref::<neuron::restore::RestoreError>() {
-        Some(neuron::restore::RestoreError::NotIntact { .. }) => 1,
+        Some(error) if error.is_about_the_export() => 1,
         _ => 2,
     }
 }

@@ -11,40 +11,56 @@ pub(crate) struct Args {
     /// The data directory to create; it must not exist or be empty.
     #[arg(long)]
     data_dir: PathBuf,
-    /// The Neuron's key file to restore with it (it must have signed the export's checkpoints);
-    /// without it the server makes a new key at its first start.
+    /// The Neuron's key file, restored with the log: every record must lie under a checkpoint it
+    /// signed.
     #[arg(long)]
     key: Option<PathBuf>,
-    /// The export's checkpoints must be signed by this key (base64url, or a file holding it).
+    /// Without --key: the key every record's checkpoint must be signed by (base64url, or a file
+    /// holding it); the restored server then makes a new key at its first start.
     #[arg(long, allow_hyphen_values = true)]
     trusted_key: Option<String>,
-    /// With --trusted-key: accept records after the last trusted checkpoint.
-    #[arg(long, requires = "trusted_key")]
+    /// Restore records after the last trusted checkpoint too, recorded as unverified in the
+    /// log.restored record (no later checkpoint vouches for them; verify keeps naming them).
+    #[arg(long)]
     allow_unsigned_tail: bool,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
-    let options = neuron_events::VerifyOptions {
+    let request = neuron::restore::Request {
+        export: &args.export,
+        data_dir: &args.data_dir,
+        key: args.key.as_deref(),
         trusted_key: args
             .trusted_key
             .as_deref()
             .map(neuron::investigate::trusted_key)
             .transpose()?,
-        expected_head: None,
         allow_unsigned_tail: args.allow_unsigned_tail,
+        clock: &neuron_events::SystemClock,
     };
-    let restored =
-        neuron::restore::restore(&args.export, &args.data_dir, &options, args.key.as_deref())?;
+    let restored = neuron::restore::restore(&request)?;
+    for removed in &restored.removed_staging {
+        println!(
+            "removed {}, left by a restore that was stopped midway",
+            removed.display()
+        );
+    }
     let report = &restored.report;
     println!(
-        "restored {} records into {} (head {} at seq {})",
-        report.records,
+        "restored {} records into {}, then log.restored at seq {} (head {})",
+        restored.restored.records,
         args.data_dir.display(),
-        report.head,
-        report.last_seq
+        report.last_seq,
+        report.head
     );
-    if let Some(tail) = &report.unsigned_tail {
-        println!("{tail} signed by no trusted checkpoint (accepted: --allow-unsigned-tail)");
+    println!(
+        "every record lies under a checkpoint signed by {}",
+        restored.restored.trusted_key
+    );
+    if let Some(range) = &restored.restored.unverified {
+        println!(
+            "except {range}: no checkpoint of that key covers them; restored because --allow-unsigned-tail was given, and recorded as unverified"
+        );
     }
     if restored.key_restored {
         println!("the Neuron's key was restored with it");

@@ -50,6 +50,9 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
             "unsigned tail:   {tail} signed by no trusted checkpoint (accepted: --allow-unsigned-tail)\n"
         ));
     }
+    for unverified in &report.unverified {
+        text.push_str(&format!("unverified:      {unverified}\n"));
+    }
     for anomaly in &report.anomalies {
         text.push_str(&format!(
             "anomaly:         seq {}: {}\n",

@@ -44,6 +44,16 @@ pub(super) fn open_store(data_dir: &Path, key: Option<NeuronKey>) -> Result<Stor
     let refuse = refusal(log_dir.clone());
     let log = SledLog::open(&log_dir).map_err(&refuse)?;
     let head = neuron_events::evidence::check(&log).map_err(&refuse)?;
+    // What a restore into this directory left when it was killed midway (its lock no longer held)
+    // would otherwise stay beside it for ever.
+    match crate::restore::remove_abandoned_staging(data_dir) {
+        Ok(removed) => {
+            for path in removed {
+                warn!(path = %path.display(), "removed the staging folder of a restore that was stopped midway");
+            }
+        }
+        Err(error) => warn!(%error, "could not remove a staging folder a stopped restore left"),
+    }
     let key = match key {
         Some(key) => key,
         None => NeuronKey::load_or_create(data_dir)?.0,

@@ -85,6 +85,7 @@ impl<'a> Checker<'a> {
                     anchor,
                 }),
                 unsigned_tail: None,
+                unverified: Vec::new(),
                 anomalies: Vec::new(),
                 problem: None,
             },
@@ -140,6 +141,13 @@ impl<'a> Checker<'a> {
         if let Some(checkpoint) = checkpoint {
             self.checkpoint(&parsed, checkpoint)
                 .map_err(|fault| at_line(problem_at(parsed.seq, kind.clone(), fault)))?;
+        }
+        if let Some(Detail::Restored {
+            unverified: Some(range),
+        }) = parsed.detail.as_deref()
+        {
+            self.restored(*range, parsed.seq)
+                .map_err(|fault| at_line(problem_at(range.first, None, fault)))?;
         }
         // The previous record is sound now that this one links to it: its facts count.
         self.relationships.confirm();
@@ -229,6 +237,25 @@ impl<'a> Checker<'a> {
                 problem
             }
         }
+    }
+
+    /// A restore's unverified range: named in the report; with a trusted key, a fault unless the
+    /// investigator accepts unsigned records. It must lie before the record that names it.
+    fn restored(&mut self, range: SeqRange, restored_at: u64) -> Result<(), Fault> {
+        if range.first == 0 || range.first > range.last || range.last >= restored_at {
+            return Err(Fault::Unparseable {
+                reason: format!(
+                    "log.restored names {range} as unverified, which is not a range before it"
+                ),
+            });
+        }
+        if self.options.trusted_key.is_some() && !self.options.allow_unsigned_tail {
+            return Err(Fault::RestoredUnverified { range, restored_at });
+        }
+        self.report
+            .unverified
+            .push(Unverified { range, restored_at });
+        Ok(())
     }
 
     /// A checkpoint must sign the head just before it, with a valid signature by the trusted key.

@@ -6,7 +6,9 @@ use std::borrow::Cow;
 use ed25519_dalek::VerifyingKey;
 
 use crate::checkpoint::{verify_checkpoint, CheckpointFault};
-use crate::event::{LogCheckpoint, RelationshipEstablished, RelationshipTerminated};
+use crate::event::{
+    LogCheckpoint, LogRestored, RelationshipEstablished, RelationshipTerminated, SeqRange,
+};
 use crate::evidence::Acknowledged;
 use crate::jsonl::{oversized_reason, Piece};
 use crate::record::Digest;
@@ -40,6 +42,8 @@ pub(super) enum Detail {
     },
     /// A relationship terminated.
     Terminated { relationship_id: String },
+    /// The log was restored from an export, with this range restored unverified.
+    Restored { unverified: Option<SeqRange> },
 }
 
 /// A checkpoint's data and whether its signature verified (checked on the worker thread).
@@ -79,6 +83,15 @@ fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                     relationship_id: terminated.relationship_id,
                 })
         }
+        // A `log.restored` whose data does not parse could hide an unverified range: it is not a
+        // record the checker can accept.
+        "log.restored" => Some(
+            serde_json::from_slice::<LogRestored>(parts.data)
+                .map(|restored| Detail::Restored {
+                    unverified: restored.unverified,
+                })
+                .map_err(|error| format!("bad data for log.restored: {error}"))?,
+        ),
         _ => None,
     };
     Ok(Parsed {

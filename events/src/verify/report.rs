@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+pub use crate::event::SeqRange;
 use crate::evidence::Acknowledged;
 use crate::record::Digest;
 use crate::time::Timestamp;
@@ -36,25 +37,6 @@ impl Anchor {
             Self::Acknowledged => "acknowledged",
             Self::StoreRecord => "recorded by the store",
             Self::Trusted => "named by the trusted head",
-        }
-    }
-}
-
-/// A range of seqs, both ends included.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct SeqRange {
-    /// The first seq.
-    pub first: u64,
-    /// The last seq.
-    pub last: u64,
-}
-
-impl std::fmt::Display for SeqRange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.first == self.last {
-            write!(f, "record {}", self.first)
-        } else {
-            write!(f, "records {}..{}", self.first, self.last)
         }
     }
 }
@@ -136,6 +118,14 @@ pub enum Fault {
         /// What the store said.
         reason: String,
     },
+    /// Records a restore wrote without a trusted checkpoint over them (`log.restored`'s
+    /// `unverified`): whatever signed the log since, nothing vouches for them.
+    RestoredUnverified {
+        /// The records.
+        range: SeqRange,
+        /// The `log.restored` record that names them.
+        restored_at: u64,
+    },
     /// Records that no checkpoint signed by the trusted key covers.
     UnsignedTail {
         /// The records.
@@ -198,6 +188,9 @@ impl Fault {
             Self::StoreDamaged { reason } => {
                 format!("the store's files are damaged and cannot be read back ({reason})")
             }
+            Self::RestoredUnverified { range, restored_at } => format!(
+                "{range} restored unverified (log.restored at seq {restored_at}): no trusted checkpoint vouches for them"
+            ),
             Self::UnsignedTail { range } => {
                 format!("{range} signed by no trusted checkpoint")
             }
@@ -249,12 +242,35 @@ pub struct Report {
     /// unsigned tail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unsigned_tail: Option<SeqRange>,
+    /// Ranges a restore wrote without a trusted checkpoint over them, as `log.restored` records
+    /// name them: accepted only without a trusted key or with an unsigned tail allowed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unverified: Vec<Unverified>,
     /// The first problem, if any.
     pub problem: Option<Problem>,
     /// What the records say that breaks a promise the log's writer makes, though the chain holds:
     /// found in the sound part of the log, in log order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<Anomaly>,
+}
+
+/// Records a restore wrote without a trusted checkpoint over them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Unverified {
+    /// The records.
+    pub range: SeqRange,
+    /// The `log.restored` record that names them.
+    pub restored_at: u64,
+}
+
+impl std::fmt::Display for Unverified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} restored without a trusted checkpoint (log.restored at seq {})",
+            self.range, self.restored_at
+        )
+    }
 }
 
 /// Something the records say that breaks a promise of the Neuron's, in a chain that may be intact:
@@ -329,6 +345,7 @@ impl Report {
             last_checkpoint: None,
             acknowledged,
             unsigned_tail: None,
+            unverified: Vec::new(),
             anomalies: Vec::new(),
             problem: Some(Problem {
                 seq: 1,
