@@ -40,6 +40,7 @@ pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod time;
+pub mod tree;
 pub mod verify;
 
 pub use checkpoint::NeuronKey;
