@@ -34,6 +34,7 @@ pub mod fuzzing;
 pub mod journal;
 pub mod jsonl;
 pub mod narrate;
+pub mod note;
 pub mod parallel;
 pub mod record;
 pub mod store;
