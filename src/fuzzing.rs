@@ -66,7 +66,6 @@ impl Operator {
             .enable_all()
             .build()
             .unwrap_or_else(|error| panic!("a runtime for fuzzing: {error}"));
-        let log = neuron_events::MemoryLog::new();
         let mut views = neuron_projections::Views::serving();
         let mut stored = Vec::new();
         for (index, bytes) in records.into_iter().enumerate() {
@@ -75,10 +74,8 @@ impl Operator {
             }
             stored.push((index as u64 + 1, bytes));
         }
-        let mut writable = log.clone();
-        if let Err(error) = neuron_events::Log::append(&mut writable, &stored) {
-            panic!("the fuzzing log: {error}");
-        }
+        let log = neuron_events::MemoryLog::from_records(stored)
+            .unwrap_or_else(|error| panic!("the fuzzing log: {error}"));
         let clock = neuron_events::SteppingClock::new(
             neuron_events::Timestamp::saturating_from_millis(1_767_225_600_000),
             250,

@@ -21,6 +21,7 @@ use ed25519_dalek::VerifyingKey;
 
 use neuron_events::event::{EventData, LogRestored};
 use neuron_events::record::{encode, Envelope};
+use neuron_events::store::Appended;
 use neuron_events::{
     b64, verify_jsonl, verify_log, Clock, Event, Log, LogHead, NeuronKey, Report, SledLog,
     Timestamp, VerifyOptions,
@@ -360,6 +361,13 @@ fn append_restored(
     let event = Event::global(EventData::LogRestored(restored.clone()));
     let bytes = encode(head.seq + 1, at, &event, &head.hash)
         .map_err(|error| neuron_events::full_message(&error))?;
-    log.append(&[(head.seq + 1, bytes)])
-        .map_err(|error| neuron_events::full_message(&error))
+    let mut frontier = neuron_events::store::frontier_of(log)
+        .map_err(|error| neuron_events::full_message(&error))?;
+    let tree = frontier.append(neuron_events::tree::leaf_hash(&bytes));
+    log.append(&[Appended {
+        seq: head.seq + 1,
+        bytes,
+        tree,
+    }])
+    .map_err(|error| neuron_events::full_message(&error))
 }

@@ -731,7 +731,10 @@ async fn metrics_follow_real_handshakes() {
     );
     assert_eq!(sample(&after, "neuron_live_sessions"), 0.0);
     assert_eq!(sample(&after, "neuron_queue_length"), 0.0);
-    assert_eq!(sample(&after, "neuron_checkpoint_seq"), 0.0);
+    assert!(
+        sample(&after, "neuron_checkpoint_seq") > 0.0,
+        "a batch that completes a handshake ends with a checkpoint"
+    );
     let checkpoint = operator.post("/v1/audit/checkpoint", json!({})).await;
     assert_eq!(checkpoint.status, 201);
     let after = operator.get("/metrics").await.text();

@@ -43,22 +43,22 @@ fn replay_shows_the_state_at_the_end_and_at_a_point() {
         "investigate__replay_json",
         &neuron(&["replay", FIXTURE, "--format", "json"]),
     );
-    // At seq 23 Bob holds the slot and Ada waits first in line.
-    let queued = neuron(&["replay", FIXTURE, "--until-seq", "23"]);
+    // At seq 25 Bob holds the slot and Ada waits first in line.
+    let queued = neuron(&["replay", FIXTURE, "--until-seq", "25"]);
     assert!(
         queued.contains("queue: 1 waiting") && queued.contains("live sessions: 2"),
         "{queued}"
     );
-    lock("investigate__replay_table_until_seq_23", &queued);
+    lock("investigate__replay_table_until_seq_25", &queued);
     let by_time = neuron(&[
         "replay",
         FIXTURE,
         "--until-time",
-        "2026-11-26T10:00:07.000Z",
+        "2026-11-26T10:00:07.500Z",
     ]);
     assert_eq!(
-        by_time.replace("(2026-11-26T10:00:07.000Z)", ""),
-        queued.replace("(2026-11-26T10:00:07.000Z)", "")
+        by_time.replace("(2026-11-26T10:00:07.500Z)", ""),
+        queued.replace("(2026-11-26T10:00:07.500Z)", "")
     );
 }
 

@@ -11,7 +11,47 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::event::LogCheckpoint;
 use crate::record::Digest;
-use crate::{b64, Error};
+use crate::tree::Hash;
+use crate::{b64, note, Error};
+
+/// A checkpoint as the log holds it and receipts and witnesses use it: the record it stands in,
+/// the tree size and root it signs, and its signed note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// The `log.checkpoint` record's seq.
+    pub seq: u64,
+    /// The tree size signed.
+    pub size: u64,
+    /// The root at that size.
+    pub root: Hash,
+    /// The signed note (C2SP checkpoint), as recorded.
+    pub note: String,
+}
+
+impl SignedCheckpoint {
+    /// The signed checkpoint a `log.checkpoint` record holds, if it carries a note (checkpoints
+    /// written before the tree do not), with the size and root its note names.
+    pub fn of(seq: u64, checkpoint: &LogCheckpoint) -> Option<Self> {
+        let text = checkpoint.note.as_deref()?;
+        let parsed = note::Note::parse(text).ok()?;
+        let body = note::Checkpoint::parse(&parsed.text).ok()?;
+        Some(Self {
+            seq,
+            size: body.size,
+            root: body.root,
+            note: text.to_string(),
+        })
+    }
+}
+
+/// What a checkpoint's note says of the tree besides its size: the log's origin and the root.
+#[derive(Clone, Copy, Debug)]
+pub struct TreeHead<'a> {
+    /// The log's origin (C2SP), the note's key name.
+    pub origin: &'a str,
+    /// The tree's root at the checkpoint's size.
+    pub root: Hash,
+}
 
 /// The key file's name inside the data directory.
 pub const KEY_FILE: &str = "neuron.key";
@@ -172,15 +212,43 @@ impl NeuronKey {
     }
 
     /// Signs the chain head at `upto`.
-    pub fn sign_checkpoint(&self, upto: u64, head: &Digest) -> LogCheckpoint {
+    pub fn sign_checkpoint(&self, upto: u64, head: &Digest, tree: &TreeHead<'_>) -> LogCheckpoint {
         let head = head.to_hex();
         let signature = self.signing.sign(&checkpoint_message(upto, &head));
+        let text = note::Checkpoint {
+            origin: tree.origin.to_string(),
+            size: upto,
+            root: tree.root,
+            extensions: Vec::new(),
+        }
+        .to_text();
+        let signed = note::Note {
+            signatures: vec![note::sign(tree.origin, &self.signing, &text)],
+            text,
+        };
         LogCheckpoint {
             upto,
             head,
             key: self.public_b64(),
             sig: b64::encode(signature.to_bytes()),
+            size: Some(upto),
+            root: Some(tree.root.to_base64()),
+            note: Some(signed.to_text()),
         }
+    }
+
+    /// The key's verifier key under `origin` (C2SP vkey, Ed25519): what witnesses and patients'
+    /// agents are given to check checkpoints and receipts.
+    ///
+    /// # Errors
+    /// [`note::NoteError::BadName`] for an origin that cannot be a key name.
+    pub fn verifier_key(&self, origin: &str) -> Result<note::VerifierKey, note::NoteError> {
+        note::VerifierKey::new(origin, note::ED25519, self.verifying_key())
+    }
+
+    /// Signs `text` as a note under `origin`.
+    pub fn sign_note(&self, origin: &str, text: &str) -> note::SignatureLine {
+        note::sign(origin, &self.signing, text)
     }
 }
 
@@ -252,7 +320,11 @@ mod tests {
     fn signed_checkpoints_verify_and_forgeries_do_not() {
         let key = NeuronKey::from_seed([7; 32]);
         let head = Digest::of(b"head");
-        let checkpoint = key.sign_checkpoint(41, &head);
+        let tree = TreeHead {
+            origin: "example.org/log",
+            root: Hash([1; 32]),
+        };
+        let checkpoint = key.sign_checkpoint(41, &head, &tree);
         assert_eq!(
             verify_checkpoint(&checkpoint).ok(),
             Some(key.verifying_key())

@@ -92,6 +92,20 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The store lacks a Merkle tree hash it must hold, or holds one of the wrong size.
+    #[error("the stored Merkle tree is incomplete: {reason}")]
+    TreeMissing {
+        /// What is missing.
+        reason: String,
+    },
+    /// The configured origin is not the one the log's checkpoints were signed under.
+    #[error("the log's checkpoints name the origin {log:?}, but audit.origin is {configured:?}: a log's origin is fixed once it exists (set audit.origin to {log:?})")]
+    OriginChanged {
+        /// The origin the log's latest checkpoint names.
+        log: String,
+        /// The origin configured now.
+        configured: String,
+    },
     /// The log's stored records do not form a valid chain where the writer needs to continue it.
     #[error("log cannot be continued: {reason}")]
     Corrupt {

@@ -139,6 +139,10 @@ pub struct ServerStarted {
     pub organization_npi: String,
     /// blake3 hex of the effective configuration, so a change of configuration is visible.
     pub config_digest: String,
+    /// The log's C2SP origin: the name its checkpoints are signed under (SPEC §3.5). Absent in
+    /// records written before the tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// `server.stopping`
@@ -374,6 +378,17 @@ pub struct LogCheckpoint {
     pub key: String,
     /// The Ed25519 signature over `neuron-checkpoint-v1\n{upto}\n{head}`, base64url.
     pub sig: String,
+    /// The Merkle tree's size this checkpoint signs (SPEC §3.5): `upto` records. Absent in
+    /// checkpoints written before the tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The tree's root at that size, standard base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// The C2SP checkpoint `{origin}\n{size}\n{root}\n`, signed as a note by the same key under
+    /// the log's origin: what receipts carry and witnesses cosign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A range of seqs, both ends included.

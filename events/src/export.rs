@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 
 use crate::jsonl::{oversized_reason, Blocks, Piece};
 use crate::record::{Envelope, Record};
-use crate::store::{Log, StoredRecord};
+use crate::store::{Appended, Log};
 use crate::verify::Entry;
 use crate::Error;
 
@@ -91,7 +91,8 @@ pub fn read_log(log: &dyn Log) -> impl Iterator<Item = Result<Entry, Error>> + '
 /// [`Error::Unparseable`] for a line that is not a record; the store's or the input's error.
 pub fn import<R: Read>(input: R, log: &mut dyn Log) -> Result<u64, Error> {
     const BATCH: usize = 10_000;
-    let mut batch: Vec<StoredRecord> = Vec::with_capacity(BATCH);
+    let mut frontier = crate::store::frontier_of(log)?;
+    let mut batch: Vec<Appended> = Vec::with_capacity(BATCH);
     let mut imported = 0;
     for entry in read_jsonl(input) {
         let entry = entry?;
@@ -106,7 +107,12 @@ pub fn import<R: Read>(input: R, log: &mut dyn Log) -> Result<u64, Error> {
                 reason: format!("line {line}: cut short (no newline at the end of the input)"),
             });
         }
-        batch.push((seq, entry.bytes));
+        let tree = frontier.append(crate::tree::leaf_hash(&entry.bytes));
+        batch.push(Appended {
+            seq,
+            bytes: entry.bytes,
+            tree,
+        });
         if batch.len() == BATCH {
             log.append(&batch)?;
             imported += batch.len() as u64;
@@ -144,7 +150,7 @@ impl Undecodable {
 /// What a pass makes of one record.
 enum Judged {
     /// `wanted` picked it: decoded.
-    Decoded(Record),
+    Decoded(Box<Record>),
     /// Checked to be a record of a known kind, with this seq, and passed over.
     Passed(u64),
     /// Not a record.
@@ -158,7 +164,7 @@ fn judge(bytes: &[u8], picked: bool, place: impl Fn() -> String) -> Judged {
     let undecodable = |error: Error| Judged::Undecodable(Undecodable::new(place(), error));
     if picked {
         return match Record::decode(bytes) {
-            Ok(record) => Judged::Decoded(record),
+            Ok(record) => Judged::Decoded(Box::new(record)),
             Err(error) => undecodable(error),
         };
     }
@@ -226,7 +232,7 @@ where
                 }),
             };
             let (seq, decoded) = match judged {
-                Judged::Decoded(record) => (record.seq, Some(record)),
+                Judged::Decoded(record) => (record.seq, Some(*record)),
                 Judged::Passed(seq) => (seq, None),
                 Judged::Undecodable(undecodable) => {
                     judgement.failure = Some(undecodable);
@@ -379,7 +385,7 @@ where
     scan_parallel(
         log,
         |seq, bytes, judged| match judge(bytes, wanted(bytes), || format!("record {seq}")) {
-            Judged::Decoded(record) => judged.push(Ok(record)),
+            Judged::Decoded(record) => judged.push(Ok(*record)),
             Judged::Passed(_) => {}
             Judged::Undecodable(undecodable) => judged.push(Err(undecodable)),
         },

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::checkpoint::NeuronKey;
+use crate::checkpoint::{NeuronKey, SignedCheckpoint, TreeHead};
 use crate::event::{Event, EventData};
 use crate::record::{encode, Digest, Record};
-use crate::store::{Log, LogHead, StoredRecord};
+use crate::store::{frontier_of, Appended, Log, LogHead, LogNodes};
 use crate::time::{Clock, Timestamp};
+use crate::tree::Frontier;
 use crate::Error;
 
 /// Tuning of the writer.
@@ -28,7 +29,13 @@ pub struct JournalOptions {
     pub queue_capacity: usize,
     /// The most events one batch takes.
     pub max_batch_events: usize,
+    /// The log's C2SP origin: the first line of every checkpoint and its key name (SPEC §3.5).
+    pub origin: String,
 }
+
+/// The origin of the built-in demo configuration's log (`http://localhost:3000`, organization
+/// 1245319599): what tests and tools use when they do not name one.
+pub const DEMO_ORIGIN: &str = "localhost/neuron/1245319599";
 
 impl Default for JournalOptions {
     fn default() -> Self {
@@ -36,6 +43,7 @@ impl Default for JournalOptions {
             checkpoint_every: 1000,
             queue_capacity: 65_536,
             max_batch_events: 8192,
+            origin: DEMO_ORIGIN.to_string(),
         }
     }
 }
@@ -83,6 +91,9 @@ pub struct JournalStatus {
     pub head: LogHead,
     /// The seq of the last `log.checkpoint` written by this writer, if any.
     pub last_checkpoint: Option<u64>,
+    /// The latest checkpoint signed as a note (by this writer, or found in the log at start):
+    /// every record up to its size is durable.
+    pub checkpoint: Option<Arc<SignedCheckpoint>>,
     /// Why the writer stopped writing, once a batch has failed.
     pub failed: Option<String>,
 }
@@ -115,13 +126,15 @@ impl Journal {
     /// is gone (nothing is written on top of such a store); the store's error when it cannot be
     /// read; [`Error::Io`] if the writer thread cannot be started.
     pub fn start(
-        log: Box<dyn Log>,
+        mut log: Box<dyn Log>,
         key: Arc<NeuronKey>,
         clock: Arc<dyn Clock>,
         options: JournalOptions,
         observer: Box<dyn CommitObserver>,
     ) -> Result<Self, Error> {
         let head = crate::evidence::check(log.as_ref())?;
+        let frontier = complete_tree(log.as_mut(), head)?;
+        let checkpoint = latest_checkpoint(log.as_ref(), head, &options.origin)?;
         // Records never go back in time: continue from the last record's time, whatever the clock
         // says now (a restarted server, a clock set back).
         let last_at = match log.read(head.seq, head.seq).next() {
@@ -134,6 +147,7 @@ impl Journal {
         let (status_sender, status) = watch::channel(JournalStatus {
             head,
             last_checkpoint: None,
+            checkpoint: checkpoint.map(Arc::new),
             failed: None,
         });
         let writer = Writer {
@@ -142,8 +156,11 @@ impl Journal {
             clock,
             checkpoint_every: options.checkpoint_every.max(1),
             max_batch_events: options.max_batch_events.max(1),
+            origin: options.origin,
             observer,
             head,
+            frontier,
+            ends_with_checkpoint: false,
             last_at,
             status: status_sender,
             failed: None,
@@ -245,8 +262,13 @@ struct Writer {
     clock: Arc<dyn Clock>,
     checkpoint_every: u64,
     max_batch_events: usize,
+    origin: String,
     observer: Box<dyn CommitObserver>,
     head: LogHead,
+    /// The right edge of the stored tree, at `head`.
+    frontier: Frontier,
+    /// Whether the record at `head` is a checkpoint.
+    ends_with_checkpoint: bool,
     last_at: Option<Timestamp>,
     status: watch::Sender<JournalStatus>,
     failed: Option<String>,
@@ -322,9 +344,9 @@ impl Writer {
         at
     }
 
-    fn commit(&mut self, batch: Vec<Request>) {
+    fn commit(&mut self, requests: Vec<Request>) {
         if let Some(reason) = &self.failed {
-            for request in batch {
+            for request in requests {
                 if let Request::Append { reply, .. } | Request::Checkpoint { reply } = request {
                     let _ = reply.send(Err(Error::WriterFailed {
                         reason: reason.clone(),
@@ -334,62 +356,40 @@ impl Writer {
             return;
         }
         let started = Instant::now();
-        let mut head = self.head;
-        let mut last_checkpoint = None;
-        let mut stored: Vec<StoredRecord> = Vec::new();
-        let mut records: Vec<Record> = Vec::new();
-        let mut shares = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for request in batch {
+        let mut batch = Batch::new(self.head, self.frontier.clone(), self.ends_with_checkpoint);
+        let mut shares = Vec::with_capacity(requests.len());
+        let mut replies = Vec::with_capacity(requests.len());
+        for request in requests {
             let (events, reply, explicit_checkpoint) = match request {
                 Request::Append { events, reply } => (events, reply, false),
                 Request::Checkpoint { reply } => (Vec::new(), reply, true),
                 Request::Close { .. } => continue,
             };
-            let mark = (stored.len(), records.len(), head, last_checkpoint);
-            let mut positions = Vec::with_capacity(events.len().max(1));
-            let mut outcome = Ok(());
-            if explicit_checkpoint {
-                outcome = self
-                    .push_checkpoint(&mut head, &mut stored, &mut records)
-                    .map(|position| {
-                        last_checkpoint = Some(head.seq);
-                        positions.push(position);
-                    });
-            }
-            for event in events {
-                if outcome.is_err() {
-                    break;
-                }
-                if head.seq > 0 && (head.seq + 1).is_multiple_of(self.checkpoint_every) {
-                    if let Err(error) = self.push_checkpoint(&mut head, &mut stored, &mut records) {
-                        outcome = Err(error);
-                        break;
-                    }
-                    last_checkpoint = Some(head.seq);
-                }
-                outcome = self
-                    .push(&mut head, event, &mut stored, &mut records)
-                    .map(|position| positions.push(position));
-            }
-            match outcome {
-                Ok(()) => shares.push(Share::Records(positions)),
+            let mark = batch.mark();
+            match self.push_request(&mut batch, events, explicit_checkpoint) {
+                Ok(positions) => shares.push(Share::Records(positions)),
                 Err(error) => {
                     // An event that cannot be encoded fails its own request only: roll back to
                     // before it, so the rest of the batch stays contiguous.
-                    let (stored_len, records_len, previous_head, previous_checkpoint) = mark;
-                    stored.truncate(stored_len);
-                    records.truncate(records_len);
-                    head = previous_head;
-                    last_checkpoint = previous_checkpoint;
+                    batch.rollback(mark);
                     shares.push(Share::Refused(error));
                 }
             }
             replies.push(reply);
         }
+        // A batch that completes a handshake ends with a checkpoint of the tree holding it: the
+        // handshake's receipt proves inclusion under it (SPEC §3.5).
+        if batch.completed_since_checkpoint {
+            if let Err(error) = self.push_checkpoint(&mut batch) {
+                // Signing and encoding a checkpoint cannot fail for a record the batch could
+                // hold; if it does, nothing of this batch is written.
+                self.fail(&error.to_string(), replies, shares);
+                return;
+            }
+        }
 
-        let checkpointed = last_checkpoint.is_some();
-        let written = self.log.append(&stored).and_then(|()| {
+        let checkpointed = batch.last_checkpoint.is_some();
+        let written = self.log.append(&batch.appended).and_then(|()| {
             if checkpointed {
                 self.log.sync_evidence()
             } else {
@@ -400,22 +400,13 @@ impl Writer {
             // Fail-stop: the store may hold part of this batch in memory; nothing of it, and
             // nothing after it, may reach the disk from this process.
             self.log.abandon();
-            let reason = crate::error::full_message(&error);
-            self.failed = Some(reason.clone());
-            self.status
-                .send_modify(|status| status.failed = Some(reason.clone()));
-            for (reply, share) in replies.into_iter().zip(shares) {
-                let answer = match share {
-                    Share::Refused(error) => Err(error),
-                    Share::Records(_) => Err(Error::WriterFailed {
-                        reason: reason.clone(),
-                    }),
-                };
-                let _ = reply.send(answer);
-            }
+            self.fail(&crate::error::full_message(&error), replies, shares);
             return;
         }
-        self.head = head;
+        self.head = batch.head;
+        self.frontier = batch.frontier;
+        self.ends_with_checkpoint = batch.ends_with_checkpoint;
+        let records = batch.records;
         let report = BatchReport {
             records: records.len(),
             requests: replies.len(),
@@ -424,10 +415,15 @@ impl Writer {
         if !records.is_empty() {
             self.observer.committed(&records, &report);
         }
+        let (head, last_checkpoint, checkpoint) =
+            (self.head, batch.last_checkpoint, batch.checkpoint);
         self.status.send_modify(|status| {
             status.head = head;
             if last_checkpoint.is_some() {
                 status.last_checkpoint = last_checkpoint;
+            }
+            if checkpoint.is_some() {
+                status.checkpoint = checkpoint;
             }
         });
         for (reply, share) in replies.into_iter().zip(shares) {
@@ -447,42 +443,264 @@ impl Writer {
         }
     }
 
-    fn push_checkpoint(
+    /// Stops the writer for good: every caller of this batch is told why.
+    fn fail(
         &mut self,
-        head: &mut LogHead,
-        stored: &mut Vec<StoredRecord>,
-        records: &mut Vec<Record>,
-    ) -> Result<usize, Error> {
-        let checkpoint = self.key.sign_checkpoint(head.seq, &head.hash);
-        self.push(
-            head,
-            Event::global(EventData::LogCheckpoint(checkpoint)),
-            stored,
-            records,
-        )
+        reason: &str,
+        replies: Vec<oneshot::Sender<Result<Vec<Committed>, Error>>>,
+        shares: Vec<Share>,
+    ) {
+        let reason = reason.to_string();
+        self.failed = Some(reason.clone());
+        self.status
+            .send_modify(|status| status.failed = Some(reason.clone()));
+        for (reply, share) in replies.into_iter().zip(shares) {
+            let answer = match share {
+                Share::Refused(error) => Err(error),
+                Share::Records(_) => Err(Error::WriterFailed {
+                    reason: reason.clone(),
+                }),
+            };
+            let _ = reply.send(answer);
+        }
     }
 
-    fn push(
+    /// One request's records (and the checkpoints due before them), their positions in the batch.
+    fn push_request(
         &mut self,
-        head: &mut LogHead,
-        event: Event,
-        stored: &mut Vec<StoredRecord>,
-        records: &mut Vec<Record>,
-    ) -> Result<usize, Error> {
-        let seq = head.seq + 1;
+        batch: &mut Batch,
+        events: Vec<Event>,
+        explicit_checkpoint: bool,
+    ) -> Result<Vec<usize>, Error> {
+        let mut positions = Vec::with_capacity(events.len().max(1));
+        if explicit_checkpoint {
+            positions.push(self.push_checkpoint(batch)?);
+        }
+        for event in events {
+            let seq = batch.head.seq;
+            if seq > 0
+                && (seq + 1).is_multiple_of(self.checkpoint_every)
+                && !batch.ends_with_checkpoint
+            {
+                self.push_checkpoint(batch)?;
+            }
+            let at = self.now();
+            positions.push(batch.push(event, at)?);
+        }
+        Ok(positions)
+    }
+
+    /// Signs the chain head and the tree as they stand in `batch`, and appends the checkpoint.
+    fn push_checkpoint(&mut self, batch: &mut Batch) -> Result<usize, Error> {
+        let tree = TreeHead {
+            origin: &self.origin,
+            root: batch.frontier.root(),
+        };
+        let checkpoint = self
+            .key
+            .sign_checkpoint(batch.head.seq, &batch.head.hash, &tree);
         let at = self.now();
-        let bytes = encode(seq, at, &event, &head.hash)?;
+        let seq = batch.head.seq + 1;
+        let signed = SignedCheckpoint::of(seq, &checkpoint);
+        let position = batch.push(Event::global(EventData::LogCheckpoint(checkpoint)), at)?;
+        batch.last_checkpoint = Some(seq);
+        batch.checkpoint = signed.map(Arc::new);
+        batch.completed_since_checkpoint = false;
+        Ok(position)
+    }
+}
+
+/// The records of one group commit as they are built: numbered, chained, in the tree, with what
+/// they need of a checkpoint. A request that fails is taken back whole ([`Batch::rollback`]).
+struct Batch {
+    /// The tree before the batch, to rebuild the frontier after a rollback.
+    start: Frontier,
+    head: LogHead,
+    frontier: Frontier,
+    appended: Vec<Appended>,
+    records: Vec<Record>,
+    /// The seq of the last checkpoint in the batch.
+    last_checkpoint: Option<u64>,
+    /// The last checkpoint in the batch, as a signed note.
+    checkpoint: Option<Arc<SignedCheckpoint>>,
+    /// Whether a `connection.handshake_completed` follows the batch's last checkpoint.
+    completed_since_checkpoint: bool,
+    /// Whether the last record (in the batch, or before it) is a checkpoint: a periodic one is
+    /// then not needed.
+    ends_with_checkpoint: bool,
+}
+
+/// Where a batch stood before a request, to take the request back.
+struct Mark {
+    len: usize,
+    head: LogHead,
+    last_checkpoint: Option<u64>,
+    checkpoint: Option<Arc<SignedCheckpoint>>,
+    completed_since_checkpoint: bool,
+    ends_with_checkpoint: bool,
+}
+
+impl Batch {
+    fn new(head: LogHead, frontier: Frontier, ends_with_checkpoint: bool) -> Self {
+        Self {
+            start: frontier.clone(),
+            head,
+            frontier,
+            appended: Vec::new(),
+            records: Vec::new(),
+            last_checkpoint: None,
+            checkpoint: None,
+            completed_since_checkpoint: false,
+            ends_with_checkpoint,
+        }
+    }
+
+    /// Numbers, chains and stamps `event`, puts it in the tree, and returns its position.
+    fn push(&mut self, event: Event, at: Timestamp) -> Result<usize, Error> {
+        let seq = self.head.seq + 1;
+        let bytes = encode(seq, at, &event, &self.head.hash)?;
         let hash = Digest::of(&bytes);
-        records.push(Record {
+        let tree = self.frontier.append(crate::tree::leaf_hash(&bytes));
+        if matches!(event.data, EventData::HandshakeCompleted(_)) {
+            self.completed_since_checkpoint = true;
+        }
+        self.ends_with_checkpoint = matches!(event.data, EventData::LogCheckpoint(_));
+        self.records.push(Record {
             seq,
             at,
             session: event.session,
             event: event.data,
-            prev: head.hash,
+            prev: self.head.hash,
             hash,
         });
-        stored.push((seq, bytes));
-        *head = LogHead { seq, hash };
-        Ok(records.len() - 1)
+        self.appended.push(Appended { seq, bytes, tree });
+        self.head = LogHead { seq, hash };
+        Ok(self.records.len() - 1)
     }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            len: self.records.len(),
+            head: self.head,
+            last_checkpoint: self.last_checkpoint,
+            checkpoint: self.checkpoint.clone(),
+            completed_since_checkpoint: self.completed_since_checkpoint,
+            ends_with_checkpoint: self.ends_with_checkpoint,
+        }
+    }
+
+    fn rollback(&mut self, mark: Mark) {
+        self.records.truncate(mark.len);
+        self.appended.truncate(mark.len);
+        self.head = mark.head;
+        self.last_checkpoint = mark.last_checkpoint;
+        self.checkpoint = mark.checkpoint;
+        self.completed_since_checkpoint = mark.completed_since_checkpoint;
+        self.ends_with_checkpoint = mark.ends_with_checkpoint;
+        // Rare (an event that cannot be a record): the tree's edge is rebuilt from the leaves kept.
+        let mut frontier = self.start.clone();
+        for appended in &self.appended {
+            if let Some(leaf) = appended.tree.first() {
+                frontier.append(*leaf);
+            }
+        }
+        self.frontier = frontier;
+    }
+}
+
+/// The frontier of the store's tree at `head`, after adding the tree hashes of records stored
+/// before the tree existed (a store written by an earlier version): computed from their bytes
+/// and stored once, durably.
+fn complete_tree(log: &mut dyn Log, head: LogHead) -> Result<Frontier, Error> {
+    const CHUNK: u64 = 10_000;
+    let size = log.tree_size()?;
+    if size > head.seq {
+        return Err(Error::TreeMissing {
+            reason: format!(
+                "the tree holds {size} leaves but the log {} records",
+                head.seq
+            ),
+        });
+    }
+    let mut frontier = frontier_of(log)?;
+    let mut next = size + 1;
+    while next <= head.seq {
+        let last = (next + CHUNK - 1).min(head.seq);
+        let mut tree = Vec::new();
+        for record in log.read(next, last) {
+            let (seq, bytes) = record?;
+            if seq != next + tree.len() as u64 {
+                return Err(Error::Corrupt {
+                    reason: format!(
+                        "record {} is missing from the store",
+                        next + tree.len() as u64
+                    ),
+                });
+            }
+            tree.push(frontier.append(crate::tree::leaf_hash(&bytes)));
+        }
+        log.add_tree(next, &tree)?;
+        next = last + 1;
+    }
+    Ok(frontier)
+}
+
+/// The log's latest checkpoint that carries a note, found from the end, after checking that the
+/// stored tree still has the root it signed and that it names this log's origin: the journal
+/// never signs a checkpoint inconsistent with one the log already holds (SPEC §3.5).
+fn latest_checkpoint(
+    log: &dyn Log,
+    head: LogHead,
+    origin: &str,
+) -> Result<Option<SignedCheckpoint>, Error> {
+    const CHUNK: u64 = 1024;
+    let mut last = head.seq;
+    while last > 0 {
+        let first = last.saturating_sub(CHUNK - 1).max(1);
+        let mut found = None;
+        log.scan(first, last, &mut |seq, bytes| {
+            if let Ok(parts) = crate::record::parts(bytes) {
+                if parts.kind == "log.checkpoint" {
+                    if let Ok(data) = serde_json::from_slice(parts.data) {
+                        if let Some(signed) = SignedCheckpoint::of(seq, &data) {
+                            found = Some(signed);
+                        }
+                    }
+                }
+            }
+        })?;
+        if let Some(signed) = found {
+            check_checkpoint(log, &signed, origin)?;
+            return Ok(Some(signed));
+        }
+        last = first - 1;
+    }
+    Ok(None)
+}
+
+fn check_checkpoint(log: &dyn Log, signed: &SignedCheckpoint, origin: &str) -> Result<(), Error> {
+    let body = crate::note::Note::parse(&signed.note)
+        .ok()
+        .and_then(|note| crate::note::Checkpoint::parse(&note.text).ok());
+    let signed_origin = body.map(|body| body.origin).unwrap_or_default();
+    if signed_origin != origin {
+        return Err(Error::OriginChanged {
+            log: signed_origin,
+            configured: origin.to_string(),
+        });
+    }
+    let root = crate::tree::tree_hash(signed.size, &LogNodes(log)).map_err(|error| {
+        Error::TreeMissing {
+            reason: error.to_string(),
+        }
+    })?;
+    if root != signed.root {
+        return Err(Error::Corrupt {
+            reason: format!(
+                "the checkpoint at seq {} signed the tree of {} records with root {}, but the stored tree has root {root}: the log was rewritten, and no checkpoint consistent with both can be signed",
+                signed.seq, signed.size, signed.root
+            ),
+        });
+    }
+    Ok(())
 }

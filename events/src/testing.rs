@@ -66,6 +66,7 @@ pub fn story() -> Vec<Event> {
             public_key: neuron_key().public_b64(),
             organization_npi: OTHER_PROVIDER.into(),
             config_digest: "c0ffee".into(),
+            origin: Some(crate::journal::DEMO_ORIGIN.into()),
         })),
         Event::global(EventData::ProviderRegistered(ProviderChanged {
             npi: PROVIDER.into(),
@@ -349,6 +350,24 @@ pub fn fixed_log() -> Result<Vec<Vec<u8>>, Error> {
         Ok::<_, Error>(())
     })?;
     Ok(log.all_bytes())
+}
+
+/// The Merkle root of the tree over `records`' bytes.
+pub fn tree_root(records: &[Vec<u8>]) -> crate::tree::Hash {
+    let mut frontier = crate::tree::Frontier::default();
+    for record in records {
+        frontier.append(crate::tree::leaf_hash(record));
+    }
+    frontier.root()
+}
+
+/// What the fixed story's checkpoints sign besides the chain: the demo origin and the root of the
+/// tree over `records`.
+pub fn tree_head(records: &[Vec<u8>]) -> crate::checkpoint::TreeHead<'static> {
+    crate::checkpoint::TreeHead {
+        origin: crate::journal::DEMO_ORIGIN,
+        root: tree_root(records),
+    }
 }
 
 /// Waits until no handle in this process holds the sled store at `log_dir` any longer. sled lets

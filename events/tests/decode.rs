@@ -9,7 +9,6 @@ use neuron_events::{Log, MemoryLog, Record};
 /// store spans several of decode_log's ranges, with an uneven last one.
 fn long_log() -> MemoryLog {
     let story = fixed_log().unwrap();
-    let mut log = MemoryLog::new();
     let mut records = Vec::new();
     let mut seq = 0u64;
     while seq <= 40_000 {
@@ -20,8 +19,7 @@ fn long_log() -> MemoryLog {
             records.push((seq, format!("{{\"seq\":{seq}{rest}").into_bytes()));
         }
     }
-    log.append(&records).unwrap();
-    log
+    MemoryLog::from_records(records).unwrap()
 }
 
 fn sequential(log: &MemoryLog, wanted: impl Fn(&[u8]) -> bool) -> Vec<Record> {

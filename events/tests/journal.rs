@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use neuron_events::event::{ConnectionPromoted, ServerStopping};
-use neuron_events::store::StoredRecord;
+use neuron_events::store::{Appended, LogReader, StoredRecord};
 use neuron_events::testing::{fixed_clock, neuron_key};
+use neuron_events::tree::{Hash, Node};
 use neuron_events::{
     verify_log, Acknowledged, BatchReport, Digest, Error, Event, EventData, Journal,
     JournalOptions, Log, LogHead, MemoryLog, Record, SledLog, VerifyOptions,
@@ -162,7 +163,7 @@ struct FailingLog {
 }
 
 impl Log for FailingLog {
-    fn append(&mut self, records: &[StoredRecord]) -> Result<(), Error> {
+    fn append(&mut self, records: &[Appended]) -> Result<(), Error> {
         if self.appends_before_failure == 0 {
             return Err(Error::Corrupt {
                 reason: "disk full".into(),
@@ -180,6 +181,18 @@ impl Log for FailingLog {
     }
     fn head(&self) -> Result<LogHead, Error> {
         self.inner.head()
+    }
+    fn tree_size(&self) -> Result<u64, Error> {
+        self.inner.tree_size()
+    }
+    fn read_nodes(&self, nodes: &[Node]) -> Result<Vec<Hash>, Error> {
+        Log::read_nodes(&self.inner, nodes)
+    }
+    fn add_tree(&mut self, first_seq: u64, tree: &[Vec<Hash>]) -> Result<(), Error> {
+        self.inner.add_tree(first_seq, tree)
+    }
+    fn reader(&self) -> std::sync::Arc<dyn LogReader> {
+        self.inner.reader()
     }
 }
 

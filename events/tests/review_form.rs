@@ -82,7 +82,11 @@ fn rewritten(
             change(&mut data);
         }
         if let EventData::LogCheckpoint(checkpoint) = &data {
-            data = EventData::LogCheckpoint(neuron_key().sign_checkpoint(checkpoint.upto, &prev));
+            data = EventData::LogCheckpoint(neuron_key().sign_checkpoint(
+                checkpoint.upto,
+                &prev,
+                &neuron_events::testing::tree_head(&out),
+            ));
         }
         let event = Event {
             session: record.session.clone(),
@@ -141,16 +145,20 @@ fn one_changed_field_is_two_changed_lines() {
     );
     assert!(changed[1].starts_with("head: "), "{}", changed[1]);
 
-    // The whole path: the checkpoint that covers the change shows too, and nothing else.
+    // The whole path: the checkpoints that cover the change (the one that ends the handshake's
+    // batch, the one of the stop) show too, and nothing else.
     let before = review_form(&lines(&records));
     let after = review_form(&lines(&rewritten(&records, consent, raise_iat)));
     let changed = changed_lines(&before, &after);
-    assert_eq!(changed.len(), 3, "{changed:#?}");
-    assert!(
-        changed[1].contains("\"kind\":\"log.checkpoint\""),
-        "{}",
-        changed[1]
-    );
+    let checkpoints_after = records[consent..]
+        .iter()
+        .filter(|bytes| Record::decode(bytes).unwrap().event.kind() == "log.checkpoint")
+        .count();
+    assert_eq!(checkpoints_after, 2);
+    assert_eq!(changed.len(), 2 + checkpoints_after, "{changed:#?}");
+    for line in &changed[1..=checkpoints_after] {
+        assert!(line.contains("\"kind\":\"log.checkpoint\""), "{line}");
+    }
 }
 
 #[test]

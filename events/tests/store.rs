@@ -1,6 +1,7 @@
 //! Opening a sled log: at once after the previous handle was dropped (a restart in one process),
 //! and never while another handle holds it.
 
+use neuron_events::store::Appended;
 use neuron_events::{Log, SledLog};
 
 #[test]
@@ -10,8 +11,13 @@ fn a_log_reopens_at_once_after_its_handle_is_dropped() {
         let mut log = SledLog::open(dir.path()).unwrap();
         assert_eq!(log.last_key().unwrap(), round);
         let seq = round + 1;
-        log.append(&[(seq, format!("record {seq}").into_bytes())])
-            .unwrap();
+        let mut frontier = neuron_events::store::frontier_of(&log).unwrap();
+        let appended = Appended::all(
+            vec![(seq, format!("record {seq}").into_bytes())],
+            &mut frontier,
+        );
+        log.append(&appended).unwrap();
+        assert_eq!(log.tree_size().unwrap(), seq);
         drop(log);
     }
 }

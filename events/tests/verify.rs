@@ -201,7 +201,11 @@ fn forged_checkpoints_and_foreign_signers_are_caught() {
 
     // A checkpoint re-signed by another key, chained correctly: valid, but not the trusted signer.
     let stranger = NeuronKey::from_seed([9; 32]);
-    let forged_data = stranger.sign_checkpoint(seq - 1, &Digest::of(&records[index - 1]));
+    let forged_data = stranger.sign_checkpoint(
+        seq - 1,
+        &Digest::of(&records[index - 1]),
+        &neuron_events::testing::tree_head(&records[..index]),
+    );
     let forged = rechain_from(&records, index, |record| {
         let text = String::from_utf8(record.to_vec()).unwrap();
         let start = text.find("\"data\":").unwrap() + 7;
@@ -246,7 +250,11 @@ fn forged_checkpoints_and_foreign_signers_are_caught() {
 
     // A valid signature over a head that is not the chain's.
     let wrong_head = rechain_from(&records, index, |record| {
-        let other = neuron_key().sign_checkpoint(seq - 1, &Digest::of(b"elsewhere"));
+        let other = neuron_key().sign_checkpoint(
+            seq - 1,
+            &Digest::of(b"elsewhere"),
+            &neuron_events::testing::tree_head(&records[..index]),
+        );
         let text = String::from_utf8(record.to_vec()).unwrap();
         let start = text.find("\"data\":").unwrap() + 7;
         let end = text.find(",\"prev\":").unwrap();

@@ -106,15 +106,15 @@ fn replay_stops_at_a_seq_or_a_time() {
         vec!["s1", "s2", "s3"]
     );
 
-    // s2 is promoted at 10:00:03.250 (seq 14): one instant before, it still waits first in line.
+    // s2 is promoted at 10:00:03.500 (seq 15): one instant before, it still waits first in line.
     let before_promotion = replay(
         &records,
-        Until::Time(Timestamp::parse_rfc3339("2026-11-26T10:00:03.249Z").unwrap()),
+        Until::Time(Timestamp::parse_rfc3339("2026-11-26T10:00:03.499Z").unwrap()),
     );
     assert_eq!(before_promotion.queue.position_of("s2"), Some(1));
     let after_promotion = replay(
         &records,
-        Until::Time(Timestamp::parse_rfc3339("2026-11-26T10:00:03.250Z").unwrap()),
+        Until::Time(Timestamp::parse_rfc3339("2026-11-26T10:00:03.500Z").unwrap()),
     );
     assert_eq!(after_promotion.queue.position_of("s2"), None);
     assert_eq!(after_promotion.queue.position_of("s3"), Some(1));
@@ -143,6 +143,7 @@ fn started() -> Event {
         public_key: "k".into(),
         organization_npi: OTHER_PROVIDER.into(),
         config_digest: "d".into(),
+        origin: None,
     }))
 }
 

@@ -201,16 +201,64 @@ impl Default for WebSocket {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
-    /// Where the log, the key and the address files live.
+    /// Where the key, the address files and (with the sled backend) the log live.
     pub data_dir: PathBuf,
+    /// Where the log lives: `sled` (embedded) or `postgres` (replicated, SPEC §3.6).
+    pub backend: Backend,
+    /// `[storage.postgres]`, for the `postgres` backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<Postgres>,
 }
 
 impl Default for Storage {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            backend: Backend::Sled,
+            postgres: None,
         }
     }
+}
+
+/// `storage.backend`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// sled, embedded in the data directory: nothing to install.
+    Sled,
+    /// PostgreSQL with synchronous standbys.
+    Postgres,
+}
+
+/// `[storage.postgres]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// The connection URL (libpq form; several hosts and `target_session_attrs=read-write` for a
+    /// cluster).
+    pub url: String,
+    /// Which log in that database: one writer per log.
+    #[serde(default = "default_log_name")]
+    pub log: String,
+    /// Refuse to start unless a synchronous standby is configured and `synchronous_commit` waits
+    /// for it.
+    #[serde(default = "default_true")]
+    pub require_sync_standbys: bool,
+    /// A commit that takes longer (no quorum of standbys) stops the server instead of hanging it.
+    #[serde(default = "default_commit_timeout_ms")]
+    pub commit_timeout_ms: u64,
+}
+
+fn default_log_name() -> String {
+    "main".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_commit_timeout_ms() -> u64 {
+    10_000
 }
 
 /// `[audit]`
@@ -219,14 +267,39 @@ impl Default for Storage {
 pub struct Audit {
     /// A signed checkpoint whenever the next seq is a multiple of this.
     pub checkpoint_every: u64,
+    /// The log's C2SP origin and key name; empty: `{public_url host}/neuron/{organization npi}`
+    /// ([`Config::origin`]). Fixed once the log exists.
+    pub origin: String,
+    /// How often the latest checkpoint is sent to each witness.
+    pub witness_interval_ms: u64,
+    /// Cosignatures needed for a checkpoint to count as witnessed; 0: every listed witness.
+    pub witness_quorum: u32,
+    /// `[[audit.witnesses]]`
+    pub witnesses: Vec<Witness>,
 }
 
 impl Default for Audit {
     fn default() -> Self {
         Self {
             checkpoint_every: 1000,
+            origin: String::new(),
+            witness_interval_ms: 10_000,
+            witness_quorum: 0,
+            witnesses: Vec::new(),
         }
     }
+}
+
+/// `[[audit.witnesses]]`: a C2SP tlog-witness the Neuron asks to cosign its checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Witness {
+    /// The witness's name (its key name).
+    pub name: String,
+    /// Its verifier key, type 0x04 (cosignature/v1).
+    pub vkey: String,
+    /// Its submission prefix: `add-checkpoint` is posted under it.
+    pub url: String,
 }
 
 /// `[[providers]]`
@@ -296,6 +369,26 @@ pub struct Flags {
 }
 
 impl Config {
+    /// The log's origin (SPEC §3.5): `audit.origin`, or `{public_url host}/neuron/{organization
+    /// npi}` when it is empty.
+    pub fn origin(&self) -> String {
+        if !self.audit.origin.is_empty() {
+            return self.audit.origin.clone();
+        }
+        let rest = self
+            .server
+            .public_url
+            .split_once("://")
+            .map_or(self.server.public_url.as_str(), |(_, rest)| rest);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let authority = authority.rsplit('@').next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        };
+        format!("{host}/neuron/{}", self.organization.npi)
+    }
+
     /// blake3 hex of the configuration as TOML, leaving out `storage.data_dir` (where the log lives
     /// is not part of what the Neuron does): recorded in `server.started` so that a change of
     /// configuration shows in the log.
@@ -342,6 +435,11 @@ impl Config {
 
 /// Keys added after configuration digests were first recorded (see [`Config::digest`]).
 const LATER_KEYS: &[(&str, &str)] = &[
+    ("audit", "origin"),
+    ("audit", "witness_interval_ms"),
+    ("audit", "witness_quorum"),
+    ("audit", "witnesses"),
+    ("storage", "backend"),
     ("server", "header_timeout_ms"),
     ("server", "max_connections"),
     ("server", "shutdown_grace_ms"),

@@ -39,10 +39,23 @@ max_payload_bytes = 65536       # larger frames are refused with close 1009
 write_timeout_ms = 5000         # a frame the client does not take within this ends its session
 
 [storage]
-data_dir = "./data"             # the event log, the Neuron's key (neuron.key, mode 0600), serve.addr
+data_dir = "./data"             # the Neuron's key (neuron.key, mode 0600), serve.addr and, with sled, the log
+backend = "sled"                # "sled" (embedded, nothing to install) or "postgres" (replicated; SPEC 3.6)
+# [storage.postgres]
+# url = "postgres://neuron@db1,db2,db3/neuron?target_session_attrs=read-write"
+# log = "main"                  # which log in that database (one writer per log)
+# require_sync_standbys = true  # refuse to start unless a synchronous standby is configured
+# commit_timeout_ms = 10000     # a commit no quorum confirms within this stops the server
 
 [audit]
 checkpoint_every = 1000         # a signed log.checkpoint whenever the next seq is a multiple of this
+origin = ""                     # the log's C2SP origin; "" = "{public_url host}/neuron/{organization npi}"; fixed once the log exists
+witness_interval_ms = 10000     # how often the latest checkpoint is sent to each witness
+witness_quorum = 0              # cosignatures for a checkpoint to count as witnessed (0 = every listed witness)
+# [[audit.witnesses]]
+# name = "witness.example.org/w1"
+# vkey = "witness.example.org/w1+1234abcd+BA..."   # its C2SP vkey, type 0x04 (cosignature/v1)
+# url = "https://witness.example.org/"             # its add-checkpoint submission prefix
 
 # The organization's providers. Changes are recorded as events at start-up.
 [[providers]]

@@ -82,6 +82,19 @@ fn keys_added_later_change_the_digest_only_when_they_leave_their_defaults() {
 }
 
 #[test]
+fn the_origin_is_derived_from_the_public_url_and_the_organization_unless_set() {
+    let mut config = Config::default();
+    assert_eq!(config.origin(), "localhost/neuron/1245319599");
+    assert_eq!(config.origin(), neuron_events::journal::DEMO_ORIGIN);
+    config.server.public_url = "https://user@broker.example.org:8443/base?x".into();
+    assert_eq!(config.origin(), "broker.example.org/neuron/1245319599");
+    config.server.public_url = "https://[::1]:8443".into();
+    assert_eq!(config.origin(), "::1/neuron/1245319599");
+    config.audit.origin = "example.org/our-log".into();
+    assert_eq!(config.origin(), "example.org/our-log");
+}
+
+#[test]
 fn the_operator_api_may_leave_loopback_only_with_a_token() {
     let hash = blake3::hash(b"token").to_hex().to_string();
     let text = format!("[admin]\nhost = \"0.0.0.0\"\ntoken_hashes = [\"{hash}\"]\n");
@@ -152,6 +165,37 @@ fn bad_configurations_name_the_key() {
             "websocket.write_timeout_ms",
         ),
         ("[admin]\nmax_exports = 0\n", &[], "admin.max_exports"),
+        ("[storage]\ndata_dir = \"\"\n", &[], "storage.data_dir"),
+        ("", &[("NEURON_STORAGE__DATA_DIR", "")], "storage.data_dir"),
+        ("[storage]\nbackend = \"tape\"\n", &[], "backend"),
+        (
+            "[storage]\nbackend = \"postgres\"\n",
+            &[],
+            "storage.postgres.url",
+        ),
+        (
+            "[storage]\nbackend = \"postgres\"\n[storage.postgres]\nurl = \"mysql://x\"\n",
+            &[],
+            "storage.postgres.url",
+        ),
+        (
+            "[storage]\nbackend = \"postgres\"\n[storage.postgres]\nurl = \"postgres://x/y\"\nlog = \"a b\"\n",
+            &[],
+            "storage.postgres.log",
+        ),
+        ("[audit]\norigin = \"a b\"\n", &[], "audit.origin"),
+        ("[audit]\norigin = \"a+b\"\n", &[], "audit.origin"),
+        ("[audit]\nwitness_quorum = 1\n", &[], "audit.witness_quorum"),
+        (
+            "[audit]\nwitness_interval_ms = 0\n",
+            &[],
+            "audit.witness_interval_ms",
+        ),
+        (
+            "[[audit.witnesses]]\nname = \"w\"\nvkey = \"w+00000000+AQ==\"\nurl = \"http://127.0.0.1:1/\"\n",
+            &[],
+            "audit.witnesses[0].vkey",
+        ),
     ];
     for (text, environment, key) in cases {
         let message = match load_text(text, environment) {

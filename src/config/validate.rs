@@ -21,6 +21,8 @@ impl Config {
         self.check_positive()?;
         let admin_tokens = self.token_hashes()?;
         self.check_browser_lists()?;
+        self.check_storage()?;
+        self.check_audit()?;
         if !admin_addr.ip().is_loopback() && admin_tokens.is_empty() {
             return Err(invalid(
                 "admin.token_hashes",
@@ -122,6 +124,7 @@ impl Config {
             ("websocket.write_timeout_ms", websocket.write_timeout_ms),
             ("admin.max_connections", u64::from(admin.max_connections)),
             ("admin.max_exports", u64::from(admin.max_exports)),
+            ("audit.witness_interval_ms", self.audit.witness_interval_ms),
         ];
         match positive.into_iter().find(|&(_, value)| value == 0) {
             Some((key, _)) => Err(invalid(key, "must be greater than 0".into())),
@@ -175,6 +178,128 @@ impl Config {
                     format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Where the log lives: a data directory that is a path, and the PostgreSQL settings the
+    /// backend needs.
+    fn check_storage(&self) -> Result<(), ConfigError> {
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "storage.data_dir",
+                "must not be empty: name the directory for the key and the log (the default is ./data)".into(),
+            ));
+        }
+        match (self.storage.backend, &self.storage.postgres) {
+            (super::Backend::Postgres, None) => Err(invalid(
+                "storage.postgres.url",
+                "storage.backend is \"postgres\": [storage.postgres] must give the url".into(),
+            )),
+            (super::Backend::Postgres, Some(postgres)) => {
+                if !(postgres.url.starts_with("postgres://")
+                    || postgres.url.starts_with("postgresql://"))
+                {
+                    return Err(invalid(
+                        "storage.postgres.url",
+                        "is not a postgres:// URL".into(),
+                    ));
+                }
+                if postgres.log.is_empty()
+                    || postgres.log.len() > 64
+                    || !postgres
+                        .log
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(invalid(
+                        "storage.postgres.log",
+                        format!(
+                            "{:?} is not a log name (1 to 64 letters, digits, '_' or '-')",
+                            postgres.log
+                        ),
+                    ));
+                }
+                if postgres.commit_timeout_ms == 0 {
+                    return Err(invalid(
+                        "storage.postgres.commit_timeout_ms",
+                        "must be greater than 0".into(),
+                    ));
+                }
+                Ok(())
+            }
+            (super::Backend::Sled, _) => Ok(()),
+        }
+    }
+
+    /// The log's origin and the witnesses: names that can be key names, keys that are
+    /// cosignature keys, URLs, a quorum the list can reach.
+    fn check_audit(&self) -> Result<(), ConfigError> {
+        use neuron_events::note::{VerifierKey, COSIGNATURE_V1};
+        let origin = self.origin();
+        let origin_key = if self.audit.origin.is_empty() {
+            "server.public_url"
+        } else {
+            "audit.origin"
+        };
+        if origin.is_empty()
+            || origin.starts_with('/')
+            || origin.contains('+')
+            || origin.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                origin_key,
+                format!(
+                    "the log's origin would be {origin:?}: it must be non-empty, with no spaces or '+' (set audit.origin)"
+                ),
+            ));
+        }
+        for (index, witness) in self.audit.witnesses.iter().enumerate() {
+            let key = |field: &str| format!("audit.witnesses[{index}].{field}");
+            let vkey = VerifierKey::parse(&witness.vkey)
+                .map_err(|error| invalid(&key("vkey"), error.to_string()))?;
+            if vkey.signature_type != COSIGNATURE_V1 {
+                return Err(invalid(
+                    &key("vkey"),
+                    "is not a cosignature/v1 key (signature type 0x04)".into(),
+                ));
+            }
+            if vkey.name != witness.name {
+                return Err(invalid(
+                    &key("name"),
+                    format!(
+                        "{:?} is not the name of its vkey ({:?})",
+                        witness.name, vkey.name
+                    ),
+                ));
+            }
+            if !(witness.url.starts_with("http://") || witness.url.starts_with("https://")) {
+                return Err(invalid(
+                    &key("url"),
+                    format!("{:?} is not an http(s) URL", witness.url),
+                ));
+            }
+            if self.audit.witnesses[..index]
+                .iter()
+                .any(|earlier| earlier.name == witness.name)
+            {
+                return Err(invalid(
+                    &key("name"),
+                    format!("{:?} is listed twice", witness.name),
+                ));
+            }
+        }
+        if self.audit.witness_quorum as usize > self.audit.witnesses.len() {
+            return Err(invalid(
+                "audit.witness_quorum",
+                format!(
+                    "{} cosignatures cannot come from {} witnesses",
+                    self.audit.witness_quorum,
+                    self.audit.witnesses.len()
+                ),
+            ));
         }
         Ok(())
     }

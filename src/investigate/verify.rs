@@ -31,6 +31,18 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
             }
         ));
     }
+    text.push_str(&format!(
+        "merkle tree:     {} leaves, root {} ({})\n",
+        report.tree.size,
+        report.tree.root,
+        match report.tree.stored {
+            neuron_events::verify::StoredTree::Checked => "the store's tree hashes checked",
+            neuron_events::verify::StoredTree::NotKept => "rebuilt from the export",
+            neuron_events::verify::StoredTree::NotStored => {
+                "rebuilt; the store predates the tree, which the server adds at its next start"
+            }
+        }
+    ));
     match &report.last_checkpoint {
         Some(checkpoint) => text.push_str(&format!(
             "last checkpoint: seq {} covering up to seq {}, signed by {}{}\n",

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use hyper::body::Bytes;
 use tokio::sync::Semaphore;
 
-use neuron_events::SledReader;
+use neuron_events::store::LogReader;
 use neuron_projections::Views;
 
 use crate::server::live::Live;
@@ -53,56 +53,11 @@ pub const DEFAULT_PAGE: usize = 100;
 /// The longest termination reason or provider name accepted, in characters.
 pub const MAX_TEXT_CHARS: usize = 1000;
 
-/// Where the export stream reads records: the live server's sled log (through a read-only
-/// handle), or a memory log in tests.
-pub trait RecordSource: Send + Sync + 'static {
-    /// Calls `visit` with each record with `from <= seq <= to`, in seq order, until it returns
-    /// `false`.
-    ///
-    /// # Errors
-    /// The store's error.
-    fn scan_while(
-        &self,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
-    ) -> Result<(), neuron_events::Error>;
-}
-
-impl RecordSource for SledReader {
-    fn scan_while(
-        &self,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
-    ) -> Result<(), neuron_events::Error> {
-        SledReader::scan_while(self, from, to, visit)
-    }
-}
-
-impl RecordSource for neuron_events::MemoryLog {
-    fn scan_while(
-        &self,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
-    ) -> Result<(), neuron_events::Error> {
-        use neuron_events::Log;
-        for record in self.read(from, to) {
-            let (seq, bytes) = record?;
-            if !visit(seq, &bytes) {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// What the operator listener works with: the server's live state, a read-only handle on the log
 /// for exports and relationship details, and its own limits.
 pub(crate) struct OperatorState {
     pub live: Arc<Live>,
-    pub reader: Arc<dyn RecordSource>,
+    pub reader: Arc<dyn LogReader>,
     /// blake3 hashes of the accepted bearer tokens; empty means `/v1/*` is open (loopback only).
     pub tokens: Vec<blake3::Hash>,
     pub openapi: Bytes,
@@ -119,7 +74,7 @@ impl OperatorState {
     /// The operator listener's state over `live`, listening on `listen`.
     pub(crate) fn new(
         live: Arc<Live>,
-        reader: Arc<dyn RecordSource>,
+        reader: Arc<dyn LogReader>,
         tokens: Vec<blake3::Hash>,
         listen: SocketAddr,
     ) -> Self {

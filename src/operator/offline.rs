@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use neuron_events::store::StoredRecord;
+use neuron_events::store::{Appended, LogReader, StoredRecord};
+use neuron_events::tree::{Hash, Node};
 use neuron_events::{
     BatchReport, Clock, Journal, JournalOptions, Log, LogHead, MemoryLog, NeuronKey, Record,
 };
@@ -19,10 +20,8 @@ use crate::server::live::{Live, Stopping};
 struct Unwritable(MemoryLog);
 
 impl Log for Unwritable {
-    fn append(&mut self, _: &[StoredRecord]) -> Result<(), neuron_events::Error> {
-        Err(neuron_events::Error::Corrupt {
-            reason: "this log takes no writes (the disk is full)".into(),
-        })
+    fn append(&mut self, _: &[Appended]) -> Result<(), neuron_events::Error> {
+        Err(Self::full())
     }
 
     fn read(
@@ -35,6 +34,30 @@ impl Log for Unwritable {
 
     fn head(&self) -> Result<LogHead, neuron_events::Error> {
         self.0.head()
+    }
+
+    fn tree_size(&self) -> Result<u64, neuron_events::Error> {
+        self.0.tree_size()
+    }
+
+    fn read_nodes(&self, nodes: &[Node]) -> Result<Vec<Hash>, neuron_events::Error> {
+        Log::read_nodes(&self.0, nodes)
+    }
+
+    fn add_tree(&mut self, _: u64, _: &[Vec<Hash>]) -> Result<(), neuron_events::Error> {
+        Err(Self::full())
+    }
+
+    fn reader(&self) -> Arc<dyn LogReader> {
+        self.0.reader()
+    }
+}
+
+impl Unwritable {
+    fn full() -> neuron_events::Error {
+        neuron_events::Error::Corrupt {
+            reason: "this log takes no writes (the disk is full)".into(),
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use crate::server::metrics::Gauges;
 
 use super::errors::{json_reply, set_content_type, Answer, ApiError, Code};
 use super::request::{filter, query};
-use super::{OperatorState, RecordSource, DEFAULT_PAGE, MAX_PAGE};
+use neuron_events::store::LogReader;
+
+use super::{OperatorState, DEFAULT_PAGE, MAX_PAGE};
 
 pub(super) fn health(state: &OperatorState) -> warp::reply::Response {
     let status = state.live.journal.status();
@@ -182,7 +184,7 @@ pub(super) async fn complete(
 }
 
 pub(super) fn assemble(
-    reader: &dyn RecordSource,
+    reader: &dyn LogReader,
     summary: &Summary<'_>,
 ) -> Result<Relationship, ApiError> {
     let mut failure = None;

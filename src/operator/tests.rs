@@ -106,7 +106,7 @@ mod failing_log {
 
     use neuron_events::event::EventData;
     use neuron_events::testing::fixed_clock;
-    use neuron_events::{Event, Log, MemoryLog, Record};
+    use neuron_events::{Event, MemoryLog, Record};
     use neuron_projections::Views;
     use serde_json::Value;
     use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -158,8 +158,7 @@ mod failing_log {
             neuron_events::record::encode(1, at, &event, &neuron_events::Digest::GENESIS).unwrap();
         let mut views = Views::serving();
         views.apply(&Record::decode(&bytes).unwrap());
-        let mut log = MemoryLog::new();
-        log.append(&[(1, bytes)]).unwrap();
+        let log = MemoryLog::from_records(vec![(1, bytes)]).unwrap();
 
         let state = state_over(views.clone(), log);
         let (status, body) =

@@ -188,7 +188,7 @@ impl Server {
         let summaries = tokio::spawn(refusals::summarize(live.clone(), refusals.clone()));
         let admin_state = Arc::new(OperatorState::new(
             live.clone(),
-            Arc::new(reader),
+            reader,
             checked.admin_tokens,
             admin_addr,
         ));

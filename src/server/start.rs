@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use neuron_events::event::*;
+use neuron_events::store::LogReader;
 use neuron_events::{
     BatchReport, Clock, Event, Journal, JournalOptions, Log, LogHead, NeuronKey, Record, SledLog,
-    SledReader,
 };
 use neuron_projections::Views;
 
@@ -28,7 +28,7 @@ pub(super) struct Store {
     log_dir: PathBuf,
     head: LogHead,
     pub(super) key: NeuronKey,
-    pub(super) reader: SledReader,
+    pub(super) reader: Arc<dyn LogReader>,
 }
 
 /// Opens `{data_dir}/log` and the key. The log is opened first: its lock is the data directory's,
@@ -128,6 +128,7 @@ pub(super) fn journal_over(
         clock,
         JournalOptions {
             checkpoint_every: config.audit.checkpoint_every,
+            origin: config.origin(),
             ..JournalOptions::default()
         },
         Box::new(observer),
@@ -148,6 +149,7 @@ pub(super) fn startup_events(config: &Config, public_key: String, views: &Views)
         public_key,
         organization_npi: config.organization.npi.clone(),
         config_digest: config.digest(),
+        origin: Some(config.origin()),
     }))];
     startup.extend(provider_changes(config, views));
     startup

@@ -10,7 +10,11 @@ use crate::evidence::{Acknowledged, HeadFile};
 use crate::record::Digest;
 use crate::Error;
 
-use super::{Log, LogHead, StoredRecord, MAX_SEQ};
+use std::sync::Arc;
+
+use crate::tree::{Hash, Node};
+
+use super::{pick_nodes, tree_value, Appended, Log, LogHead, LogReader, StoredRecord, MAX_SEQ};
 
 /// How hard [`SledLog::append`] works to make a batch durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +32,17 @@ pub enum Durability {
 /// 5-byte key never collides with one and sorts after every record whose seq is below 2^56. It is
 /// read only to adopt such a store ([`Acknowledged::Legacy`]) and no longer written.
 const LEGACY_HEAD_KEY: &[u8] = b"\xffhead";
+
+/// The first byte of a tree key: `0xfe` ‖ the 8-byte big-endian seq of the record whose tree
+/// hashes it holds. Record keys begin with `0x00` (seqs below 2^56), so every tree key sorts after
+/// every record and before the legacy head key.
+const TREE_PREFIX: u8 = 0xfe;
+
+fn tree_key(seq: u64) -> [u8; 9] {
+    let mut key = [TREE_PREFIX; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
 
 /// How long opening a log waits for a lock that a just-dropped handle still holds.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -168,7 +183,7 @@ impl SledLog {
                     .transpose()?;
                 (found, file)
             }
-            None => match (db.get_lt(LEGACY_HEAD_KEY)?, db.get(LEGACY_HEAD_KEY)?) {
+            None => match (db.get_lt([TREE_PREFIX])?, db.get(LEGACY_HEAD_KEY)?) {
                 (None, _) => {
                     let file = HeadFile::create(path, LogHead::EMPTY)?;
                     (Acknowledged::Head(LogHead::EMPTY), Some(file))
@@ -287,13 +302,14 @@ fn legacy_head(value: &[u8]) -> Result<LogHead, Error> {
 }
 
 impl Log for SledLog {
-    fn append(&mut self, records: &[StoredRecord]) -> Result<(), Error> {
-        let Some((last_seq, last_bytes)) = records.last() else {
+    fn append(&mut self, records: &[Appended]) -> Result<(), Error> {
+        let Some(last) = records.last() else {
             return Ok(());
         };
         let mut batch = sled::Batch::default();
-        for (seq, bytes) in records {
-            batch.insert(&seq_key(*seq), bytes.as_slice());
+        for appended in records {
+            batch.insert(&seq_key(appended.seq), appended.bytes.as_slice());
+            batch.insert(&tree_key(appended.seq), tree_value(&appended.tree));
         }
         self.db.apply_batch(batch)?;
         self.injected(AppendStep::Apply)?;
@@ -304,8 +320,8 @@ impl Log for SledLog {
         }
         self.injected(AppendStep::Sync)?;
         let head = LogHead {
-            seq: *last_seq,
-            hash: Digest::of(last_bytes),
+            seq: last.seq,
+            hash: Digest::of(&last.bytes),
         };
         self.injected(AppendStep::Evidence)?;
         self.write_evidence(head)?;
@@ -343,7 +359,7 @@ impl Log for SledLog {
     }
 
     fn head(&self) -> Result<LogHead, Error> {
-        match self.db.get_lt(LEGACY_HEAD_KEY)? {
+        match self.db.get_lt([TREE_PREFIX])? {
             None => Ok(LogHead::EMPTY),
             Some((key, value)) => Ok(LogHead {
                 seq: key_seq(&key)?,
@@ -353,10 +369,43 @@ impl Log for SledLog {
     }
 
     fn last_key(&self) -> Result<u64, Error> {
-        match self.db.get_lt(LEGACY_HEAD_KEY)? {
+        match self.db.get_lt([TREE_PREFIX])? {
             None => Ok(0),
             Some((key, _)) => key_seq(&key),
         }
+    }
+
+    fn tree_size(&self) -> Result<u64, Error> {
+        match self.db.range(tree_key(0)..=tree_key(u64::MAX)).next_back() {
+            None => Ok(0),
+            Some(entry) => {
+                let (key, _) = entry?;
+                key_seq(key.get(1..).unwrap_or_default())
+            }
+        }
+    }
+
+    fn read_nodes(&self, nodes: &[Node]) -> Result<Vec<Hash>, Error> {
+        read_nodes(&self.db, nodes)
+    }
+
+    fn add_tree(&mut self, first_seq: u64, tree: &[Vec<Hash>]) -> Result<(), Error> {
+        let mut batch = sled::Batch::default();
+        for (seq, hashes) in (first_seq..).zip(tree) {
+            batch.insert(&tree_key(seq), tree_value(hashes));
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        if self.durability == Durability::PowerLoss {
+            self.sync_files()?;
+        }
+        Ok(())
+    }
+
+    fn reader(&self) -> Arc<dyn LogReader> {
+        Arc::new(SledReader {
+            db: self.db.clone(),
+        })
     }
 
     fn acknowledged(&self) -> Acknowledged {
@@ -386,13 +435,14 @@ pub struct SledReader {
     db: sled::Db,
 }
 
-impl SledReader {
-    /// Calls `visit` with each record with `from <= seq <= to`, in seq order, until it returns
-    /// `false`.
-    ///
-    /// # Errors
-    /// The store's error.
-    pub fn scan_while(
+fn read_nodes(db: &sled::Db, nodes: &[Node]) -> Result<Vec<Hash>, Error> {
+    pick_nodes(nodes, &mut |seq| {
+        Ok(db.get(tree_key(seq))?.map(|value| value.to_vec()))
+    })
+}
+
+impl LogReader for SledReader {
+    fn scan_while(
         &self,
         from: u64,
         to: u64,
@@ -410,14 +460,9 @@ impl SledReader {
         }
         Ok(())
     }
-}
 
-impl SledLog {
-    /// A read-only handle on this log.
-    pub fn reader(&self) -> SledReader {
-        SledReader {
-            db: self.db.clone(),
-        }
+    fn read_nodes(&self, nodes: &[Node]) -> Result<Vec<Hash>, Error> {
+        read_nodes(&self.db, nodes)
     }
 }
 
@@ -429,6 +474,17 @@ impl SledLog {
         match bytes {
             Some(bytes) => self.db.insert(seq_key(seq), bytes)?,
             None => self.db.remove(seq_key(seq))?,
+        };
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Overwrites or removes the tree hashes stored with record `seq`: only for tests.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn tamper_tree(&self, seq: u64, hashes: Option<&[u8]>) -> Result<(), Error> {
+        match hashes {
+            Some(hashes) => self.db.insert(tree_key(seq), hashes)?,
+            None => self.db.remove(tree_key(seq))?,
         };
         self.db.flush()?;
         Ok(())

@@ -15,6 +15,7 @@ use crate::Error;
 use super::parse::{Detail, Parsed, ParsedEntry, Position, SignedCheckpoint};
 use super::relationships::InForce;
 use super::report::*;
+use super::tree::TreeCheck;
 use super::VerifyOptions;
 
 /// What the report said before the last sound record, to take that record back when the next one
@@ -36,6 +37,10 @@ struct Checker<'a> {
     undo: Option<Undo>,
     /// The relationship in force for each pair, to name a second one established beside it.
     relationships: InForce,
+    /// The Merkle tree over the sound records.
+    tree: TreeCheck,
+    /// The log's origin, as the last `server.started` names it.
+    origin: Option<String>,
 }
 
 /// The entry after the one being checked: none at the end of the log.
@@ -87,11 +92,14 @@ impl<'a> Checker<'a> {
                 unsigned_tail: None,
                 unverified: Vec::new(),
                 anomalies: Vec::new(),
+                tree: TreeCheck::default().summary(),
                 problem: None,
             },
             last_kind: None,
             undo: None,
             relationships: InForce::default(),
+            tree: TreeCheck::default(),
+            origin: None,
         }
     }
 
@@ -131,6 +139,12 @@ impl<'a> Checker<'a> {
         if parsed.prev != Some(self.report.head) {
             return Err(at_line(self.unlinked(&parsed, kind, following, position)));
         }
+        // The previous record is sound now that this one links to it: its leaf and its facts
+        // count.
+        self.tree
+            .confirm()
+            .map_err(|(seq, fault)| problem_at(seq, None, fault))?;
+        self.relationships.confirm();
         let checkpoint = match parsed.detail.as_deref() {
             Some(Detail::Checkpoint(checkpoint)) => Some(checkpoint),
             _ => None,
@@ -149,8 +163,13 @@ impl<'a> Checker<'a> {
             self.restored(*range, parsed.seq)
                 .map_err(|fault| at_line(problem_at(range.first, None, fault)))?;
         }
-        // The previous record is sound now that this one links to it: its facts count.
-        self.relationships.confirm();
+        if let Some(Detail::Started {
+            origin: Some(origin),
+        }) = parsed.detail.as_deref()
+        {
+            self.origin = Some(origin.clone());
+        }
+        self.tree.hold(parsed.seq, parsed.leaf, parsed.stored);
         self.relationships.hold(parsed.seq, parsed.detail);
         for (anchor, _, found) in &mut self.anchors {
             if anchor.seq == parsed.seq {
@@ -264,13 +283,44 @@ impl<'a> Checker<'a> {
         parsed: &Parsed,
         checkpoint: &Result<SignedCheckpoint, String>,
     ) -> Result<(), Fault> {
-        let (checkpoint, signer) = checkpoint.as_ref().map_err(|reason| Fault::Unparseable {
+        let signed = checkpoint.as_ref().map_err(|reason| Fault::Unparseable {
             reason: reason.clone(),
         })?;
+        let checkpoint = &signed.data;
         if checkpoint.upto != self.report.last_seq || checkpoint.head != self.report.head.to_hex() {
             return Err(Fault::CheckpointHeadMismatch);
         }
-        let signer = signer.as_ref().map_err(|fault| match fault {
+        if let Some(note) = &signed.note {
+            let body = note.as_ref().map_err(|reason| Fault::BadCheckpointNote {
+                reason: reason.clone(),
+            })?;
+            let rebuilt = self.tree.root();
+            let agrees = body.size == checkpoint.upto
+                && checkpoint.size == Some(body.size)
+                && self.tree.size() == body.size
+                && body.root == rebuilt
+                && checkpoint.root.as_deref() == Some(body.root.to_base64().as_str());
+            if !agrees {
+                return Err(Fault::CheckpointTreeMismatch {
+                    signed: checkpoint
+                        .root
+                        .clone()
+                        .unwrap_or_else(|| body.root.to_base64()),
+                    rebuilt: rebuilt.to_base64(),
+                });
+            }
+            if let Some(origin) = &self.origin {
+                if body.origin != *origin {
+                    return Err(Fault::BadCheckpointNote {
+                        reason: format!(
+                            "it names the origin {:?}, but the log's server.started names {origin:?}",
+                            body.origin
+                        ),
+                    });
+                }
+            }
+        }
+        let signer = signed.signer.as_ref().map_err(|fault| match fault {
             CheckpointFault::BadKey | CheckpointFault::BadSignature => {
                 Fault::BadCheckpointSignature
             }
@@ -334,6 +384,10 @@ impl<'a> Checker<'a> {
             }
             Acknowledged::Head(_) | Acknowledged::Legacy(_) | Acknowledged::NotKept => {}
         }
+        self.tree
+            .confirm()
+            .and_then(|()| self.tree.finish())
+            .map_err(|(seq, fault)| problem_at(seq, None, fault))?;
         if self.options.trusted_key.is_some() {
             let covered = self.report.last_checkpoint.as_ref().map_or(0, |c| c.seq);
             if covered < last {
@@ -369,9 +423,12 @@ where
             // The record held back is sound unless the problem is that it was altered.
             if problem.fault != Fault::HashMismatch {
                 checker.relationships.confirm();
+                // Its stored tree hashes were compared when the problem was found, or are wrong.
+                let _ = checker.tree.confirm();
             }
             checker.report.problem = Some(problem);
             checker.report.anomalies = checker.relationships.into_anomalies();
+            checker.report.tree = checker.tree.summary();
             return Ok(checker.report);
         }
     }
@@ -380,5 +437,6 @@ where
         Err(problem) => checker.report.problem = Some(problem),
     }
     checker.report.anomalies = checker.relationships.into_anomalies();
+    checker.report.tree = checker.tree.summary();
     Ok(checker.report)
 }

@@ -26,6 +26,9 @@ use crate::Error;
 mod checker;
 mod parse;
 mod relationships;
+mod tree;
+
+pub use tree::{StoredTree, TreeSummary};
 pub mod report;
 
 pub use report::*;

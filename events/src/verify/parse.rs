@@ -8,12 +8,15 @@ use ed25519_dalek::VerifyingKey;
 use crate::checkpoint::{verify_checkpoint, CheckpointFault};
 use crate::event::{
     LogCheckpoint, LogRestored, RelationshipEstablished, RelationshipTerminated, SeqRange,
+    ServerStarted,
 };
 use crate::evidence::Acknowledged;
 use crate::jsonl::{oversized_reason, Piece};
+use crate::note;
 use crate::record::Digest;
 use crate::store::Log;
 use crate::time::Timestamp;
+use crate::tree::{Hash, Node};
 use crate::Error;
 
 use super::checker::check;
@@ -25,15 +28,32 @@ pub(super) struct Parsed {
     pub(super) kind: Cow<'static, str>,
     pub(super) prev: Option<Digest>,
     pub(super) hash: Digest,
+    /// The record's Merkle leaf hash.
+    pub(super) leaf: Hash,
+    /// The tree hashes the store keeps with the record.
+    pub(super) stored: Stored,
     /// What the checker needs of the record's data, for the few kinds it reads. Boxed: rare, and
     /// large (entries are moved around in batches of thousands).
     pub(super) detail: Option<Box<Detail>>,
+}
+
+/// What a source keeps of the tree for one record.
+#[derive(Debug)]
+pub(super) enum Stored {
+    /// Nothing: an export keeps no tree.
+    NotKept,
+    /// A store that holds no tree hashes for this record (written before the tree).
+    Absent,
+    /// The hashes the store holds.
+    Hashes(Vec<Hash>),
 }
 
 /// The data of a record the checker reads, parsed on the worker thread.
 pub(super) enum Detail {
     /// A checkpoint, and whether its signature verified.
     Checkpoint(Box<Result<SignedCheckpoint, String>>),
+    /// The server started, under this origin.
+    Started { origin: Option<String> },
     /// A relationship established.
     Established {
         relationship_id: String,
@@ -46,8 +66,47 @@ pub(super) enum Detail {
     Restored { unverified: Option<SeqRange> },
 }
 
-/// A checkpoint's data and whether its signature verified (checked on the worker thread).
-pub(super) type SignedCheckpoint = (LogCheckpoint, Result<VerifyingKey, CheckpointFault>);
+/// A checkpoint's data, whether its signature verified, and (for a checkpoint of the tree) its
+/// note checked: signed by the checkpoint's key under the origin it names. Checked on the worker
+/// thread.
+pub(super) struct SignedCheckpoint {
+    pub(super) data: LogCheckpoint,
+    pub(super) signer: Result<VerifyingKey, CheckpointFault>,
+    /// `None` for a checkpoint written before the tree (no size, root or note).
+    pub(super) note: Option<Result<note::Checkpoint, String>>,
+}
+
+/// A checkpoint's note, read and verified under the checkpoint's own key and the origin it names.
+fn checked_note(checkpoint: &LogCheckpoint) -> Option<Result<note::Checkpoint, String>> {
+    if checkpoint.size.is_none() && checkpoint.root.is_none() && checkpoint.note.is_none() {
+        return None;
+    }
+    Some((|| {
+        let text = checkpoint
+            .note
+            .as_deref()
+            .ok_or("a checkpoint with a size or root but no note")?;
+        let parsed = note::Note::parse(text).map_err(|error| error.to_string())?;
+        let body = note::Checkpoint::parse(&parsed.text).map_err(|error| error.to_string())?;
+        let key = crate::b64::decode(&checkpoint.key)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
+            .ok_or("its key is not an Ed25519 key")?;
+        let vkey = note::VerifierKey::new(&body.origin, note::ED25519, key)
+            .map_err(|error| error.to_string())?;
+        note::verify(&parsed, &[vkey]).map_err(|error| match error {
+            note::NoteError::Unverified => {
+                format!(
+                    "the note is not signed by the checkpoint's key under the origin {:?}",
+                    body.origin
+                )
+            }
+            other => other.to_string(),
+        })?;
+        Ok(body)
+    })())
+}
 
 /// The parts of a record verification needs, read from its bytes ([`crate::record::parts`]), and
 /// its hash; a checkpoint's signature is checked here too, on the worker thread.
@@ -59,12 +118,18 @@ fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     let detail = match parts.kind.as_ref() {
         "log.checkpoint" => Some(Detail::Checkpoint(Box::new(
             serde_json::from_slice::<LogCheckpoint>(parts.data)
-                .map(|checkpoint| {
-                    let signer = verify_checkpoint(&checkpoint);
-                    (checkpoint, signer)
+                .map(|data| SignedCheckpoint {
+                    signer: verify_checkpoint(&data),
+                    note: checked_note(&data),
+                    data,
                 })
                 .map_err(|error| format!("bad data for log.checkpoint: {error}")),
         ))),
+        "server.started" => serde_json::from_slice::<ServerStarted>(parts.data)
+            .ok()
+            .map(|started| Detail::Started {
+                origin: started.origin,
+            }),
         // The relationships' data is read only to find two in force for one pair; data that does
         // not parse establishes nothing (replay reads it the same way).
         "consent.relationship_established" => {
@@ -100,6 +165,8 @@ fn parse(bytes: &[u8]) -> Result<Parsed, String> {
         kind: parts.kind,
         prev: parts.prev,
         hash: Digest::of(bytes),
+        leaf: crate::tree::leaf_hash(bytes),
+        stored: Stored::NotKept,
         detail: detail.map(Box::new),
     })
 }
@@ -169,10 +236,32 @@ fn perform(work: Work, log: Option<&dyn Log>) -> Result<Vec<ParsedEntry>, Error>
                 log.scan(from, to, &mut |seq, bytes| {
                     parsed.push(parse_one(Some(seq), None, bytes, true))
                 })?;
+                for (position, record) in &mut parsed {
+                    if let (Some(seq), Ok(record)) = (position.key, record) {
+                        record.stored = stored_tree(log, seq)?;
+                    }
+                }
             }
             Ok(parsed)
         }
         Work::Failed(error) => Err(error),
+    }
+}
+
+/// The tree hashes a store keeps with record `seq`: its leaf, then the root of each perfect
+/// subtree it completes.
+fn stored_tree(log: &dyn Log, seq: u64) -> Result<Stored, Error> {
+    let levels = seq.trailing_zeros().min(63) as u8;
+    let nodes: Vec<Node> = (0..=levels)
+        .map(|level| Node {
+            level,
+            index: (seq >> level) - 1,
+        })
+        .collect();
+    match log.read_nodes(&nodes) {
+        Ok(hashes) => Ok(Stored::Hashes(hashes)),
+        Err(Error::TreeMissing { .. }) => Ok(Stored::Absent),
+        Err(error) => Err(error),
     }
 }
 

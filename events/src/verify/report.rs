@@ -126,6 +126,27 @@ pub enum Fault {
         /// The `log.restored` record that names them.
         restored_at: u64,
     },
+    /// A checkpoint whose tree size or root is not the tree the records before it give: it signs
+    /// another log than this one.
+    CheckpointTreeMismatch {
+        /// The root it signs, standard base64.
+        signed: String,
+        /// The root the records give.
+        rebuilt: String,
+    },
+    /// A checkpoint whose note is malformed, not signed by its key, or names another log.
+    BadCheckpointNote {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store's Merkle tree hashes for this record differ from those its records give: proofs
+    /// served from the store would be wrong.
+    StoredTreeMismatch,
+    /// The store keeps tree hashes for some records and not these.
+    TreeIncomplete {
+        /// The records without them.
+        range: SeqRange,
+    },
     /// Records that no checkpoint signed by the trusted key covers.
     UnsignedTail {
         /// The records.
@@ -191,6 +212,17 @@ impl Fault {
             Self::RestoredUnverified { range, restored_at } => format!(
                 "{range} restored unverified (log.restored at seq {restored_at}): no trusted checkpoint vouches for them"
             ),
+            Self::CheckpointTreeMismatch { signed, rebuilt } => format!(
+                "checkpoint signs the tree root {signed}, but the records before it give {rebuilt}"
+            ),
+            Self::BadCheckpointNote { reason } => format!("checkpoint note: {reason}"),
+            Self::StoredTreeMismatch => {
+                "the store's Merkle tree hashes for this record differ from those its bytes give"
+                    .into()
+            }
+            Self::TreeIncomplete { range } => {
+                format!("the store keeps no Merkle tree hashes for {range}, though it does for others")
+            }
             Self::UnsignedTail { range } => {
                 format!("{range} signed by no trusted checkpoint")
             }
@@ -246,6 +278,8 @@ pub struct Report {
     /// name them: accepted only without a trusted key or with an unsigned tail allowed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unverified: Vec<Unverified>,
+    /// The Merkle tree rebuilt from the sound records.
+    pub tree: super::TreeSummary,
     /// The first problem, if any.
     pub problem: Option<Problem>,
     /// What the records say that breaks a promise the log's writer makes, though the chain holds:
@@ -347,6 +381,11 @@ impl Report {
             unsigned_tail: None,
             unverified: Vec::new(),
             anomalies: Vec::new(),
+            tree: super::TreeSummary {
+                size: 0,
+                root: crate::tree::Hash::empty().to_base64(),
+                stored: super::StoredTree::NotStored,
+            },
             problem: Some(Problem {
                 seq: 1,
                 line: None,
