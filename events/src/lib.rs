@@ -36,6 +36,7 @@ pub mod jsonl;
 pub mod narrate;
 pub mod note;
 pub mod parallel;
+pub mod receipt;
 pub mod record;
 pub mod store;
 #[cfg(feature = "test-support")]

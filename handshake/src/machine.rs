@@ -40,6 +40,8 @@ pub struct Challenge {
     /// The active relationship the challenge was issued for, when there was one: it must still be
     /// active when the challenge is answered.
     pub relationship: Option<String>,
+    /// Whether the patient's agent asked for a consent receipt.
+    pub receipt: bool,
 }
 
 impl Phase {
@@ -83,6 +85,10 @@ pub enum Input {
 pub enum Effect {
     /// Send this frame.
     Send(ServerMessage),
+    /// Send this `handshake.complete` with a consent receipt of the transition's
+    /// `connection.handshake_completed` record, which the shell makes once that record is
+    /// committed (SPEC §3.5).
+    SendWithReceipt(ServerMessage),
     /// Close the socket with this code.
     Close(CloseCode),
     /// Start the challenge timer.
@@ -347,6 +353,7 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
             patient_public_key: key,
             patient_endpoint: auth.patient_endpoint,
             relationship: existing.map(|relationship| relationship.id.into_owned()),
+            receipt: auth.receipt,
         })),
         events,
         effects,
@@ -461,14 +468,20 @@ fn on_response(
         provider_npi: claims.provider_npi.clone(),
         provider_endpoint: endpoint.clone(),
     }));
+    let complete = ServerMessage::Complete {
+        relationship_id,
+        provider_endpoint: endpoint,
+        status,
+        receipt: None,
+    };
     ended(
         events,
         vec![
-            Effect::Send(ServerMessage::Complete {
-                relationship_id,
-                provider_endpoint: endpoint,
-                status,
-            }),
+            if challenge.receipt {
+                Effect::SendWithReceipt(complete)
+            } else {
+                Effect::Send(complete)
+            },
             Effect::Close(CloseCode::Normal),
         ],
     )

@@ -26,6 +26,9 @@ pub struct Auth {
     pub patient_public_key: [u8; 32],
     /// Where the patient's agent can be reached.
     pub patient_endpoint: String,
+    /// Whether the agent asked for a consent receipt (`"receipt": true`, our extension, SPEC
+    /// §2.1): the inclusion proof of its completed handshake, sent with `handshake.complete`.
+    pub receipt: bool,
 }
 
 /// A validated client frame.
@@ -138,6 +141,11 @@ pub fn parse(text: &str) -> Result<ClientMessage, Invalid> {
                     "an Ed25519 public key",
                 )?,
                 patient_endpoint: patient_endpoint.to_string(),
+                receipt: match object.get("receipt") {
+                    None | Some(serde_json::Value::Bool(false)) => false,
+                    Some(serde_json::Value::Bool(true)) => true,
+                    Some(_) => return Err(invalid("field receipt must be true or false")),
+                },
             }))
         }
         "handshake.challenge_response" => Ok(ClientMessage::ChallengeResponse {
@@ -170,6 +178,11 @@ pub enum ServerMessage {
         provider_endpoint: String,
         /// `new` or `existing`.
         status: neuron_events::event::RelationshipStatus,
+        /// A `c2sp.org/tlog-proof@v1` text proving the completed handshake's record is in the
+        /// log, when the auth frame asked for one; absent otherwise, so v1 agents see the frame
+        /// they always saw.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        receipt: Option<String>,
     },
     /// `handshake.error`
     #[serde(rename = "handshake.error")]

@@ -166,6 +166,7 @@ fn a_new_patient_is_challenged_then_gets_a_new_relationship() {
                 relationship_id: "rel-new".into(),
                 provider_endpoint: "http://localhost:3000/ws/provider/1234567893".into(),
                 status: RelationshipStatus::New,
+                receipt: None,
             }),
             Effect::Close(CloseCode::Normal)
         ]
@@ -568,6 +569,7 @@ fn of_two_sessions_challenged_as_new_the_second_to_decide_sees_the_first_ones_re
             relationship_id: "rel-new".into(),
             provider_endpoint: "http://localhost:3000/ws/provider/1234567893".into(),
             status: RelationshipStatus::Existing,
+            receipt: None,
         })
     );
     assert!(!kinds(&reused).contains(&"consent.relationship_established"));
@@ -587,5 +589,63 @@ fn of_two_sessions_challenged_as_new_the_second_to_decide_sees_the_first_ones_re
     assert_eq!(
         failure(&refused).reason,
         "another key established this relationship"
+    );
+}
+
+#[test]
+fn an_agent_that_asks_for_a_receipt_gets_its_completion_sent_with_one_and_others_never() {
+    let before = views(None);
+    let context = context(&before.providers, &before.relationships, NOW_SECONDS);
+    let mut auth: serde_json::Value = serde_json::from_str(&good_auth()).unwrap();
+    auth["receipt"] = true.into();
+    let challenged = step(
+        &Phase::AwaitingAuth,
+        Input::Text(auth.to_string()),
+        &context,
+    );
+    let completed = step(
+        &challenged.next,
+        Input::Text(response(&patient_key(), &[7; 32])),
+        &context,
+    );
+    assert!(
+        matches!(
+            &completed.effects[0],
+            Effect::SendWithReceipt(ServerMessage::Complete { receipt: None, .. })
+        ),
+        "{:?}",
+        completed.effects
+    );
+    // The frame without a receipt is the v1 frame, byte for byte.
+    let Effect::SendWithReceipt(message) = &completed.effects[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        message.to_text(),
+        r#"{"type":"handshake.complete","relationship_id":"rel-new","provider_endpoint":"http://localhost:3000/ws/provider/1234567893","status":"new"}"#
+    );
+    // `false`, or no field at all: no receipt. Anything else is not a valid auth.
+    auth["receipt"] = false.into();
+    let plain = step(
+        &Phase::AwaitingAuth,
+        Input::Text(auth.to_string()),
+        &context,
+    );
+    let done = step(
+        &plain.next,
+        Input::Text(response(&patient_key(), &[7; 32])),
+        &context,
+    );
+    assert!(matches!(done.effects[0], Effect::Send(_)));
+    auth["receipt"] = "yes".into();
+    let refused = step(
+        &Phase::AwaitingAuth,
+        Input::Text(auth.to_string()),
+        &context,
+    );
+    assert_eq!(error_of(&refused), (ErrorCode::InvalidMessage, 4002));
+    assert_eq!(
+        failure(&refused).reason,
+        "field receipt must be true or false"
     );
 }

@@ -3,6 +3,7 @@
 //! place that prints it and picks the exit code.
 
 mod admin_token;
+mod check_receipt;
 mod demo_client;
 mod export;
 mod init;
@@ -13,6 +14,7 @@ mod self_check;
 mod serve;
 mod timeline;
 mod verify;
+mod vkey;
 
 use std::process::ExitCode;
 
@@ -52,6 +54,11 @@ enum Command {
     /// store, verified again, and moved into place. Exit 0 restored, 1 the export does not verify,
     /// 2 anything else.
     Restore(restore::Args),
+    /// Check a consent receipt offline against the log's verifier key (and trusted witnesses).
+    /// Exit 0 valid, 1 invalid (saying why), 2 unreadable.
+    CheckReceipt(check_receipt::Args),
+    /// Print the log's verifier key: what receipts and checkpoints are checked against.
+    Vkey(vkey::Args),
     /// Write a commented neuron.toml with every key at its default.
     Init(init::Args),
     /// Write a short handshake story through the durable event log, then verify and replay it.
@@ -81,6 +88,8 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Timeline(args) => timeline::run(args),
         Command::Export(args) => export::run(args),
         Command::Restore(args) => restore::run(args),
+        Command::CheckReceipt(args) => check_receipt::run(args),
+        Command::Vkey(args) => vkey::run(args),
         Command::Init(args) => init::run(args),
         Command::SelfCheck(args) => self_check::run(args),
     };

@@ -85,6 +85,7 @@ impl OperatorState {
         let live = Live {
             config: crate::config::Config::default(),
             journal,
+            reader: log.reader(),
             views: Arc::new(std::sync::RwLock::new(views)),
             metrics: Arc::default(),
             changes: tokio::sync::RwLock::new(()),

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
 
+use neuron_events::store::LogReader;
 use neuron_events::{Clock, Journal, Timestamp};
 use neuron_projections::sessions::SessionStage;
 use neuron_projections::Views;
@@ -60,6 +61,9 @@ pub struct Live {
     pub config: Config,
     /// The one writer.
     pub journal: Journal,
+    /// Reads what the journal wrote (records, tree hashes), bounded by its durable head: exports,
+    /// proofs and receipts.
+    pub reader: Arc<dyn LogReader>,
     /// Folded from every committed record, before its caller is acknowledged.
     pub views: Arc<RwLock<Views>>,
     /// Counted from every committed record and batch.

@@ -147,6 +147,7 @@ impl Server {
         let checked = config.validate()?;
         let data_dir = config.storage.data_dir.clone();
         let store = start::open_store(&data_dir, options.key)?;
+        start::write_vkey(&data_dir, &store.key, &config.origin())?;
         let public_key = store.key.public_b64();
         let reader = store.reader.clone();
         let serving = start::journal_over(store, options.clock.clone(), &config)?;
@@ -155,9 +156,11 @@ impl Server {
             let views = views.unwrap_or_else(std::sync::PoisonError::into_inner);
             start::startup_events(&config, public_key, &views)
         };
-        serving.journal.append_all(startup).await?;
+        // Bound before anything is recorded: a start that cannot listen (a port in use) writes
+        // nothing, rather than a `server.started` that looks like a crash.
         let budget = start::connection_budget(&config);
         let listeners = start::bind_both(&checked, &data_dir).await?;
+        serving.journal.append_all(startup).await?;
         let (drain, draining) = watch::channel(false);
         let (stop, stopping) = watch::channel(false);
         let (cut, cutting) = watch::channel(false);
@@ -165,6 +168,7 @@ impl Server {
         let live = Arc::new(Live {
             config,
             journal: serving.journal,
+            reader: reader.clone(),
             views: serving.views,
             metrics: serving.metrics,
             changes: tokio::sync::RwLock::new(()),

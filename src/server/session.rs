@@ -23,6 +23,7 @@ use neuron_events::Event;
 use super::live::{until_set, Live};
 use super::timed::TimedWrites;
 use neuron_handshake::machine::{self as handshake, Context, Effect, Input, Phase};
+use neuron_handshake::wire::ServerMessage;
 use neuron_handshake::CloseCode as Close;
 
 /// A session's socket: the connection with its write timeout, speaking WebSocket.
@@ -81,7 +82,7 @@ pub(crate) async fn run(
                 Some(Ok(_)) => continue,
             },
         };
-        let transition = decide(&live, &session, &phase, input).await;
+        let (transition, completed) = decide(&live, &session, &phase, input).await;
         phase = transition.next;
         if phase == Phase::Ended {
             // The terminal record is committed: the slot is free before anything is sent.
@@ -93,6 +94,14 @@ pub(crate) async fn run(
         for effect in transition.effects {
             match effect {
                 Effect::Send(message) => frames.push(Message::text(message.to_text())),
+                Effect::SendWithReceipt(mut message) => {
+                    if let (ServerMessage::Complete { receipt, .. }, Some(seq)) =
+                        (&mut message, completed)
+                    {
+                        *receipt = make_receipt(&live, seq).await;
+                    }
+                    frames.push(Message::text(message.to_text()));
+                }
                 Effect::Close(code) => {
                     frames.push(Message::Close(Some(CloseFrame {
                         code: CloseCode::from(code.code()),
@@ -127,7 +136,7 @@ pub(crate) async fn run(
                     code: Close::Abnormal.code(),
                 }
             };
-            let ended = decide(&live, &session, &phase, input).await;
+            let (ended, _) = decide(&live, &session, &phase, input).await;
             drop(slot.take());
             phase = ended.next;
             closing = false;
@@ -146,8 +155,14 @@ pub(crate) async fn run(
 }
 
 /// Steps the handshake and commits the transition's events; a failed commit becomes the
-/// transition of [`Input::CommitFailed`] (SERVER_ERROR, nothing recorded).
-async fn decide(live: &Live, session: &str, phase: &Phase, input: Input) -> handshake::Transition {
+/// transition of [`Input::CommitFailed`] (SERVER_ERROR, nothing recorded). Also returns the seq
+/// of the `connection.handshake_completed` record the transition committed, if any.
+async fn decide(
+    live: &Live,
+    session: &str,
+    phase: &Phase,
+    input: Input,
+) -> (handshake::Transition, Option<u64>) {
     // A frame's step reads the relationships and providers: no operator change may land between
     // that reading and the commit of what it decided.
     let steady = if matches!(input, Input::Text(_)) {
@@ -170,15 +185,44 @@ async fn decide(live: &Live, session: &str, phase: &Phase, input: Input) -> hand
         _ => None,
     };
     let mut transition = step(live, phase, input);
-    if commit(live, session, std::mem::take(&mut transition.events))
-        .await
-        .is_err()
-    {
-        transition = step(live, phase, Input::CommitFailed);
-    }
+    let completion = transition
+        .events
+        .iter()
+        .position(|event| matches!(event, EventData::HandshakeCompleted(_)));
+    let completed = match commit(live, session, std::mem::take(&mut transition.events)).await {
+        Ok(committed) => completion.and_then(|index| committed.get(index).map(|c| c.seq)),
+        Err(_) => {
+            transition = step(live, phase, Input::CommitFailed);
+            None
+        }
+    };
     drop(deciding);
     drop(steady);
-    transition
+    (transition, completed)
+}
+
+/// The consent receipt of record `seq` (SPEC §3.5): its inclusion proof under the latest
+/// checkpoint, which covers it (the batch that committed it ended with one). Made from stored
+/// hashes on a blocking thread. A receipt that cannot be made is left out, and said in the
+/// server's log: the handshake is complete and recorded whatever happens to its evidence.
+async fn make_receipt(live: &Live, seq: u64) -> Option<String> {
+    let checkpoint = live.journal.status().checkpoint?;
+    let reader = live.reader.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        neuron_events::receipt::make(reader.as_ref(), seq, &checkpoint)
+    })
+    .await;
+    match made {
+        Ok(Ok(receipt)) => Some(receipt.to_text()),
+        Ok(Err(error)) => {
+            warn!(%error, seq, "could not make the receipt of a completed handshake");
+            None
+        }
+        Err(error) => {
+            warn!(%error, seq, "the receipt task failed");
+            None
+        }
+    }
 }
 
 fn step(live: &Live, phase: &Phase, input: Input) -> handshake::Transition {
@@ -209,16 +253,16 @@ pub(crate) async fn commit(
     live: &Live,
     session: &str,
     events: Vec<EventData>,
-) -> Result<(), neuron_events::Error> {
+) -> Result<Vec<neuron_events::Committed>, neuron_events::Error> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let events = events
         .into_iter()
         .map(|data| Event::in_session(session, data))
         .collect();
     match live.journal.append_all(events).await {
-        Ok(_) => Ok(()),
+        Ok(committed) => Ok(committed),
         Err(error) => {
             warn!(%error, "could not commit the session's events");
             Err(error)

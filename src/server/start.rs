@@ -191,6 +191,25 @@ pub(super) async fn bind_both(
     })
 }
 
+/// Writes the log's verifier key to `{data_dir}/neuron.vkey` (public: the Neuron's public key under
+/// the log's origin), where an operator or the demo client finds what patients' agents check
+/// receipts against. `neuron vkey` prints the same.
+pub(super) fn write_vkey(
+    data_dir: &Path,
+    key: &NeuronKey,
+    origin: &str,
+) -> Result<(), ServerError> {
+    let vkey = key.verifier_key(origin).map_err(|error| {
+        ServerError::Config(crate::config::ConfigError::Invalid {
+            key: "audit.origin".into(),
+            reason: error.to_string(),
+        })
+    })?;
+    let path = data_dir.join("neuron.vkey");
+    std::fs::write(&path, format!("{}\n", vkey.to_text()))
+        .map_err(io_error(format!("write {}", path.display())))
+}
+
 /// Binds `addr` and writes the bound address (a chosen port when `addr` asked for 0) to
 /// `{data_dir}/{file}`.
 async fn bind(

@@ -48,6 +48,17 @@ impl Patient {
 
     /// A signed `handshake.auth` frame carrying `payload` as the token.
     pub fn auth_frame(&self, payload: &str) -> String {
+        self.auth_json(payload).to_string()
+    }
+
+    /// The same, asking for a consent receipt (`"receipt": true`, SPEC §2.1).
+    pub fn auth_frame_with_receipt(&self, payload: &str) -> String {
+        let mut auth = self.auth_json(payload);
+        auth["receipt"] = true.into();
+        auth.to_string()
+    }
+
+    fn auth_json(&self, payload: &str) -> serde_json::Value {
         let signature = self.key.sign(payload.as_bytes());
         serde_json::json!({
             "type": "handshake.auth",
@@ -57,7 +68,6 @@ impl Patient {
             "patient_public_key": b64::encode(self.key.verifying_key().as_bytes()),
             "patient_endpoint": self.endpoint,
         })
-        .to_string()
     }
 
     /// The `handshake.challenge_response` to a challenge frame, or `None` if the frame is not a
