@@ -303,3 +303,120 @@ async fn forged_and_malformed_receipts_are_refused_with_their_reason() {
     ]);
     assert_eq!(bad_key.status.code(), Some(2), "{}", said(&bad_key));
 }
+
+#[tokio::test]
+async fn proofs_are_served_to_operators_and_the_public_without_revealing_a_record() {
+    use common::get;
+    use neuron_events::tree::{self, Hash};
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(config(dir.path()), fixed_clock(), 24).await;
+    let first = handshake_with_receipt(&url(&server), &ada()).await;
+    let receipt = Receipt::parse(first["receipt"].as_str().unwrap()).unwrap();
+    let small = Note::parse(&receipt.checkpoint).unwrap();
+    let small = note::Checkpoint::parse(&small.text).unwrap();
+    handshake_with_receipt(
+        &url(&server),
+        &Patient::from_seed("patient-agent-bob", [0x22; 32]),
+    )
+    .await;
+    let (public, operator) = (server.local_addr(), server.admin_addr());
+
+    // The latest checkpoint, the same note on both listeners, signed by the log's key.
+    let (status, latest) = get(public, "/log/checkpoint", None).await;
+    assert_eq!(status, 200, "{latest}");
+    assert_eq!(
+        get(operator, "/v1/audit/checkpoint", None).await,
+        (200, latest.clone())
+    );
+    let latest_note = Note::parse(&latest).unwrap();
+    note::verify(&latest_note, &[log_vkey()]).unwrap();
+    let large = note::Checkpoint::parse(&latest_note.text).unwrap();
+    assert!(large.size > small.size);
+
+    // The log still extends the tree the receipt names: the public consistency proof checks.
+    let (status, proof) = get(
+        public,
+        &format!("/log/consistency?from={}&to={}", small.size, large.size),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{proof}");
+    let hashes: Vec<Hash> = proof
+        .lines()
+        .map(|l| Hash::from_base64(l).unwrap())
+        .collect();
+    tree::verify_consistency(small.size, large.size, &hashes, &small.root, &large.root).unwrap();
+    assert_eq!(
+        get(
+            operator,
+            &format!(
+                "/v1/audit/consistency?from={}&to={}",
+                small.size, large.size
+            ),
+            None
+        )
+        .await,
+        (200, proof)
+    );
+
+    // An operator's inclusion proof of a record: a receipt the CLI accepts, at the latest size and
+    // at the receipt's own.
+    let seq = receipt.index + 1;
+    let (status, at_latest) = get(operator, &format!("/v1/audit/proof/{seq}"), None).await;
+    assert_eq!(status, 200, "{at_latest}");
+    let work = tempfile::tempdir().unwrap();
+    assert_eq!(check(work.path(), &at_latest, &[]).0, Some(0));
+    let (status, at_small) = get(
+        operator,
+        &format!("/v1/audit/proof/{seq}?size={}", small.size),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{at_small}");
+    assert_eq!(Receipt::parse(&at_small).unwrap(), receipt);
+
+    // Out of range: 400 naming the parameter; a size no checkpoint signs: 404.
+    for (path, named) in [
+        (format!("/v1/audit/proof/{}", large.size + 5), "seq"),
+        (format!("/v1/audit/proof/{seq}?size=100000"), "size"),
+        ("/v1/audit/proof/0".to_string(), "seq"),
+        ("/v1/audit/consistency?from=0&to=3".to_string(), "from"),
+        ("/v1/audit/consistency?from=3&to=100000".to_string(), "to"),
+        ("/v1/audit/consistency?from=3".to_string(), "to"),
+        ("/v1/audit/consistency?from=5&to=3".to_string(), "from"),
+    ] {
+        let (status, body) = get(operator, &path, None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["field"], named, "{path}: {body}");
+    }
+    // The tree right after the receipt's checkpoint record: signed by no checkpoint.
+    let unsigned = small.size + 1;
+    let (status, body) = get(
+        operator,
+        &format!("/v1/audit/proof/{seq}?size={unsigned}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no checkpoint signs the tree"), "{body}");
+    for path in [
+        "/log/consistency?from=0&to=3",
+        "/log/consistency?from=3&to=100000",
+        "/log/consistency?to=3",
+        "/log/consistency?from=1&to=2&seq=1",
+    ] {
+        assert_eq!(get(public, path, None).await.0, 400, "{path}");
+    }
+    // The public listener serves no record: every other path is 404, and its answers hold none.
+    for path in [
+        "/log/records",
+        "/log/proof/1",
+        "/log/export",
+        "/v1/audit/export",
+    ] {
+        assert_eq!(get(public, path, None).await.0, 404, "{path}");
+    }
+    assert!(!latest.contains("patient") && !latest.contains("relationship"));
+    server.stop("test over").await.unwrap();
+}

@@ -193,7 +193,10 @@ where
     let query = request.query.as_str();
     if !matches!(
         route.endpoint,
-        Endpoint::Relationships | Endpoint::AuditExport
+        Endpoint::Relationships
+            | Endpoint::AuditExport
+            | Endpoint::InclusionProof
+            | Endpoint::ConsistencyProof
     ) {
         request::query::<NoParameters>(query)?;
     }
@@ -234,6 +237,9 @@ where
         Endpoint::AuditHead => Ok(audit_head(state)),
         Endpoint::AuditCheckpoint => checkpoint(state).await,
         Endpoint::AuditExport => export(state, query),
+        Endpoint::LatestCheckpoint => super::proofs::latest_checkpoint(state),
+        Endpoint::InclusionProof => super::proofs::inclusion(state, &parameter, query).await,
+        Endpoint::ConsistencyProof => super::proofs::consistency(state, query).await,
     }
 }
 

@@ -6,7 +6,7 @@
 //! - `routes`: the route table, [`ROUTES`], which `openapi.json` is checked against.
 //! - `guard`: bearer tokens, and browsers refused (`Origin`, `Host`, content type).
 //! - `request`: a request's query and body, read within their limits.
-//! - `reads`, `changes`, `export`: the endpoints. Every change is an event, committed before it
+//! - `reads`, `changes`, `export`, `proofs`: the endpoints. Every change is an event, committed before it
 //!   is answered; changes are made one at a time so that a check and its event cannot interleave
 //!   with another change.
 //! - `errors`: the refusals, as JSON with a code.
@@ -31,6 +31,7 @@ mod guard;
 mod listener;
 mod offline;
 mod openapi;
+mod proofs;
 mod reads;
 mod request;
 mod routes;

@@ -34,6 +34,12 @@ pub enum Endpoint {
     AuditCheckpoint,
     /// `GET /v1/audit/export`
     AuditExport,
+    /// `GET /v1/audit/checkpoint`
+    LatestCheckpoint,
+    /// `GET /v1/audit/proof/{seq}`
+    InclusionProof,
+    /// `GET /v1/audit/consistency`
+    ConsistencyProof,
 }
 
 impl Endpoint {
@@ -84,6 +90,9 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/audit/head", Endpoint::AuditHead),
     route("POST", "/v1/audit/checkpoint", Endpoint::AuditCheckpoint),
     route("GET", "/v1/audit/export", Endpoint::AuditExport),
+    route("GET", "/v1/audit/checkpoint", Endpoint::LatestCheckpoint),
+    route("GET", "/v1/audit/proof/{seq}", Endpoint::InclusionProof),
+    route("GET", "/v1/audit/consistency", Endpoint::ConsistencyProof),
 ];
 
 /// How a request path matched the table.

@@ -21,7 +21,7 @@ use tracing::{info_span, warn, Instrument};
 use neuron_events::event::*;
 use neuron_events::Event;
 
-use super::http::{self, Refusal, Upgrade};
+use super::http::{self, LogRoute, Refusal, Request, Upgrade};
 use super::live::{until_set, Live};
 use super::refusals::Refusals;
 use super::session::{self, socket_config};
@@ -296,14 +296,48 @@ impl Gateway {
 
     /// Sends a refusal and closes, without waiting past the write timeout or the stop's end.
     async fn answer(&self, stream: &mut TimedWrites<TcpStream>, refusal: Refusal) {
+        self.send(stream, &refusal.response()).await;
+    }
+
+    /// Sends a whole answer and closes, without waiting past the write timeout or the stop's end.
+    async fn send(&self, stream: &mut TimedWrites<TcpStream>, answer: &[u8]) {
         let mut cut = self.live.stopping.cut.clone();
         let written = async {
-            stream.write_all(&refusal.response()).await?;
+            stream.write_all(answer).await?;
             stream.shutdown().await
         };
         tokio::select! {
             _ = written => {}
             () = until_set(&mut cut) => {}
+        }
+    }
+
+    /// The answer to a read of the log's public evidence (SPEC §3.5).
+    async fn evidence(&self, route: Result<LogRoute, String>) -> Vec<u8> {
+        use crate::audit::{self, ProofError};
+        let answer = match route {
+            Err(reason) => Err(ProofError::BadParameter {
+                name: "query",
+                reason,
+            }),
+            Ok(LogRoute::Checkpoint) => {
+                audit::latest_checkpoint(&self.live).map(|checkpoint| checkpoint.note.clone())
+            }
+            Ok(LogRoute::Consistency { from, to }) => {
+                audit::consistency(&self.live, from, to).await
+            }
+        };
+        match answer {
+            Ok(body) => http::text_response(200, "OK", &body),
+            Err(ProofError::BadParameter { reason, .. }) => {
+                http::text_response(400, "Bad Request", &reason)
+            }
+            Err(ProofError::NotFound(reason)) => http::text_response(404, "Not Found", &reason),
+            Err(ProofError::Unreadable(_)) => http::text_response(
+                503,
+                "Service Unavailable",
+                "the log could not be read; try again",
+            ),
         }
     }
 
@@ -321,7 +355,24 @@ impl Gateway {
         let mut stream = TimedWrites::new(stream, self.write_timeout());
         let request = self.read_request(&mut stream, deadline).await;
         let upgrade = match request {
-            Ok(upgrade) => upgrade,
+            Ok(Request::Upgrade(upgrade)) => upgrade,
+            Ok(Request::Log(route)) => {
+                // Not a session: a queued connection's ends here, the others leave no record.
+                if let Some(session) = &session {
+                    let closed = EventData::ConnectionClosed(ConnectionClosed {
+                        by: ClosedBy::Server,
+                        code: None,
+                        stage: Stage::Queue,
+                    });
+                    if self.record(session, closed).await.is_err() {
+                        return;
+                    }
+                }
+                let answer = self.evidence(route).await;
+                drop(slot);
+                self.send(&mut stream, &answer).await;
+                return;
+            }
             Err(unserved) => {
                 // A connection that never was a session leaves no record; one that waited in the
                 // queue ends its session here.
@@ -399,7 +450,7 @@ impl Gateway {
         &self,
         stream: &mut TimedWrites<TcpStream>,
         deadline: tokio::time::Instant,
-    ) -> Result<Upgrade, Unserved> {
+    ) -> Result<Request, Unserved> {
         let path = &self.live.config.websocket.path;
         let mut stopping = self.live.stopping.stopping.clone();
         let mut buffer = Vec::with_capacity(1024);
@@ -408,7 +459,7 @@ impl Gateway {
         match read_waiting(stream.get_ref(), &mut buffer) {
             Ok(0) => return Err(Unserved::Left),
             Ok(_) => match http::parse(&buffer, path) {
-                Ok(Some(upgrade)) => return Ok(upgrade),
+                Ok(Some(request)) => return Ok(request),
                 Ok(None) => {}
                 Err(refusal) => return Err(Unserved::Refused(refusal)),
             },
@@ -427,7 +478,7 @@ impl Gateway {
             match read {
                 Ok(0) | Err(_) => return Err(Unserved::Left),
                 Ok(_) => match http::parse(&buffer, path) {
-                    Ok(Some(upgrade)) => return Ok(upgrade),
+                    Ok(Some(request)) => return Ok(request),
                     Ok(None) => {}
                     Err(refusal) => return Err(Unserved::Refused(refusal)),
                 },

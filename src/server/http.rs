@@ -1,6 +1,7 @@
-//! The one HTTP exchange the handshake port has: a WebSocket upgrade request read and checked
-//! (RFC 6455 §4.2.1), answered 101, or refused and closed. The port serves nothing else, so a
-//! connection is one attempt: no keep-alive, no body, no pipelining. Pure: bytes in, bytes out.
+//! The HTTP exchange of the handshake port: a WebSocket upgrade request read and checked (RFC 6455
+//! §4.2.1), answered 101, or refused and closed; and the log's public evidence (SPEC §3.5: the
+//! latest checkpoint and consistency proofs), answered and closed. A connection is one attempt:
+//! no keep-alive, no body, no pipelining. Pure: bytes in, bytes out.
 
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -18,6 +19,71 @@ pub struct Upgrade {
     /// Bytes the client sent after its header (the start of its first frame), to hand to the
     /// WebSocket.
     pub early: Vec<u8>,
+}
+
+/// What a well-formed request asks.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A WebSocket upgrade of the handshake path.
+    Upgrade(Upgrade),
+    /// A read of the log's public evidence, or why its parameters are refused (400).
+    Log(Result<LogRoute, String>),
+}
+
+/// The public evidence routes: never a record, only what lets a receipt's holder check that the
+/// log still extends the tree it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogRoute {
+    /// `GET /log/checkpoint`: the latest signed checkpoint.
+    Checkpoint,
+    /// `GET /log/consistency?from=A&to=B`
+    Consistency {
+        /// The smaller tree.
+        from: u64,
+        /// The larger tree.
+        to: u64,
+    },
+}
+
+/// The paths of [`LogRoute`].
+pub const LOG_CHECKPOINT: &str = "/log/checkpoint";
+/// The path of the consistency proofs.
+pub const LOG_CONSISTENCY: &str = "/log/consistency";
+
+/// A plain-text answer with `Connection: close`.
+pub fn text_response(status: u16, reason: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The parameters of `GET /log/consistency`: `from` and `to`, tree sizes, nothing else.
+fn consistency_query(query: &str) -> Result<LogRoute, String> {
+    let (mut from, mut to) = (None, None);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match name {
+            "from" => &mut from,
+            "to" => &mut to,
+            _ => return Err("unknown parameter: only from and to are taken".into()),
+        };
+        if slot.is_some() {
+            return Err(format!("{name} is given twice"));
+        }
+        let size = value
+            .parse::<u64>()
+            .ok()
+            .filter(|size| *size >= 1 && value.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| format!("{name} must be a tree size (a whole number from 1)"))?;
+        *slot = Some(size);
+    }
+    match (from, to) {
+        (Some(from), Some(to)) => Ok(LogRoute::Consistency { from, to }),
+        (None, _) => Err("from is required (a tree size from 1)".into()),
+        (_, None) => Err("to is required (a tree size from 1)".into()),
+    }
 }
 
 /// Why a request is refused: the status it is answered with.
@@ -110,7 +176,7 @@ fn has_token(value: &[u8], token: &str) -> bool {
 ///
 /// # Errors
 /// The [`Refusal`] to answer with.
-pub fn parse(buffer: &[u8], path: &str) -> Result<Option<Upgrade>, Refusal> {
+pub fn parse(buffer: &[u8], path: &str) -> Result<Option<Request>, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let length = match request.parse(buffer) {
@@ -126,7 +192,21 @@ pub fn parse(buffer: &[u8], path: &str) -> Result<Option<Upgrade>, Refusal> {
         return Err(Refusal::HeaderTooLarge);
     }
     let target = request.path.unwrap_or_default();
-    let requested = target.split('?').next().unwrap_or_default();
+    let (requested, query) = target.split_once('?').unwrap_or((target, ""));
+    if requested == LOG_CHECKPOINT || requested == LOG_CONSISTENCY {
+        if request.method != Some("GET") {
+            return Err(Refusal::MethodNotAllowed);
+        }
+        return Ok(Some(Request::Log(if requested == LOG_CHECKPOINT {
+            if query.is_empty() {
+                Ok(LogRoute::Checkpoint)
+            } else {
+                Err("the checkpoint takes no parameter".into())
+            }
+        } else {
+            consistency_query(query)
+        })));
+    }
     if requested != path {
         return Err(Refusal::NotFound);
     }
@@ -162,10 +242,10 @@ pub fn parse(buffer: &[u8], path: &str) -> Result<Option<Upgrade>, Refusal> {
         .ok_or(Refusal::BadRequest(
             "Sec-WebSocket-Key is missing or malformed",
         ))?;
-    Ok(Some(Upgrade {
+    Ok(Some(Request::Upgrade(Upgrade {
         key: key.to_string(),
         early: buffer[length..].to_vec(),
-    }))
+    })))
 }
 
 #[cfg(test)]
@@ -198,10 +278,10 @@ mod tests {
         let parsed = parse(&bytes, PATH);
         assert_eq!(
             parsed,
-            Ok(Some(Upgrade {
+            Ok(Some(Request::Upgrade(Upgrade {
                 key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
                 early: b"\x81\x05hello".to_vec(),
-            }))
+            })))
         );
         // RFC 6455's own example of the accept key.
         let answer =
@@ -267,6 +347,42 @@ mod tests {
                 String::from_utf8_lossy(&bytes)
             );
         }
+    }
+
+    #[test]
+    fn the_logs_public_evidence_is_read_with_its_parameters_checked() {
+        let get = |target: &str| request(&[&format!("GET {target} HTTP/1.1"), "Host: x"]);
+        assert_eq!(
+            parse(&get("/log/checkpoint"), PATH),
+            Ok(Some(Request::Log(Ok(LogRoute::Checkpoint))))
+        );
+        assert_eq!(
+            parse(&get("/log/consistency?from=3&to=10"), PATH),
+            Ok(Some(Request::Log(Ok(LogRoute::Consistency {
+                from: 3,
+                to: 10
+            }))))
+        );
+        for (target, reason) in [
+            ("/log/consistency?from=3", "to is required"),
+            ("/log/consistency?to=3", "from is required"),
+            ("/log/consistency?from=0&to=3", "from must be a tree size"),
+            ("/log/consistency?from=+1&to=3", "from must be a tree size"),
+            ("/log/consistency?from=1&to=x", "to must be a tree size"),
+            ("/log/consistency?from=1&from=2&to=3", "from is given twice"),
+            ("/log/consistency?from=1&to=3&seq=2", "unknown parameter"),
+            ("/log/checkpoint?x=1", "takes no parameter"),
+        ] {
+            match parse(&get(target), PATH) {
+                Ok(Some(Request::Log(Err(said)))) => {
+                    assert!(said.contains(reason), "{target}: {said}")
+                }
+                other => panic!("{target}: {other:?}"),
+            }
+        }
+        let post = request(&["POST /log/checkpoint HTTP/1.1", "Host: x"]);
+        assert_eq!(parse(&post, PATH), Err(Refusal::MethodNotAllowed));
+        assert_eq!(parse(&get("/log/records"), PATH), Err(Refusal::NotFound));
     }
 
     #[test]
