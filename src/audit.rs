@@ -39,7 +39,20 @@ fn bad(name: &'static str, reason: String) -> ProofError {
     ProofError::BadParameter { name, reason }
 }
 
-/// The latest signed checkpoint, as a note.
+/// The checkpoint to serve, as its note: with witnesses configured, the latest *witnessed* one
+/// (cosigned by a quorum, the cosignatures in the note) once there is one; the latest signed
+/// otherwise.
+///
+/// # Errors
+/// [`ProofError::NotFound`] before the log's first checkpoint.
+pub fn served_checkpoint(live: &Live) -> Result<String, ProofError> {
+    if let Some((_, note)) = live.witness_board().witnessed() {
+        return Ok(note.clone());
+    }
+    latest_checkpoint(live).map(|checkpoint| checkpoint.note.clone())
+}
+
+/// The latest signed checkpoint.
 ///
 /// # Errors
 /// [`ProofError::NotFound`] before the log's first checkpoint.

@@ -42,6 +42,7 @@ async fn the_committed_fixture_is_what_a_server_run_writes() {
         clock: Arc::new(fixed_clock()),
         ids: Arc::new(SeededIds::new(11)),
         key: Some(neuron_key()),
+        acknowledge_rollback: false,
     };
     let server = Server::start(config, options).await.unwrap();
     let url = format!("ws://{}/ws/handshake", server.local_addr());

@@ -21,6 +21,7 @@ async fn loadgen_counts_completed_handshakes_in_new_and_existing_modes() {
         clock: Arc::new(SystemClock),
         ids: Arc::new(neuron::ids::RandomIds),
         key: Some(neuron_key()),
+        acknowledge_rollback: false,
     };
     let server = Server::start(config, options).await.unwrap();
     let url = format!("ws://{}/ws/handshake", server.local_addr());

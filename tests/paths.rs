@@ -40,6 +40,7 @@ async fn run(test: u8, tweak: fn(&mut Config), script: Script) -> (Transcript, S
         clock: Arc::new(fixed_clock()),
         ids: Arc::new(SeededIds::new(7)),
         key: Some(neuron_key()),
+        acknowledge_rollback: false,
     };
     let server = Server::start(config, options).await.unwrap();
     let url = format!("ws://{}/ws/handshake", server.local_addr());

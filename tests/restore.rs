@@ -71,6 +71,7 @@ async fn a_restored_directory_is_the_same_log_and_the_server_continues_it() {
         clock: std::sync::Arc::new(fixed_clock()),
         ids: std::sync::Arc::new(neuron::ids::SeededIds::new(2)),
         key: None,
+        acknowledge_rollback: false,
     };
     let server = neuron::server::Server::start(config(&restored), options)
         .await
@@ -322,6 +323,7 @@ async fn forged_records_are_not_laundered_by_a_restore() {
             clock: std::sync::Arc::new(fixed_clock()),
             ids: std::sync::Arc::new(neuron::ids::SeededIds::new(3)),
             key: None,
+            acknowledge_rollback: false,
         },
     )
     .await

@@ -106,6 +106,12 @@ pub enum Error {
         /// The origin configured now.
         configured: String,
     },
+    /// The writer signs no checkpoint while a witness's view of the log stands against it.
+    #[error("no checkpoint is signed: {reason}")]
+    SigningHeld {
+        /// Why.
+        reason: String,
+    },
     /// The log's stored records do not form a valid chain where the writer needs to continue it.
     #[error("log cannot be continued: {reason}")]
     Corrupt {

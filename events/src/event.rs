@@ -426,6 +426,58 @@ pub struct LogRestored {
     pub unverified: Option<SeqRange>,
 }
 
+/// `log.cosigned`: a witness cosigned one of this log's checkpoints (SPEC §3.5), so the log carries
+/// its own witness evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCosigned {
+    /// The witness's name (its key name).
+    pub witness: String,
+    /// The tree size it cosigned.
+    pub size: u64,
+    /// The root it cosigned, standard base64.
+    pub root: String,
+    /// Its signature line, as the witness sent it (`— <name> <base64>`).
+    pub cosignature: String,
+}
+
+/// `log.witness_conflict`: a witness holds a view of this log that this log does not extend: a
+/// larger tree, or another root for a size. The log was rolled back or forked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogWitnessConflict {
+    /// The witness.
+    pub witness: String,
+    /// The tree size the witness last cosigned.
+    pub witness_size: u64,
+    /// The tree size this log offered it.
+    pub our_size: u64,
+    /// What the witness answered, in words.
+    pub detail: String,
+}
+
+/// `log.rollback_acknowledged`: an operator accepted that this log lost what witnesses had seen
+/// beyond it (`neuron serve --acknowledge-rollback`). The loss stays in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRollbackAcknowledged {
+    /// The tree sizes witnesses had cosigned beyond this log's: leaves `first..=last` (1-based,
+    /// as seqs) of the lost branch.
+    pub lost: SeqRange,
+    /// Who acknowledged it.
+    pub by: String,
+}
+
+/// `server.clock_behind`: the wall clock read earlier than the log's latest record. Records are
+/// stamped with the real clock from here on; investigators' time windows say how they treat the
+/// jump.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerClockBehind {
+    /// The log's latest time before this record.
+    pub last_at: crate::Timestamp,
+    /// The wall clock when the server noticed.
+    pub now: crate::Timestamp,
+    /// How far behind.
+    pub behind_ms: u64,
+}
+
 macro_rules! event_kinds {
     ($( $(#[$doc:meta])* $kind:literal => $variant:ident($data:ty), )*) => {
         /// One fact the log records: its kind and its data.
@@ -520,6 +572,14 @@ event_kinds! {
     "log.checkpoint" => LogCheckpoint(LogCheckpoint),
     /// The log was rebuilt from an export.
     "log.restored" => LogRestored(LogRestored),
+    /// A witness cosigned a checkpoint.
+    "log.cosigned" => LogCosigned(LogCosigned),
+    /// A witness holds a view of the log this log does not extend.
+    "log.witness_conflict" => LogWitnessConflict(LogWitnessConflict),
+    /// An operator accepted a rollback witnesses saw.
+    "log.rollback_acknowledged" => LogRollbackAcknowledged(LogRollbackAcknowledged),
+    /// The wall clock read earlier than the log's latest record.
+    "server.clock_behind" => ServerClockBehind(ServerClockBehind),
 }
 
 impl EventData {

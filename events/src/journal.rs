@@ -96,6 +96,8 @@ pub struct JournalStatus {
     pub checkpoint: Option<Arc<SignedCheckpoint>>,
     /// Why the writer stopped writing, once a batch has failed.
     pub failed: Option<String>,
+    /// Why the writer signs no more checkpoints, once told to hold ([`Journal::hold_signing`]).
+    pub signing_held: Option<String>,
 }
 
 enum Request {
@@ -105,6 +107,10 @@ enum Request {
     },
     Checkpoint {
         reply: oneshot::Sender<Result<Vec<Committed>, Error>>,
+    },
+    HoldSigning {
+        reason: String,
+        reply: oneshot::Sender<Result<(), Error>>,
     },
     Close {
         reply: oneshot::Sender<Result<(), Error>>,
@@ -149,6 +155,7 @@ impl Journal {
             last_checkpoint: None,
             checkpoint: checkpoint.map(Arc::new),
             failed: None,
+            signing_held: None,
         });
         let writer = Writer {
             log,
@@ -164,6 +171,7 @@ impl Journal {
             last_at,
             status: status_sender,
             failed: None,
+            signing_held: None,
         };
         thread::Builder::new()
             .name("neuron-log-writer".into())
@@ -219,6 +227,22 @@ impl Journal {
         answer.await.map_err(|_| Error::WriterClosed)?
     }
 
+    /// Stops signing checkpoints for good, for `reason`: a witness holds a view of the log the
+    /// writer cannot tell its next checkpoint would be consistent with (SPEC §3.5). Records are
+    /// still appended; periodic and per-batch checkpoints are left out, and an explicit one
+    /// refused. Resolves once every batch after it signs nothing.
+    ///
+    /// # Errors
+    /// [`Error::WriterClosed`] after [`Journal::close`].
+    pub async fn hold_signing(&self, reason: String) -> Result<(), Error> {
+        let (reply, done) = oneshot::channel();
+        self.sender
+            .send(Request::HoldSigning { reason, reply })
+            .await
+            .map_err(|_| Error::WriterClosed)?;
+        done.await.map_err(|_| Error::WriterClosed)?
+    }
+
     /// The writer's current state.
     pub fn status(&self) -> JournalStatus {
         self.status.borrow().clone()
@@ -272,6 +296,8 @@ struct Writer {
     last_at: Option<Timestamp>,
     status: watch::Sender<JournalStatus>,
     failed: Option<String>,
+    /// Why no checkpoint may be signed any more.
+    signing_held: Option<String>,
 }
 
 /// One request's share of a batch: where its records sit in the batch, or why it was refused alone.
@@ -296,6 +322,17 @@ impl Writer {
                         closing = Some(reply);
                         break;
                     }
+                    Request::HoldSigning { reason, reply } => {
+                        // Takes effect from the batch being gathered: none of it signs.
+                        self.signing_held = Some(reason.clone());
+                        self.status
+                            .send_modify(|status| status.signing_held = Some(reason.clone()));
+                        let _ = reply.send(Ok(()));
+                        if events < self.max_batch_events {
+                            next = receiver.try_recv().ok();
+                        }
+                        continue;
+                    }
                     Request::Append {
                         events: ref list, ..
                     } => events += list.len(),
@@ -314,7 +351,7 @@ impl Writer {
                 Request::Append { reply, .. } | Request::Checkpoint { reply } => {
                     let _ = reply.send(Err(Error::WriterClosed));
                 }
-                Request::Close { reply } => {
+                Request::Close { reply } | Request::HoldSigning { reply, .. } => {
                     let _ = reply.send(Err(Error::WriterClosed));
                 }
             }
@@ -363,7 +400,7 @@ impl Writer {
             let (events, reply, explicit_checkpoint) = match request {
                 Request::Append { events, reply } => (events, reply, false),
                 Request::Checkpoint { reply } => (Vec::new(), reply, true),
-                Request::Close { .. } => continue,
+                Request::Close { .. } | Request::HoldSigning { .. } => continue,
             };
             let mark = batch.mark();
             match self.push_request(&mut batch, events, explicit_checkpoint) {
@@ -379,7 +416,7 @@ impl Writer {
         }
         // A batch that completes a handshake ends with a checkpoint of the tree holding it: the
         // handshake's receipt proves inclusion under it (SPEC §3.5).
-        if batch.completed_since_checkpoint {
+        if batch.completed_since_checkpoint && self.signing_held.is_none() {
             if let Err(error) = self.push_checkpoint(&mut batch) {
                 // Signing and encoding a checkpoint cannot fail for a record the batch could
                 // hold; if it does, nothing of this batch is written.
@@ -474,6 +511,11 @@ impl Writer {
     ) -> Result<Vec<usize>, Error> {
         let mut positions = Vec::with_capacity(events.len().max(1));
         if explicit_checkpoint {
+            if let Some(reason) = &self.signing_held {
+                return Err(Error::SigningHeld {
+                    reason: reason.clone(),
+                });
+            }
             positions.push(self.push_checkpoint(batch)?);
         }
         for event in events {
@@ -481,6 +523,7 @@ impl Writer {
             if seq > 0
                 && (seq + 1).is_multiple_of(self.checkpoint_every)
                 && !batch.ends_with_checkpoint
+                && self.signing_held.is_none()
             {
                 self.push_checkpoint(batch)?;
             }

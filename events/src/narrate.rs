@@ -150,5 +150,21 @@ pub fn describe(event: &EventData) -> String {
                 None => String::new(),
             }
         ),
+        EventData::LogCosigned(data) => format!(
+            "witness {} cosigned the tree of {} records (root {})",
+            data.witness, data.size, data.root
+        ),
+        EventData::LogWitnessConflict(data) => format!(
+            "CONFLICT: witness {} holds a tree of {} records this log (offering {}) does not extend: {}",
+            data.witness, data.witness_size, data.our_size, data.detail
+        ),
+        EventData::LogRollbackAcknowledged(data) => format!(
+            "rollback acknowledged by {}: the {} witnesses had seen are lost",
+            data.by, data.lost
+        ),
+        EventData::ServerClockBehind(data) => format!(
+            "the clock reads {}, {} ms behind the log's latest record ({}): records carry the real clock from here",
+            data.now, data.behind_ms, data.last_at
+        ),
     }
 }

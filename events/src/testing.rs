@@ -313,6 +313,28 @@ pub fn story() -> Vec<Event> {
             trusted_key: neuron_key().public_b64(),
             unverified: None,
         })),
+        // The clock found behind the log, then a witness that had seen a longer log, and the
+        // operator's acknowledgement of the loss.
+        Event::global(EventData::ServerClockBehind(ServerClockBehind {
+            last_at: Timestamp::saturating_from_millis(START_MILLIS + 10_000),
+            now: Timestamp::saturating_from_millis(START_MILLIS - 3_600_000),
+            behind_ms: 3_610_000,
+        })),
+        Event::global(EventData::LogWitnessConflict(LogWitnessConflict {
+            witness: WITNESS.into(),
+            witness_size: 57,
+            our_size: 44,
+            detail: "it has cosigned a tree of 57 records; this log holds 44".into(),
+        })),
+        Event::global(EventData::LogRollbackAcknowledged(
+            LogRollbackAcknowledged {
+                lost: SeqRange {
+                    first: 45,
+                    last: 57,
+                },
+                by: "operator (neuron serve --acknowledge-rollback)".into(),
+            },
+        )),
     ]
 }
 
@@ -345,11 +367,53 @@ pub fn fixed_log() -> Result<Vec<Vec<u8>>, Error> {
         for event in story() {
             journal.append(event).await?;
         }
+        // A witness cosigns the checkpoint the story ends with; its cosignature is recorded and a
+        // last checkpoint covers it.
+        journal.checkpoint().await?;
+        if let Some(checkpoint) = journal.status().checkpoint {
+            journal.append(cosigned(&checkpoint)?).await?;
+        }
         journal.checkpoint().await?;
         journal.close().await?;
         Ok::<_, Error>(())
     })?;
     Ok(log.all_bytes())
+}
+
+/// The fixed witness of the story and the tests: its name.
+pub const WITNESS: &str = "witness.example/w1";
+
+/// The fixed witness's key (a fixed seed).
+pub fn witness_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0x57; 32])
+}
+
+/// The fixed witness's verifier key (cosignature/v1).
+pub fn witness_vkey() -> crate::note::VerifierKey {
+    crate::note::VerifierKey {
+        name: WITNESS.into(),
+        signature_type: crate::note::COSIGNATURE_V1,
+        key: witness_key().verifying_key(),
+    }
+}
+
+/// The fixed witness's `log.cosigned` of `checkpoint`, at a fixed time.
+fn cosigned(checkpoint: &crate::checkpoint::SignedCheckpoint) -> Result<Event, Error> {
+    let note = crate::note::Note::parse(&checkpoint.note).map_err(|error| Error::Corrupt {
+        reason: error.to_string(),
+    })?;
+    let line = crate::note::cosign(
+        WITNESS,
+        &witness_key(),
+        u64::try_from(START_MILLIS / 1000).unwrap_or_default() + 12,
+        &note.text,
+    );
+    Ok(Event::global(EventData::LogCosigned(LogCosigned {
+        witness: WITNESS.into(),
+        size: checkpoint.size,
+        root: checkpoint.root.to_base64(),
+        cosignature: line.to_line().trim_end_matches('\n').to_string(),
+    })))
 }
 
 /// The Merkle root of the tree over `records`' bytes.

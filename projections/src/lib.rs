@@ -4,6 +4,7 @@
 //! - [`queue`]: the upgrades waiting for a slot, in order, with positions.
 //! - [`relationships`]: care relationships by id, patient, provider and status, compactly.
 //! - [`providers`]: the organization's providers, registered or removed.
+//! - [`witnesses`]: what witnesses cosigned of the log, and the conflicts they reported.
 //! - [`Views`] and [`replay`]: all four together, folded up to a seq, a time, or the end.
 //!
 //! Architecture invariant: nothing here does I/O, reads a clock, or can fail. `apply` is total, and
@@ -17,6 +18,7 @@ pub mod providers;
 pub mod queue;
 pub mod relationships;
 pub mod sessions;
+pub mod witnesses;
 
 use neuron_events::{Record, Timestamp};
 use serde::Serialize;
@@ -25,6 +27,7 @@ pub use providers::ProvidersView;
 pub use queue::QueueView;
 pub use relationships::RelationshipsView;
 pub use sessions::SessionsView;
+pub use witnesses::WitnessesView;
 
 /// Where a replay stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +70,9 @@ pub struct Views {
     pub relationships: RelationshipsView,
     /// Providers.
     pub providers: ProvidersView,
+    /// Witnesses.
+    #[serde(skip_serializing_if = "WitnessesView::is_empty")]
+    pub witnesses: WitnessesView,
 }
 
 impl Views {
@@ -99,6 +105,7 @@ impl Views {
         self.queue.apply(record);
         self.relationships.apply(record);
         self.providers.apply(record);
+        self.witnesses.apply(record);
         self.last_seq = record.seq;
         self.last_at = Some(record.at);
     }

@@ -20,6 +20,10 @@ pub(crate) struct Args {
     /// Log output format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve a log that a witness saw rolled back or forked, accepting the loss: it is recorded
+    /// in the log (log.rollback_acknowledged) for good.
+    #[arg(long)]
+    acknowledge_rollback: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -66,11 +70,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         let _inside = runtime.enter();
         shutdown_signal().context("listening for SIGINT and SIGTERM")?
     };
-    let outcome = runtime.block_on(neuron::server::run(
-        config,
-        neuron::server::Options::default(),
-        shutdown,
-    ));
+    let options = neuron::server::Options {
+        acknowledge_rollback: args.acknowledge_rollback,
+        ..neuron::server::Options::default()
+    };
+    let outcome = runtime.block_on(neuron::server::run(config, options, shutdown));
     // After a failed write the process exits at once: tasks still blocked on a client are not
     // waited for.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));

@@ -65,6 +65,12 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
     for unverified in &report.unverified {
         text.push_str(&format!("unverified:      {unverified}\n"));
     }
+    for (seq, lost) in &report.rollbacks {
+        text.push_str(&format!(
+            "rollback:        witnesses had seen trees of {}..{} records that this log lost; acknowledged at seq {seq}\n",
+            lost.first, lost.last
+        ));
+    }
     for anomaly in &report.anomalies {
         text.push_str(&format!(
             "anomaly:         seq {}: {}\n",

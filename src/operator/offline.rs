@@ -86,6 +86,7 @@ impl OperatorState {
             config: crate::config::Config::default(),
             journal,
             reader: log.reader(),
+            witnesses: Arc::default(),
             views: Arc::new(std::sync::RwLock::new(views)),
             metrics: Arc::default(),
             changes: tokio::sync::RwLock::new(()),

@@ -27,10 +27,12 @@ fn refusal(error: ProofError) -> ApiError {
     }
 }
 
-/// `GET /v1/audit/checkpoint`: the latest signed checkpoint, as its note.
+/// `GET /v1/audit/checkpoint`: the latest signed checkpoint (the latest witnessed one, with its
+/// cosignatures, when witnesses are configured and have cosigned one), as its note.
 pub(super) fn latest_checkpoint(state: &OperatorState) -> Answer {
-    let checkpoint = audit::latest_checkpoint(&state.live).map_err(refusal)?;
-    Ok(text(checkpoint.note.clone()))
+    Ok(text(
+        audit::served_checkpoint(&state.live).map_err(refusal)?,
+    ))
 }
 
 #[derive(Deserialize)]

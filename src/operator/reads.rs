@@ -46,11 +46,25 @@ pub(super) fn ready(state: &OperatorState) -> Answer {
     if state.live.stopping.is_draining() {
         return Err(ApiError::new(Code::NotReady, "the server is stopping"));
     }
+    let board = state.live.witness_board();
+    if let Some(conflict) = board.conflict() {
+        return Err(ApiError::new(Code::NotReady, conflict.to_string()));
+    }
+    // A witness that has not cosigned for ten rounds is named; the server still serves.
+    let lagging: Vec<&str> = board
+        .witnesses()
+        .iter()
+        .filter(|witness| witness.rounds_behind >= LAGGING_ROUNDS)
+        .map(|witness| witness.name.as_str())
+        .collect();
     Ok(json_reply(
         StatusCode::OK,
-        &json!({ "ready": true, "log_seq": status.head.seq }),
+        &json!({ "ready": true, "log_seq": status.head.seq, "lagging_witnesses": lagging }),
     ))
 }
+
+/// Rounds without a cosignature after which `/ready` names a witness (SPEC §3.5).
+const LAGGING_ROUNDS: u32 = 10;
 
 pub(super) fn metrics(state: &OperatorState) -> warp::reply::Response {
     let status = state.live.journal.status();
@@ -67,6 +81,20 @@ pub(super) fn metrics(state: &OperatorState) -> warp::reply::Response {
             relationships: views.relationships.counts(),
             providers: views.providers.registered().count(),
             log_writable: status.failed.is_none(),
+            ..Gauges::default()
+        }
+    };
+    let gauges = {
+        let board = state.live.witness_board();
+        Gauges {
+            witness_failures: board
+                .counts()
+                .iter()
+                .map(|(witness, (_, failures))| (witness.clone(), *failures))
+                .collect(),
+            witnessed_size: board.witnessed().map_or(0, |(size, _)| *size),
+            witness_conflict: board.conflict().is_some(),
+            ..gauges
         }
     };
     let text = state.metrics().render(&gauges);

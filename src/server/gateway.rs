@@ -320,9 +320,7 @@ impl Gateway {
                 name: "query",
                 reason,
             }),
-            Ok(LogRoute::Checkpoint) => {
-                audit::latest_checkpoint(&self.live).map(|checkpoint| checkpoint.note.clone())
-            }
+            Ok(LogRoute::Checkpoint) => audit::served_checkpoint(&self.live),
             Ok(LogRoute::Consistency { from, to }) => {
                 audit::consistency(&self.live, from, to).await
             }

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::ids::IdSource;
 use crate::server::metrics::Metrics;
 use crate::server::pairs::PairLocks;
+use crate::server::witnesses::WitnessBoard;
 
 /// A live session as the views show it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -64,6 +65,8 @@ pub struct Live {
     /// Reads what the journal wrote (records, tree hashes), bounded by its durable head: exports,
     /// proofs and receipts.
     pub reader: Arc<dyn LogReader>,
+    /// What the witnesses have done: `/ready`, the metrics and the checkpoint routes read it.
+    pub witnesses: Arc<Mutex<WitnessBoard>>,
     /// Folded from every committed record, before its caller is acknowledged.
     pub views: Arc<RwLock<Views>>,
     /// Counted from every committed record and batch.
@@ -91,6 +94,13 @@ impl Live {
         // leave them half-applied, so a poisoned lock still guards consistent views.
         self.views
             .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What the witnesses have done.
+    pub fn witness_board(&self) -> std::sync::MutexGuard<'_, WitnessBoard> {
+        self.witnesses
+            .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

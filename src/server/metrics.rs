@@ -50,6 +50,12 @@ struct Reason {
     reason: &'static str,
 }
 
+/// The witness a witness metric is about.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WitnessLabel {
+    witness: String,
+}
+
 /// `neuron_relationships`'s label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RelationshipState {
@@ -66,6 +72,9 @@ struct Scraped {
     log_writable: Gauge,
     providers: Gauge,
     relationships: Family<RelationshipState, Gauge>,
+    witness_failures: Family<WitnessLabel, Gauge>,
+    witnessed_size: Gauge,
+    witness_conflict: Gauge,
 }
 
 /// The last `log.checkpoint` in the log.
@@ -91,6 +100,10 @@ pub struct Metrics {
     queue_wait_seconds: Histogram,
     commit_seconds: Histogram,
     batch_records: Histogram,
+    /// Cosignatures recorded since start, by witness.
+    cosignatures: Family<WitnessLabel, Counter>,
+    /// The tree size each witness last cosigned, as the log records it.
+    cosigned_size: Family<WitnessLabel, Gauge>,
     scraped: Scraped,
     /// Sessions of this process that hold a slot, with when they got it.
     accepted_at: HashMap<String, Timestamp>,
@@ -119,6 +132,8 @@ impl Default for Metrics {
             queue_wait_seconds: Histogram::new(SECONDS_WAIT),
             commit_seconds: Histogram::new(COMMIT_SECONDS),
             batch_records: Histogram::new(BATCH_RECORDS),
+            cosignatures: Family::default(),
+            cosigned_size: Family::default(),
             scraped: Scraped::default(),
             accepted_at: HashMap::new(),
             queued: HashSet::new(),
@@ -129,7 +144,7 @@ impl Default for Metrics {
 }
 
 /// What is read at scrape time rather than counted.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Gauges {
     /// Sessions holding a slot.
     pub live_sessions: usize,
@@ -143,6 +158,12 @@ pub struct Gauges {
     pub providers: usize,
     /// Whether the log can be written.
     pub log_writable: bool,
+    /// Submissions each witness did not cosign, since start.
+    pub witness_failures: Vec<(String, u64)>,
+    /// The size of the latest witnessed checkpoint (0: none).
+    pub witnessed_size: u64,
+    /// Whether a witness conflict stands.
+    pub witness_conflict: bool,
 }
 
 impl Metrics {
@@ -222,6 +243,31 @@ impl Metrics {
             "Care relationships in the log, by status",
             scraped.relationships.clone(),
         );
+        registry.register(
+            "neuron_witness_cosignatures",
+            "Witness cosignatures recorded (log.cosigned) since start, by witness",
+            self.cosignatures.clone(),
+        );
+        registry.register(
+            "neuron_witness_cosigned_size",
+            "The tree size each witness last cosigned, as the log records it",
+            self.cosigned_size.clone(),
+        );
+        registry.register(
+            "neuron_witness_failures",
+            "Checkpoint submissions a witness did not cosign (refused, unanswered, garbled) since start, by witness",
+            scraped.witness_failures.clone(),
+        );
+        registry.register(
+            "neuron_witnessed_checkpoint_size",
+            "The tree size of the latest checkpoint a quorum of witnesses cosigned (0 when none)",
+            scraped.witnessed_size.clone(),
+        );
+        registry.register(
+            "neuron_witness_conflict",
+            "1 while a witness's view of the log stands against it (rolled back or forked) and no checkpoint is signed",
+            scraped.witness_conflict.clone(),
+        );
         self
     }
 
@@ -290,6 +336,16 @@ impl Metrics {
                 self.queued.clear();
                 None
             }
+            EventData::LogCosigned(cosigned) => {
+                let label = WitnessLabel {
+                    witness: cosigned.witness.clone(),
+                };
+                self.cosignatures.get_or_create(&label).inc();
+                self.cosigned_size
+                    .get_or_create(&label)
+                    .set(i64::try_from(cosigned.size).unwrap_or(i64::MAX));
+                None
+            }
             _ => None,
         };
         if let Some((outcome, code)) = outcome {
@@ -347,6 +403,18 @@ impl Metrics {
                 .get_or_create(&RelationshipState { status })
                 .set(count(value));
         }
+        for (witness, failures) in &gauges.witness_failures {
+            scraped
+                .witness_failures
+                .get_or_create(&WitnessLabel {
+                    witness: witness.clone(),
+                })
+                .set(seq(*failures));
+        }
+        scraped.witnessed_size.set(seq(gauges.witnessed_size));
+        scraped
+            .witness_conflict
+            .set(i64::from(gauges.witness_conflict));
         let mut out = String::with_capacity(8192);
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -426,6 +494,7 @@ mod tests {
             relationships: (5, 1),
             providers: 1,
             log_writable: true,
+            ..Gauges::default()
         });
         for line in [
             "# HELP neuron_live_sessions Sessions holding a handshake slot.",

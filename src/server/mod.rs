@@ -28,6 +28,7 @@ mod refusals;
 mod session;
 mod start;
 pub mod timed;
+pub mod witnesses;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -80,6 +81,13 @@ pub enum ServerError {
         /// What is wrong.
         reason: String,
     },
+    /// A witness reported a view of the log this log does not extend, and no operator has
+    /// accepted the loss.
+    #[error("{reason}; if the loss is known and accepted, start with `neuron serve --acknowledge-rollback` (it is recorded in the log for good)")]
+    RolledBack {
+        /// What the witness saw.
+        reason: String,
+    },
     /// A write to the log failed: the server stopped at once without recording anything more
     /// (fail-stop, SPEC §3.4).
     #[error(
@@ -104,6 +112,9 @@ pub struct Options {
     pub ids: Arc<dyn IdSource>,
     /// The Neuron's key; `None` loads or creates `{data_dir}/neuron.key`.
     pub key: Option<NeuronKey>,
+    /// Accept the loss a witness conflict in the log proves, and record it
+    /// (`neuron serve --acknowledge-rollback`); without it such a log is not served.
+    pub acknowledge_rollback: bool,
 }
 
 impl Default for Options {
@@ -112,6 +123,7 @@ impl Default for Options {
             clock: Arc::new(neuron_events::SystemClock),
             ids: Arc::new(crate::ids::RandomIds),
             key: None,
+            acknowledge_rollback: false,
         }
     }
 }
@@ -135,6 +147,8 @@ pub struct Server {
     serving: tokio::task::JoinHandle<()>,
     summaries: tokio::task::JoinHandle<()>,
     admin_serving: tokio::task::JoinHandle<()>,
+    witnesses: Arc<witnesses::Witnesses>,
+    witnessing: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -161,6 +175,7 @@ impl Server {
         let budget = start::connection_budget(&config);
         let listeners = start::bind_both(&checked, &data_dir).await?;
         serving.journal.append_all(startup).await?;
+        start::settle_conflicts(&serving, options.acknowledge_rollback).await?;
         let (drain, draining) = watch::channel(false);
         let (stop, stopping) = watch::channel(false);
         let (cut, cutting) = watch::channel(false);
@@ -169,6 +184,7 @@ impl Server {
             config,
             journal: serving.journal,
             reader: reader.clone(),
+            witnesses: Arc::default(),
             views: serving.views,
             metrics: serving.metrics,
             changes: tokio::sync::RwLock::new(()),
@@ -181,6 +197,18 @@ impl Server {
                 cut: cutting,
             },
         });
+        let witnesses = Arc::new(witnesses::Witnesses::new(
+            live.clone(),
+            live.witnesses.clone(),
+        ));
+        if witnesses.any() {
+            // Before a handshake is served: a log rolled back since a witness last saw it is
+            // refused now, not after the first interval.
+            if let Some(reason) = witnesses.round().await {
+                return Err(ServerError::RolledBack { reason });
+            }
+        }
+        let witnessing = tokio::spawn(witnesses.clone().run());
         let refusals = Arc::new(refusals::Refusals::default());
         let gateway = Arc::new(gateway::Gateway::new(
             live.clone(),
@@ -218,6 +246,8 @@ impl Server {
             serving,
             summaries,
             admin_serving,
+            witnesses,
+            witnessing,
         })
     }
 
@@ -260,6 +290,7 @@ impl Server {
         self.serving.abort();
         self.summaries.abort();
         self.admin_serving.abort();
+        self.witnessing.abort();
         let _ = self.signals.drain.send(true);
         let _ = self.signals.stop.send(true);
         let _ = self.signals.cut.send(true);
@@ -308,12 +339,27 @@ impl Server {
         }
         let _ = self.signals.cut.send(true);
         self.summaries.abort();
+        self.witnessing.abort();
         let closed = async {
             stopping?;
             for summary in self.refusals.take() {
                 self.live.journal.append(summary).await?;
             }
-            self.live.journal.checkpoint().await?;
+            final_checkpoint(&self.live).await?;
+            if self.witnesses.any() {
+                // The last checkpoint goes to the witnesses too, within what is left of the grace;
+                // their cosignatures are recorded and covered by one more checkpoint.
+                let before = self.live.journal.status().head.seq;
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let _ = tokio::time::timeout(
+                    remaining.max(Duration::from_millis(500)),
+                    self.witnesses.round(),
+                )
+                .await;
+                if self.live.journal.status().head.seq > before {
+                    final_checkpoint(&self.live).await?;
+                }
+            }
             self.live.journal.close().await?;
             Ok::<_, ServerError>(())
         }
@@ -334,6 +380,17 @@ impl Server {
         info!(reason, "stopped");
         Ok(())
     }
+}
+
+/// The checkpoint that ends a run: none while signing is held (a witness conflict stands), which
+/// is said in the server's log.
+async fn final_checkpoint(live: &Live) -> Result<(), ServerError> {
+    if let Some(reason) = live.journal.status().signing_held {
+        warn!(%reason, "no final checkpoint: signing is held");
+        return Ok(());
+    }
+    live.journal.checkpoint().await?;
+    Ok(())
 }
 
 /// How long the operator listener may take to close once the log is closed (its connections

@@ -207,6 +207,14 @@ async fn decide(
 /// server's log: the handshake is complete and recorded whatever happens to its evidence.
 async fn make_receipt(live: &Live, seq: u64) -> Option<String> {
     let checkpoint = live.journal.status().checkpoint?;
+    if checkpoint.size < seq {
+        // Signing is held (a witness conflict): no checkpoint covers the record.
+        warn!(
+            seq,
+            "no signed checkpoint covers the record: the handshake gets no receipt"
+        );
+        return None;
+    }
     let reader = live.reader.clone();
     let made = tokio::task::spawn_blocking(move || {
         neuron_events::receipt::make(reader.as_ref(), seq, &checkpoint)

@@ -191,6 +191,63 @@ pub(super) async fn bind_both(
     })
 }
 
+/// What a witness conflict the log holds means for this start: without an operator's
+/// acknowledgement, the log is not served; with it, the loss is recorded for good
+/// (`log.rollback_acknowledged`, the sizes witnesses had seen beyond this log) and the start goes
+/// on.
+pub(super) async fn settle_conflicts(
+    serving: &Serving,
+    acknowledge: bool,
+) -> Result<(), ServerError> {
+    let conflicts: Vec<LogWitnessConflict> = {
+        let views = serving.views.read().unwrap_or_else(PoisonError::into_inner);
+        views
+            .witnesses
+            .conflicts()
+            .iter()
+            .map(|conflict| conflict.conflict.clone())
+            .collect()
+    };
+    let Some(widest) = conflicts
+        .iter()
+        .max_by_key(|conflict| conflict.witness_size)
+    else {
+        return Ok(());
+    };
+    let our_size = conflicts
+        .iter()
+        .map(|conflict| conflict.our_size)
+        .min()
+        .unwrap_or_default();
+    if !acknowledge {
+        return Err(ServerError::RolledBack {
+            reason: format!(
+                "the log records that witness {} cosigned a tree of {} records this log (at {} records) does not extend: it was rolled back or forked",
+                widest.witness, widest.witness_size, our_size
+            ),
+        });
+    }
+    let lost = SeqRange {
+        first: our_size.saturating_add(1),
+        last: widest.witness_size.max(our_size.saturating_add(1)),
+    };
+    warn!(
+        first = lost.first,
+        last = lost.last,
+        "rollback acknowledged: recorded in the log"
+    );
+    serving
+        .journal
+        .append(Event::global(EventData::LogRollbackAcknowledged(
+            LogRollbackAcknowledged {
+                lost,
+                by: "operator (neuron serve --acknowledge-rollback)".into(),
+            },
+        )))
+        .await?;
+    Ok(())
+}
+
 /// Writes the log's verifier key to `{data_dir}/neuron.vkey` (public: the Neuron's public key under
 /// the log's origin), where an operator or the demo client finds what patients' agents check
 /// receipts against. `neuron vkey` prints the same.

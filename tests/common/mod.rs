@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test crate uses its own part of this
 
+pub(crate) mod witness;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,7 @@ pub(crate) async fn start(config: Config, clock: SteppingClock, seed: u64) -> Se
         clock: Arc::new(clock),
         ids: Arc::new(SeededIds::new(seed)),
         key: Some(neuron_key()),
+        acknowledge_rollback: false,
     };
     match Server::start(config, options).await {
         Ok(server) => server,

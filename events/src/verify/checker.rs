@@ -41,6 +41,10 @@ struct Checker<'a> {
     tree: TreeCheck,
     /// The log's origin, as the last `server.started` names it.
     origin: Option<String>,
+    /// The root every checkpoint signed, by tree size: what a `log.cosigned` must name.
+    signed_roots: std::collections::HashMap<u64, String>,
+    /// Witness conflicts not (yet) acknowledged.
+    conflicts: Vec<Anomaly>,
 }
 
 /// The entry after the one being checked: none at the end of the log.
@@ -92,6 +96,7 @@ impl<'a> Checker<'a> {
                 unsigned_tail: None,
                 unverified: Vec::new(),
                 anomalies: Vec::new(),
+                rollbacks: Vec::new(),
                 tree: TreeCheck::default().summary(),
                 problem: None,
             },
@@ -100,6 +105,8 @@ impl<'a> Checker<'a> {
             relationships: InForce::default(),
             tree: TreeCheck::default(),
             origin: None,
+            signed_roots: std::collections::HashMap::new(),
+            conflicts: Vec::new(),
         }
     }
 
@@ -163,11 +170,36 @@ impl<'a> Checker<'a> {
             self.restored(*range, parsed.seq)
                 .map_err(|fault| at_line(problem_at(range.first, None, fault)))?;
         }
-        if let Some(Detail::Started {
-            origin: Some(origin),
-        }) = parsed.detail.as_deref()
-        {
-            self.origin = Some(origin.clone());
+        match parsed.detail.as_deref() {
+            Some(Detail::Started {
+                origin: Some(origin),
+            }) => self.origin = Some(origin.clone()),
+            Some(Detail::Cosigned {
+                witness,
+                size,
+                root,
+            }) if self.signed_roots.get(size) != Some(root) => {
+                let fault = Fault::CosignedUnknownCheckpoint {
+                    witness: witness.clone(),
+                    size: *size,
+                };
+                return Err(at_line(problem_at(parsed.seq, kind.clone(), fault)));
+            }
+            Some(Detail::WitnessConflict {
+                witness,
+                witness_size,
+                our_size,
+            }) => self.conflicts.push(Anomaly::WitnessConflict {
+                seq: parsed.seq,
+                witness: witness.clone(),
+                witness_size: *witness_size,
+                our_size: *our_size,
+            }),
+            Some(Detail::RollbackAcknowledged { lost }) => {
+                self.conflicts.clear();
+                self.report.rollbacks.push((parsed.seq, *lost));
+            }
+            _ => {}
         }
         self.tree.hold(parsed.seq, parsed.leaf, parsed.stored);
         self.relationships.hold(parsed.seq, parsed.detail);
@@ -309,6 +341,7 @@ impl<'a> Checker<'a> {
                     rebuilt: rebuilt.to_base64(),
                 });
             }
+            self.signed_roots.insert(body.size, body.root.to_base64());
             if let Some(origin) = &self.origin {
                 if body.origin != *origin {
                     return Err(Fault::BadCheckpointNote {
@@ -437,6 +470,8 @@ where
         Err(problem) => checker.report.problem = Some(problem),
     }
     checker.report.anomalies = checker.relationships.into_anomalies();
+    checker.report.anomalies.append(&mut checker.conflicts);
+    checker.report.anomalies.sort_by_key(Anomaly::seq);
     checker.report.tree = checker.tree.summary();
     Ok(checker.report)
 }

@@ -7,8 +7,8 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::checkpoint::{verify_checkpoint, CheckpointFault};
 use crate::event::{
-    LogCheckpoint, LogRestored, RelationshipEstablished, RelationshipTerminated, SeqRange,
-    ServerStarted,
+    LogCheckpoint, LogCosigned, LogRestored, LogRollbackAcknowledged, LogWitnessConflict,
+    RelationshipEstablished, RelationshipTerminated, SeqRange, ServerStarted,
 };
 use crate::evidence::Acknowledged;
 use crate::jsonl::{oversized_reason, Piece};
@@ -64,6 +64,20 @@ pub(super) enum Detail {
     Terminated { relationship_id: String },
     /// The log was restored from an export, with this range restored unverified.
     Restored { unverified: Option<SeqRange> },
+    /// A witness cosigned the checkpoint of this size and root.
+    Cosigned {
+        witness: String,
+        size: u64,
+        root: String,
+    },
+    /// A witness reported a view of the log this log does not extend.
+    WitnessConflict {
+        witness: String,
+        witness_size: u64,
+        our_size: u64,
+    },
+    /// An operator accepted the loss witnesses had seen.
+    RollbackAcknowledged { lost: SeqRange },
 }
 
 /// A checkpoint's data, whether its signature verified, and (for a checkpoint of the tree) its
@@ -156,6 +170,31 @@ fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                     unverified: restored.unverified,
                 })
                 .map_err(|error| format!("bad data for log.restored: {error}"))?,
+        ),
+        "log.cosigned" => Some(
+            serde_json::from_slice::<LogCosigned>(parts.data)
+                .map(|cosigned| Detail::Cosigned {
+                    witness: cosigned.witness,
+                    size: cosigned.size,
+                    root: cosigned.root,
+                })
+                .map_err(|error| format!("bad data for log.cosigned: {error}"))?,
+        ),
+        "log.witness_conflict" => Some(
+            serde_json::from_slice::<LogWitnessConflict>(parts.data)
+                .map(|conflict| Detail::WitnessConflict {
+                    witness: conflict.witness,
+                    witness_size: conflict.witness_size,
+                    our_size: conflict.our_size,
+                })
+                .map_err(|error| format!("bad data for log.witness_conflict: {error}"))?,
+        ),
+        "log.rollback_acknowledged" => Some(
+            serde_json::from_slice::<LogRollbackAcknowledged>(parts.data)
+                .map(|acknowledged| Detail::RollbackAcknowledged {
+                    lost: acknowledged.lost,
+                })
+                .map_err(|error| format!("bad data for log.rollback_acknowledged: {error}"))?,
         ),
         _ => None,
     };

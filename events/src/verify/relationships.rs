@@ -63,7 +63,7 @@ impl InForce {
                     self.by_pair.remove(&pair);
                 }
             }
-            Detail::Checkpoint(_) | Detail::Restored { .. } | Detail::Started { .. } => {}
+            _ => {}
         }
     }
 

@@ -147,6 +147,13 @@ pub enum Fault {
         /// The records without them.
         range: SeqRange,
     },
+    /// A `log.cosigned` naming a tree size and root no checkpoint of this log signed.
+    CosignedUnknownCheckpoint {
+        /// The witness.
+        witness: String,
+        /// The size it names.
+        size: u64,
+    },
     /// Records that no checkpoint signed by the trusted key covers.
     UnsignedTail {
         /// The records.
@@ -223,6 +230,9 @@ impl Fault {
             Self::TreeIncomplete { range } => {
                 format!("the store keeps no Merkle tree hashes for {range}, though it does for others")
             }
+            Self::CosignedUnknownCheckpoint { witness, size } => format!(
+                "records a cosignature by {witness} of a tree of {size} records that no checkpoint of this log signs"
+            ),
             Self::UnsignedTail { range } => {
                 format!("{range} signed by no trusted checkpoint")
             }
@@ -278,6 +288,10 @@ pub struct Report {
     /// name them: accepted only without a trusted key or with an unsigned tail allowed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unverified: Vec<Unverified>,
+    /// Losses operators acknowledged (`log.rollback_acknowledged`): the tree sizes witnesses had
+    /// seen beyond the log, with the record that accepts them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollbacks: Vec<(u64, SeqRange)>,
     /// The Merkle tree rebuilt from the sound records.
     pub tree: super::TreeSummary,
     /// The first problem, if any.
@@ -312,6 +326,18 @@ impl std::fmt::Display for Unverified {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "anomaly", rename_all = "snake_case")]
 pub enum Anomaly {
+    /// A witness reported a view of the log that the log does not extend (rolled back or
+    /// forked), and no operator acknowledged the loss.
+    WitnessConflict {
+        /// The `log.witness_conflict` record.
+        seq: u64,
+        /// The witness.
+        witness: String,
+        /// The tree size it had cosigned.
+        witness_size: u64,
+        /// The size the log offered it.
+        our_size: u64,
+    },
     /// A relationship established while another was in force for the same (patient, provider)
     /// (SPEC §2.3 step 4: at most one).
     TwoActiveRelationships {
@@ -334,13 +360,21 @@ impl Anomaly {
     /// The record it is found at.
     pub fn seq(&self) -> u64 {
         match self {
-            Self::TwoActiveRelationships { seq, .. } => *seq,
+            Self::TwoActiveRelationships { seq, .. } | Self::WitnessConflict { seq, .. } => *seq,
         }
     }
 
     /// A sentence for people (the caller escapes it for a terminal).
     pub fn describe(&self) -> String {
         match self {
+            Self::WitnessConflict {
+                witness,
+                witness_size,
+                our_size,
+                ..
+            } => format!(
+                "witness {witness} had cosigned a tree of {witness_size} records this log (at {our_size}) does not extend: rolled back or forked, and not acknowledged"
+            ),
             Self::TwoActiveRelationships {
                 relationship_id,
                 patient_agent_id,
@@ -381,6 +415,7 @@ impl Report {
             unsigned_tail: None,
             unverified: Vec::new(),
             anomalies: Vec::new(),
+            rollbacks: Vec::new(),
             tree: super::TreeSummary {
                 size: 0,
                 root: crate::tree::Hash::empty().to_base64(),
