@@ -3,7 +3,9 @@
 //! - durable appends/s through group commit with 1, 16 and 256 concurrent appenders, on sled with
 //!   `fdatasync` (power-loss durable) and, to show what `fdatasync` costs, with sled's flush alone;
 //! - verification records/s over a 1,000,000-record log, from JSONL and from sled;
-//! - replay (decode + fold into every view) and fold-only records/s over the same log.
+//! - replay (decode + fold into every view) and fold-only records/s over the same log;
+//! - an inclusion proof (a receipt) for records anywhere in that log, from the sled store's
+//!   stored Merkle hashes: the mean and the slowest of 10,000.
 //!
 //! Run: `cargo bench --bench log` (options: `--records N`, `--seconds S`, `--skip-appends`, `--keep` (leave the 1M-record logs on disk), `--dir PATH` for where the
 //! logs are written; default the system temp directory).
@@ -149,6 +151,9 @@ fn main() -> BenchResult<()> {
         elapsed.as_secs_f64()
     );
 
+    proofs(&sled, report.records)?;
+    drop(sled);
+
     let started = Instant::now();
     let file = BufReader::with_capacity(1 << 20, std::fs::File::open(&jsonl_path)?);
     let records = read_jsonl(file)
@@ -176,6 +181,43 @@ fn main() -> BenchResult<()> {
         views.sessions.all().count(),
         views.relationships.all().count(),
         views.providers.all().count()
+    );
+    Ok(())
+}
+
+/// Receipts for records spread over the whole log: each an inclusion proof under the last
+/// checkpoint, folded from stored hashes.
+fn proofs(sled: &SledLog, records: u64) -> BenchResult<()> {
+    use neuron_events::Log;
+    let checkpoint_bytes = sled
+        .read(records, records)
+        .next()
+        .ok_or("no last record")??
+        .1;
+    let last = Record::decode(&checkpoint_bytes)?;
+    let EventData::LogCheckpoint(data) = &last.event else {
+        return Err("the log does not end with a checkpoint".into());
+    };
+    let checkpoint = neuron_events::checkpoint::SignedCheckpoint::of(last.seq, data)
+        .ok_or("the last checkpoint has no note")?;
+    let reader = sled.reader();
+    let count = 10_000u64;
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    for index in 0..count {
+        // Spread over the tree, with a multiplier coprime to most sizes.
+        let seq = (index * 7_919 + 1) % checkpoint.size + 1;
+        let one = Instant::now();
+        let receipt = neuron_events::receipt::make(reader.as_ref(), seq, &checkpoint)?;
+        slowest = slowest.max(one.elapsed());
+        std::hint::black_box(receipt);
+    }
+    let mean = started.elapsed() / count as u32;
+    println!(
+        "receipt (proof from stored hashes)	mean {:.1} µs	slowest {:.1} µs	(of {count}, tree of {} records)",
+        mean.as_secs_f64() * 1e6,
+        slowest.as_secs_f64() * 1e6,
+        checkpoint.size
     );
     Ok(())
 }

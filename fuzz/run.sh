@@ -16,7 +16,7 @@ seconds="${1:-600}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(wire record jsonl timestamp base64url admin corruption)
+  targets=(wire record jsonl timestamp base64url admin proofs corruption)
 fi
 
 failed=()

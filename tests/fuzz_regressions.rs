@@ -15,6 +15,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("timestamp", neuron_events::fuzzing::timestamps_round_trip),
     ("base64url", neuron_events::fuzzing::base64url_round_trips),
     ("admin", operator_requests_get_documented_answers),
+    ("proofs", neuron_events::fuzzing::proofs_read_totally),
 ];
 
 /// The `admin` target's check, over the same fixed log as the fuzz target.

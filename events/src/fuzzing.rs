@@ -77,3 +77,73 @@ pub fn base64url_round_trips(data: &[u8]) {
         );
     }
 }
+
+/// Notes, checkpoints, verifier keys and receipts (the text a witness, a patient's agent or an
+/// attacker hands the Neuron or its checker) are read totally: whatever parses writes back as the
+/// same text, and checking it against fixed keys never panics; the tree's verifiers never panic on
+/// any sizes, indexes and proofs. The first byte picks what the rest is read as.
+pub fn proofs_read_totally(data: &[u8]) {
+    use crate::note::{self, Checkpoint, Note, VerifierKey};
+    use crate::receipt::{self, Policy, Receipt};
+    use crate::tree::{self, Hash};
+    let [kind, rest @ ..] = data else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let log = VerifierKey {
+        name: crate::journal::DEMO_ORIGIN.into(),
+        signature_type: note::ED25519,
+        key: crate::testing::neuron_key().verifying_key(),
+    };
+    let witness = crate::testing::witness_vkey();
+    match kind % 5 {
+        0 => {
+            if let Ok(parsed) = Note::parse(&text) {
+                assert_eq!(parsed.to_text(), text, "a note reads back as another text");
+                let _ = note::verify(&parsed, &[log.clone(), witness.clone()]);
+            }
+        }
+        1 => {
+            if let Ok(parsed) = Checkpoint::parse(&text) {
+                assert_eq!(parsed.to_text(), text, "a checkpoint reads back as another text");
+            }
+        }
+        2 => {
+            if let Ok(parsed) = VerifierKey::parse(&text) {
+                assert_eq!(VerifierKey::parse(&parsed.to_text()).ok(), Some(parsed));
+            }
+        }
+        3 => {
+            if let Ok(parsed) = Receipt::parse(&text) {
+                assert_eq!(parsed.to_text(), text, "a receipt reads back as another text");
+                let policy = Policy {
+                    log,
+                    witnesses: vec![witness],
+                    quorum: 1,
+                    now: 1_795_687_200,
+                };
+                let _ = receipt::check(&parsed, &policy);
+            }
+        }
+        _ => {
+            // Sizes, an index and hashes from the bytes: verification answers, never panics.
+            let number = |at: usize| {
+                rest.get(at..at + 8)
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .map_or(0, u64::from_le_bytes)
+            };
+            let hashes: Vec<Hash> = rest
+                .get(24..)
+                .unwrap_or_default()
+                .chunks_exact(32)
+                .filter_map(|chunk| chunk.try_into().ok().map(Hash))
+                .collect();
+            let (first, second, third) = (number(0), number(8), number(16));
+            let leaf = hashes.first().copied().unwrap_or_default();
+            let root = hashes.last().copied().unwrap_or_default();
+            let _ = tree::verify_inclusion(first, second, &leaf, &hashes, &root);
+            let _ = tree::verify_consistency(first, second, &hashes, &leaf, &root);
+            let _ = tree::verify_inclusion(third % 64, (third % 64) + 1, &leaf, &hashes, &root);
+        }
+    }
+}
