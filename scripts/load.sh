@@ -6,6 +6,8 @@
 #   scripts/load.sh queue [BINARY…]        RSS holding 1,000 live + 10,000 queued upgrades
 #   scripts/load.sh rate  [BINARY…]        handshakes/s, latency and CPU µs a handshake:
 #                                          new and existing relationships at c = 1, 16, 128
+#                                          (RECEIPT=1: every handshake asks for a receipt; the
+#                                          first binary must know --receipt)
 #
 # BINARY defaults to target/release/neuron (built if missing); give a second one (say, a build of
 # the commit before) to measure both in one run. The load itself always comes from the first
@@ -99,7 +101,7 @@ rate)
         for binary in "${binaries[@]}"; do
           start "$binary" NEURON_WEBSOCKET__MAX_CONCURRENT_HANDSHAKES=1000
           before="$(ticks)"
-          result="$("$loadgen" loadgen --mode "$mode" --n "$n" --c "$c" \
+          result="$("$loadgen" loadgen --mode "$mode" --n "$n" --c "$c" ${RECEIPT:+--receipt} \
             --url "ws://$addr/ws/handshake" || true)"
           after="$(ticks)"
           completed="$(echo "$result" | awk '{ print $1 }')"

@@ -137,6 +137,7 @@ fn load(url: &str, total: u64) -> neuron::tools::loadgen::Summary {
         concurrency: 8,
         mode: neuron::tools::loadgen::Mode::New,
         provider: "1234567893".into(),
+        receipt: false,
     }))
 }
 

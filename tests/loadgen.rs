@@ -31,6 +31,7 @@ async fn loadgen_counts_completed_handshakes_in_new_and_existing_modes() {
         concurrency: 4,
         mode,
         provider: "1234567893".into(),
+        receipt: false,
     };
 
     let new = loadgen::run(load(Mode::New, 24)).await;

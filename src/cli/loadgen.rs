@@ -20,6 +20,9 @@ pub(crate) struct Args {
     /// The provider the consents name.
     #[arg(long, default_value = neuron::config::DEMO_PROVIDER_NPI)]
     provider: String,
+    /// Every handshake asks for a consent receipt.
+    #[arg(long)]
+    receipt: bool,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -29,6 +32,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         concurrency: args.c,
         mode: args.mode,
         provider: args.provider,
+        receipt: args.receipt,
     };
     let summary = super::runtime()?.block_on(neuron::tools::loadgen::run(load));
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;

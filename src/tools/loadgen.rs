@@ -36,6 +36,8 @@ pub struct Load {
     pub mode: Mode,
     /// The provider the consents name.
     pub provider: String,
+    /// Whether each handshake asks for a consent receipt.
+    pub receipt: bool,
 }
 
 /// What the load achieved.
@@ -90,16 +92,26 @@ struct Ready {
 }
 
 impl Ready {
-    fn new(agent_id: String, provider: &str) -> Self {
+    fn new(agent_id: String, provider: &str, receipt: bool) -> Self {
         let patient = Patient::from_seed(&agent_id, random_seed());
         let now = now_seconds();
-        let auth = patient.auth_frame(&patient.claims(provider, now - 60, now + 3600));
+        let claims = patient.claims(provider, now - 60, now + 3600);
+        let auth = if receipt {
+            patient.auth_frame_with_receipt(&claims)
+        } else {
+            patient.auth_frame(&claims)
+        };
         Self { patient, auth }
     }
 }
 
 /// `count` patients made on every core.
-fn prepare(count: u64, name: impl Fn(u64) -> String + Sync, provider: &str) -> Vec<Ready> {
+fn prepare(
+    count: u64,
+    name: impl Fn(u64) -> String + Sync,
+    provider: &str,
+    receipt: bool,
+) -> Vec<Ready> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from) as u64;
     let share = count.div_ceil(threads.max(1));
     std::thread::scope(|scope| {
@@ -108,7 +120,7 @@ fn prepare(count: u64, name: impl Fn(u64) -> String + Sync, provider: &str) -> V
                 let name = &name;
                 scope.spawn(move || {
                     (thread * share..((thread + 1) * share).min(count))
-                        .map(|index| Ready::new(name(index), provider))
+                        .map(|index| Ready::new(name(index), provider, receipt))
                         .collect::<Vec<_>>()
                 })
             })
@@ -134,16 +146,19 @@ pub async fn run(load: Load) -> Summary {
         Mode::Idle => (0, 0),
     };
     let provider = load.provider.clone();
+    let receipt = load.receipt;
     let made = tokio::task::spawn_blocking(move || {
         let workers = prepare(
             per_worker,
             |worker| format!("loadgen-{run_id}-{worker}"),
             &provider,
+            receipt,
         );
         let fresh = prepare(
             fresh,
             |index| format!("loadgen-{run_id}-n{index}"),
             &provider,
+            receipt,
         );
         (workers, fresh)
     })
