@@ -112,6 +112,30 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The PostgreSQL store failed, or was not what a Neuron log needs.
+    #[error("postgres: could not {action}: {reason}")]
+    Postgres {
+        /// What the store was doing ("connect to", "read records from", …), followed by the
+        /// database or log in the message.
+        action: &'static str,
+        /// What the database said, or what was wrong.
+        reason: String,
+    },
+    /// A commit whose outcome is unknown (an error or lost connection during COMMIT, or no quorum
+    /// within the commit timeout): the writer stops; the next start reads the head back.
+    #[error("the outcome of a commit is unknown ({reason}); the writer stops and the next start reads the head back")]
+    CommitUnknown {
+        /// What happened.
+        reason: String,
+    },
+    /// Another writer took the log over: this one stops for good.
+    #[error("fenced: another writer took the log over (epoch {}, this writer held epoch {ours})", .epoch.map_or_else(|| "unknown".to_string(), |epoch| epoch.to_string()))]
+    Fenced {
+        /// The epoch the writer row holds now, when it could be read.
+        epoch: Option<i64>,
+        /// The epoch this writer held.
+        ours: i64,
+    },
     /// The log's stored records do not form a valid chain where the writer needs to continue it.
     #[error("log cannot be continued: {reason}")]
     Corrupt {

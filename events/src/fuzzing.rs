@@ -105,7 +105,11 @@ pub fn proofs_read_totally(data: &[u8]) {
         }
         1 => {
             if let Ok(parsed) = Checkpoint::parse(&text) {
-                assert_eq!(parsed.to_text(), text, "a checkpoint reads back as another text");
+                assert_eq!(
+                    parsed.to_text(),
+                    text,
+                    "a checkpoint reads back as another text"
+                );
             }
         }
         2 => {
@@ -115,7 +119,11 @@ pub fn proofs_read_totally(data: &[u8]) {
         }
         3 => {
             if let Ok(parsed) = Receipt::parse(&text) {
-                assert_eq!(parsed.to_text(), text, "a receipt reads back as another text");
+                assert_eq!(
+                    parsed.to_text(),
+                    text,
+                    "a receipt reads back as another text"
+                );
                 let policy = Policy {
                     log,
                     witnesses: vec![witness],

@@ -273,6 +273,10 @@ pub const MAX_SEQ: u64 = (1 << 56) - 1;
 mod on_sled;
 #[cfg(feature = "store")]
 pub use on_sled::{AppendStep, Durability, SledLog, SledReader};
+#[cfg(feature = "store")]
+mod on_postgres;
+#[cfg(feature = "store")]
+pub use on_postgres::{Location as PostgresLocation, PostgresLog, Replication, Standby};
 
 /// Records kept in memory: for tests, benchmarks, and replays of an imported export. Clones share
 /// the same records, so a test can keep a handle while a journal owns another.
