@@ -22,6 +22,7 @@ use ed25519_dalek::VerifyingKey;
 use neuron_events::event::{EventData, LogRestored};
 use neuron_events::record::{encode, Envelope};
 use neuron_events::store::Appended;
+use neuron_events::store::{PostgresLocation, PostgresLog};
 use neuron_events::{
     b64, verify_jsonl, verify_log, Clock, Event, Log, LogHead, NeuronKey, Report, SledLog,
     Timestamp, VerifyOptions,
@@ -36,6 +37,9 @@ pub enum RestoreError {
         /// The target.
         path: PathBuf,
     },
+    /// A key file was given for a restore into PostgreSQL, but no data directory to put it in.
+    #[error("--key restores the Neuron's key too: name the server's data directory to write it into with --data-dir (the log goes to --to)")]
+    NoKeyPlace,
     /// No key says who must have signed the export.
     #[error("say which key signed the log: --key (the Neuron's key file, restored with it) or --trusted-key; a restore without one would let the next checkpoint vouch for whatever the export holds")]
     NoTrustedKey,
@@ -83,12 +87,46 @@ impl RestoreError {
     }
 }
 
+/// Where a restore writes the log.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// A new data directory (it must not exist or be empty): the sled log, and the key when one
+    /// is restored.
+    DataDir(&'a Path),
+    /// A new log in PostgreSQL (`neuron restore --to postgres://…?log=NAME`), written in one
+    /// transaction; the key, when one is restored, goes into the data directory given with it.
+    Postgres {
+        /// The database and the log's name: a log that holds records is refused.
+        location: &'a PostgresLocation,
+        /// Where the key file goes (a new or empty directory).
+        data_dir: Option<&'a Path>,
+    },
+}
+
+impl Target<'_> {
+    /// The data directory the restore writes into, if any.
+    fn data_dir(&self) -> Option<&Path> {
+        match self {
+            Self::DataDir(path) => Some(path),
+            Self::Postgres { data_dir, .. } => *data_dir,
+        }
+    }
+
+    /// Where the log goes, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::DataDir(path) => path.display().to_string(),
+            Self::Postgres { location, .. } => location.describe(),
+        }
+    }
+}
+
 /// What a restore is asked to do.
 pub struct Request<'a> {
     /// The JSONL export.
     pub export: &'a Path,
-    /// The data directory to create: it must not exist or be empty.
-    pub data_dir: &'a Path,
+    /// Where the log goes.
+    pub target: Target<'a>,
     /// The Neuron's key file, restored with the log; its public half is the trusted key.
     pub key: Option<&'a Path>,
     /// The key the export's checkpoints must be signed by, when no key file is given (or the same
@@ -235,20 +273,27 @@ fn digest_of(export: &Path) -> Result<String, RestoreError> {
 /// # Errors
 /// [`RestoreError`] saying why nothing was restored.
 pub fn restore(request: &Request<'_>) -> Result<Restored, RestoreError> {
-    let data_dir = request.data_dir;
     let export = request.export;
-    match std::fs::read_dir(data_dir).map(|mut entries| entries.next().is_some()) {
-        Ok(true) => {
-            return Err(RestoreError::TargetNotEmpty {
-                path: data_dir.to_path_buf(),
-            })
+    if let Some(data_dir) = request.target.data_dir() {
+        match std::fs::read_dir(data_dir).map(|mut entries| entries.next().is_some()) {
+            Ok(true) => {
+                return Err(RestoreError::TargetNotEmpty {
+                    path: data_dir.to_path_buf(),
+                })
+            }
+            Ok(false) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io("read", data_dir)(error.to_string())),
         }
-        Ok(false) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(io("read", data_dir)(error.to_string())),
     }
-    let removed_staging = remove_abandoned_staging(data_dir)?;
+    let removed_staging = match request.target.data_dir() {
+        Some(data_dir) => remove_abandoned_staging(data_dir)?,
+        None => Vec::new(),
+    };
     let (trusted_key, key) = trusted(request)?;
+    if let (Target::Postgres { data_dir: None, .. }, Some(_)) = (request.target, &key) {
+        return Err(RestoreError::NoKeyPlace);
+    }
     let options = VerifyOptions {
         trusted_key: Some(trusted_key),
         expected_head: None,
@@ -270,6 +315,83 @@ pub fn restore(request: &Request<'_>) -> Result<Restored, RestoreError> {
         unverified: report.unsigned_tail,
     };
 
+    let checked = Checked {
+        report,
+        restored,
+        options,
+    };
+    let (restored_report, restored) = match request.target {
+        Target::DataDir(data_dir) => {
+            restore_into_directory(request, data_dir, key.as_ref(), checked)?
+        }
+        Target::Postgres { location, data_dir } => {
+            restore_into_postgres(request, location, data_dir, key.as_ref(), checked)?
+        }
+    };
+    Ok(Restored {
+        report: restored_report,
+        restored,
+        key_restored: key.is_some(),
+        removed_staging,
+    })
+}
+
+/// The export, verified, and what the restore will record of it.
+struct Checked {
+    /// The export's verification.
+    report: Report,
+    /// The `log.restored` record's contents.
+    restored: LogRestored,
+    /// The options it was verified with.
+    options: VerifyOptions,
+}
+
+impl Checked {
+    /// Imports the export into `log`, appends `log.restored`, and verifies the log: it must be the
+    /// export, record for record, with `log.restored` after it (an unsigned tail: nothing has
+    /// signed it yet). Returns the log's verification.
+    fn write_into(
+        &self,
+        request: &Request<'_>,
+        log: &mut dyn Log,
+        place: &Path,
+    ) -> Result<Report, RestoreError> {
+        let export = request.export;
+        let file = File::open(export).map_err(|error| io("open", export)(error.to_string()))?;
+        neuron_events::export::import(file, log)
+            .map_err(|error| io("import", export)(neuron_events::full_message(&error)))?;
+        append_restored(log, &self.restored, request.clock)
+            .map_err(|error| io("write log.restored to", place)(error))?;
+        let store_options = VerifyOptions {
+            expected_head: Some(LogHead {
+                seq: self.report.last_seq,
+                hash: self.report.head,
+            }),
+            allow_unsigned_tail: true,
+            ..self.options.clone()
+        };
+        let written = verify_log(log, &store_options)
+            .map_err(|error| io("verify", place)(error.to_string()))
+            .and_then(verified)?;
+        if written.last_seq != self.report.last_seq + 1 {
+            return Err(RestoreError::NotIntact {
+                problem: format!(
+                    "the restored log ends at seq {}, the export at seq {}",
+                    written.last_seq, self.report.last_seq
+                ),
+            });
+        }
+        Ok(written)
+    }
+}
+
+/// Writes the log in a staging folder beside `data_dir`, and renames it into place.
+fn restore_into_directory(
+    request: &Request<'_>,
+    data_dir: &Path,
+    key: Option<&NeuronKey>,
+    checked: Checked,
+) -> Result<(Report, LogRestored), RestoreError> {
     // The store is written beside the target, on the same file system, and renamed into place.
     let parent = parent_of(data_dir);
     std::fs::create_dir_all(&parent).map_err(|error| io("create", &parent)(error.to_string()))?;
@@ -285,35 +407,12 @@ pub fn restore(request: &Request<'_>) -> Result<Restored, RestoreError> {
     let restored_report = {
         let mut log = SledLog::open(&log_dir)
             .map_err(|error| io("create", &log_dir)(neuron_events::full_message(&error)))?;
-        neuron_events::export::import(open()?, &mut log)
-            .map_err(|error| io("import", export)(neuron_events::full_message(&error)))?;
-        append_restored(&mut log, &restored, request.clock)
-            .map_err(|error| io("write log.restored to", &log_dir)(error))?;
+        let written = checked.write_into(request, &mut log, &log_dir)?;
         log.close()
             .map_err(|error| io("sync", &log_dir)(neuron_events::full_message(&error)))?;
-        // The store must be the export, record for record, with `log.restored` after it: an
-        // unsigned tail, as nothing has signed it yet.
-        let store_options = VerifyOptions {
-            expected_head: Some(LogHead {
-                seq: report.last_seq,
-                hash: report.head,
-            }),
-            allow_unsigned_tail: true,
-            ..options.clone()
-        };
-        verify_log(&log, &store_options)
-            .map_err(|error| io("verify", &log_dir)(error.to_string()))
-            .and_then(verified)?
+        written
     };
-    if restored_report.last_seq != report.last_seq + 1 {
-        return Err(RestoreError::NotIntact {
-            problem: format!(
-                "the restored store ends at seq {}, the export at seq {}",
-                restored_report.last_seq, report.last_seq
-            ),
-        });
-    }
-    if let Some(key) = &key {
+    if let Some(key) = key {
         key.write_new(staging.path())
             .map_err(|error| io("write the key into", staging.path())(error.to_string()))?;
     }
@@ -328,18 +427,44 @@ pub fn restore(request: &Request<'_>) -> Result<Restored, RestoreError> {
     drop(lock);
     neuron_events::checkpoint::sync_directory(&parent)
         .map_err(|error| io("sync", &parent)(error.to_string()))?;
-    Ok(Restored {
-        report: restored_report,
-        restored,
-        key_restored: key.is_some(),
-        removed_staging,
-    })
+    Ok((restored_report, checked.restored))
 }
+
+/// Writes the log into a new PostgreSQL log in one transaction (a restore stopped midway commits
+/// nothing), and the key, if any, into `data_dir`.
+fn restore_into_postgres(
+    request: &Request<'_>,
+    location: &PostgresLocation,
+    data_dir: Option<&Path>,
+    key: Option<&NeuronKey>,
+    checked: Checked,
+) -> Result<(Report, LogRestored), RestoreError> {
+    let place = PathBuf::from(location.describe());
+    let failed = |action| {
+        let place = place.clone();
+        move |error: neuron_events::Error| io(action, &place)(neuron_events::full_message(&error))
+    };
+    let mut log = PostgresLog::begin_restore(location, POSTGRES_RESTORE_COMMIT_TIMEOUT)
+        .map_err(failed("create the log in"))?;
+    let written = checked.write_into(request, &mut log, &place)?;
+    if let (Some(key), Some(data_dir)) = (key, data_dir) {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|error| io("create", data_dir)(error.to_string()))?;
+        key.write_new(data_dir)
+            .map_err(|error| io("write the key into", data_dir)(error.to_string()))?;
+    }
+    log.commit_restore()
+        .map_err(failed("commit the restore in"))?;
+    Ok((written, checked.restored))
+}
+
+/// How long the commit of a restore into PostgreSQL may wait for the synchronous standbys.
+const POSTGRES_RESTORE_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Appends `log.restored` after the imported records, chained to the last one and stamped no
 /// earlier than it.
 fn append_restored(
-    log: &mut SledLog,
+    log: &mut dyn Log,
     restored: &LogRestored,
     clock: &dyn Clock,
 ) -> Result<(), String> {

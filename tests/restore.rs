@@ -381,7 +381,7 @@ fn log_restored_says_what_was_restored() {
     clock.advance(3_600_000);
     let restored = neuron::restore::restore(&neuron::restore::Request {
         export: &forged,
-        data_dir: &target,
+        target: neuron::restore::Target::DataDir(&target),
         key: None,
         trusted_key: Some(neuron_key().verifying_key()),
         allow_unsigned_tail: true,

@@ -8,9 +8,14 @@ use super::Outcome;
 pub(crate) struct Args {
     /// The JSONL export (`neuron export`, or the operator API's GET /v1/audit/export).
     export: PathBuf,
-    /// The data directory to create; it must not exist or be empty.
+    /// The data directory to create; it must not exist or be empty. With --to, where the key
+    /// file goes (only needed with --key).
+    #[arg(long, required_unless_present = "to")]
+    data_dir: Option<PathBuf>,
+    /// Restore into a new log in PostgreSQL instead (`postgres://…?log=NAME`, the log `main` when
+    /// not named), written in one transaction; a log that holds records is refused.
     #[arg(long)]
-    data_dir: PathBuf,
+    to: Option<String>,
     /// The Neuron's key file, restored with the log: every record must lie under a checkpoint it
     /// signed.
     #[arg(long)]
@@ -26,9 +31,24 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
+    let location = args
+        .to
+        .as_deref()
+        .map(neuron_events::store::PostgresLocation::parse)
+        .transpose()?;
+    let target = match (&location, &args.data_dir) {
+        (Some(location), data_dir) => neuron::restore::Target::Postgres {
+            location,
+            data_dir: data_dir.as_deref(),
+        },
+        (None, Some(data_dir)) => neuron::restore::Target::DataDir(data_dir),
+        (None, None) => {
+            anyhow::bail!("name where to restore: --data-dir DIR, or --to postgres://…")
+        }
+    };
     let request = neuron::restore::Request {
         export: &args.export,
-        data_dir: &args.data_dir,
+        target,
         key: args.key.as_deref(),
         trusted_key: args
             .trusted_key
@@ -49,7 +69,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     println!(
         "restored {} records into {}, then log.restored at seq {} (head {})",
         restored.restored.records,
-        args.data_dir.display(),
+        target.describe(),
         report.last_seq,
         report.head
     );

@@ -179,6 +179,11 @@ fn bad_configurations_name_the_key() {
             "storage.postgres.url",
         ),
         (
+            "[storage]\nbackend = \"postgres\"\n[storage.postgres]\nurl = \"postgres://x/y?log=other\"\n",
+            &[],
+            "storage.postgres.url",
+        ),
+        (
             "[storage]\nbackend = \"postgres\"\n[storage.postgres]\nurl = \"postgres://x/y\"\nlog = \"a b\"\n",
             &[],
             "storage.postgres.log",

@@ -207,6 +207,15 @@ impl Config {
                         "is not a postgres:// URL".into(),
                     ));
                 }
+                match neuron_events::store::PostgresLocation::parse(&postgres.url) {
+                    Ok(location) if location.url != postgres.url => return Err(invalid(
+                        "storage.postgres.url",
+                        "names the log with a log= parameter: name it with storage.postgres.log"
+                            .into(),
+                    )),
+                    Ok(_) => {}
+                    Err(error) => return Err(invalid("storage.postgres.url", error.to_string())),
+                }
                 if postgres.log.is_empty()
                     || postgres.log.len() > 64
                     || !postgres

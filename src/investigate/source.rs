@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
+use neuron_events::store::{PostgresLocation, PostgresLog};
 use neuron_events::Record;
 use neuron_events::{
     b64, verify_jsonl, verify_log, Digest, LogHead, Report, SledLog, VerifyOptions,
@@ -156,6 +157,8 @@ pub enum Source {
     Sled(PathBuf),
     /// A JSONL export.
     Jsonl(PathBuf),
+    /// A log in PostgreSQL (`postgres://…[?log=NAME]`), read in one read-only transaction.
+    Postgres(PostgresLocation),
 }
 
 impl Source {
@@ -164,6 +167,17 @@ impl Source {
     /// # Errors
     /// [`InvestigateError::Missing`] or [`InvestigateError::NotALog`].
     pub fn locate(path: &Path) -> Result<Self, InvestigateError> {
+        if let Some(url) = path
+            .to_str()
+            .filter(|text| text.starts_with("postgres://") || text.starts_with("postgresql://"))
+        {
+            return PostgresLocation::parse(url)
+                .map(Self::Postgres)
+                .map_err(|error| InvestigateError::BadArgument {
+                    what: "the log's URL",
+                    reason: error.to_string(),
+                });
+        }
         let metadata = std::fs::metadata(path).map_err(|_| InvestigateError::Missing {
             path: path.to_path_buf(),
         })?;
@@ -186,7 +200,27 @@ impl Source {
         match self {
             Self::Sled(path) => format!("{} (sled)", path.display()),
             Self::Jsonl(path) => format!("{} (JSONL export)", path.display()),
+            Self::Postgres(location) => format!("{} (PostgreSQL)", location.describe()),
         }
+    }
+
+    /// Runs `work` on the log of a store (sled or PostgreSQL).
+    fn with_store(
+        &self,
+        work: &mut dyn FnMut(&dyn neuron_events::Log) -> Result<(), InvestigateError>,
+    ) -> Result<(), InvestigateError> {
+        match self {
+            Self::Sled(path) => work(&*Self::open_sled(path)?),
+            Self::Postgres(location) => work(&Self::open_postgres(location)?),
+            Self::Jsonl(path) => Err(InvestigateError::NotALog { path: path.clone() }),
+        }
+    }
+
+    fn open_postgres(location: &PostgresLocation) -> Result<PostgresLog, InvestigateError> {
+        PostgresLog::open_reader(location).map_err(|error| InvestigateError::Unreadable {
+            path: PathBuf::from(location.describe()),
+            reason: neuron_events::full_message(&error),
+        })
     }
 
     pub(super) fn open_sled(path: &Path) -> Result<StoreCopy, InvestigateError> {
@@ -228,6 +262,17 @@ impl Source {
                 let file = File::open(path).map_err(|error| unreadable(path, error.to_string()))?;
                 verify_jsonl(file, options).map_err(|error| unreadable(path, error.to_string()))
             }
+            Self::Postgres(location) => {
+                let log = Self::open_postgres(location)?;
+                match verify_log(&log, options) {
+                    Ok(report) => Ok(report),
+                    Err(error) if error.is_damage() => Ok(Report::of_damaged_store(
+                        Some(&neuron_events::Log::acknowledged(&log)),
+                        error.to_string(),
+                    )),
+                    Err(error) => Err(unreadable(&self.path(), error.to_string())),
+                }
+            }
         }
     }
 
@@ -241,6 +286,7 @@ impl Source {
     /// [`InvestigateError::Output`] when the output cannot be written.
     pub fn export(&self, from: u64, to: u64, out: &mut dyn Write) -> Result<u64, InvestigateError> {
         let path = self.path();
+        let path = path.as_path();
         let unreadable = |reason: String| InvestigateError::Unreadable {
             path: path.to_path_buf(),
             reason,
@@ -263,10 +309,9 @@ impl Source {
             Ok(())
         };
         match self {
-            Self::Sled(path) => {
-                let log = Self::open_sled(path)?;
+            Self::Sled(_) | Self::Postgres(_) => self.with_store(&mut |log| {
                 let mut outcome = Ok(());
-                neuron_events::Log::scan(&*log, from.max(1), to, &mut |seq, bytes| {
+                log.scan(from.max(1), to, &mut |seq, bytes| {
                     if outcome.is_ok() {
                         outcome = neuron_events::record::check(bytes)
                             .map_err(|error| undecodable(format!("record {seq}"), error))
@@ -274,8 +319,8 @@ impl Source {
                     }
                 })
                 .map_err(|error| unreadable(error.to_string()))?;
-                outcome?;
-            }
+                outcome
+            })?,
             Self::Jsonl(path) => {
                 let file = File::open(path).map_err(|error| unreadable(error.to_string()))?;
                 for entry in neuron_events::export::read_jsonl(file) {
@@ -304,10 +349,11 @@ impl Source {
         Ok(written)
     }
 
-    /// The path of the log.
-    pub fn path(&self) -> &Path {
+    /// Where the log is, for messages: its path, or its URL (password left out) and name.
+    pub fn path(&self) -> PathBuf {
         match self {
-            Self::Sled(path) | Self::Jsonl(path) => path,
+            Self::Sled(path) | Self::Jsonl(path) => path.clone(),
+            Self::Postgres(location) => PathBuf::from(location.describe()),
         }
     }
 }
@@ -405,17 +451,16 @@ impl Source {
                 Err(undecodable) => failure = Some(undecodable),
             }
         };
-        let path = self.path().to_path_buf();
+        let path = self.path();
         let unreadable = |reason: String| InvestigateError::Unreadable {
             path: path.clone(),
             reason,
         };
         match self {
-            Self::Sled(path) => {
-                let log = Self::open_sled(path)?;
-                neuron_events::export::decode_log(&*log, wanted, &mut take)
-                    .map_err(|error| unreadable(error.to_string()))?;
-            }
+            Self::Sled(_) | Self::Postgres(_) => self.with_store(&mut |log| {
+                neuron_events::export::decode_log(log, wanted, &mut take)
+                    .map_err(|error| unreadable(error.to_string()))
+            })?,
             Self::Jsonl(path) => {
                 let file = File::open(path).map_err(|error| unreadable(error.to_string()))?;
                 neuron_events::export::decode_jsonl(file, wanted, unpicked, &mut take)

@@ -27,7 +27,7 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
                 neuron_events::verify::Anchor::StoreRecord => {
                     "recorded inside the store, which predates head files"
                 }
-                _ => "the store's head file",
+                _ => "the store's head evidence: its head file, or its writer row in PostgreSQL",
             }
         ));
     }

@@ -66,10 +66,10 @@ pub enum ServerError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The store is damaged or lost records it acknowledged: nothing is written on top of it.
-    #[error("refusing the log at {path}: {reason}; run `neuron verify` on the data directory and rebuild it from an export with `neuron restore`")]
+    #[error("refusing the log at {place}: {reason}; run `neuron verify` on it and rebuild it from an export with `neuron restore`")]
     StoreRefused {
-        /// The store.
-        path: std::path::PathBuf,
+        /// Where the log is: its folder, or its database and name.
+        place: String,
         /// What is wrong with it.
         reason: String,
     },
@@ -79,6 +79,13 @@ pub enum ServerError {
         /// The first seq at fault.
         seq: u64,
         /// What is wrong.
+        reason: String,
+    },
+    /// The PostgreSQL cluster does not replicate commits synchronously, and
+    /// `storage.postgres.require_sync_standbys` asks that it does.
+    #[error("{reason}: an acknowledged handshake could be lost with the primary; configure synchronous_standby_names (SPEC 3.6, docs/replication.md) or set storage.postgres.require_sync_standbys = false to accept that")]
+    Unreplicated {
+        /// What the database said.
         reason: String,
     },
     /// A witness reported a view of the log this log does not extend, and no operator has
@@ -160,11 +167,22 @@ impl Server {
     pub async fn start(config: Config, options: Options) -> Result<Self, ServerError> {
         let checked = config.validate()?;
         let data_dir = config.storage.data_dir.clone();
-        let store = start::open_store(&data_dir, options.key)?;
-        start::write_vkey(&data_dir, &store.key, &config.origin())?;
-        let public_key = store.key.public_b64();
-        let reader = store.reader.clone();
-        let serving = start::journal_over(store, options.clock.clone(), &config)?;
+        // Opening a log and folding it into the views read the store (and a database) with
+        // blocking calls: off the runtime's threads.
+        let (opened, clock) = (config.clone(), options.clock.clone());
+        let (public_key, reader, serving) = tokio::task::spawn_blocking(move || {
+            let store = start::open_store(&opened, options.key)?;
+            start::write_vkey(&opened.storage.data_dir, &store.key, &opened.origin())?;
+            let public_key = store.key.public_b64();
+            let reader = store.reader.clone();
+            let serving = start::journal_over(store, clock, &opened)?;
+            Ok::<_, ServerError>((public_key, reader, serving))
+        })
+        .await
+        .map_err(|error| ServerError::Io {
+            action: "open the log".into(),
+            source: std::io::Error::other(error.to_string()),
+        })??;
         let startup = {
             let views = serving.views.read();
             let views = views.unwrap_or_else(std::sync::PoisonError::into_inner);

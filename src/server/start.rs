@@ -7,43 +7,63 @@ use std::path::Path;
 
 use tracing::{info, warn};
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use neuron_events::event::*;
 use neuron_events::store::LogReader;
+use neuron_events::store::{PostgresLocation, PostgresLog};
 use neuron_events::{
     BatchReport, Clock, Event, Journal, JournalOptions, Log, LogHead, NeuronKey, Record, SledLog,
 };
 use neuron_projections::Views;
 
 use super::{io_error, ServerError};
-use crate::config::{Checked, Config};
+use crate::config::{Backend, Checked, Config};
 use crate::server::metrics::Metrics;
 
-/// The data directory's store, opened and checked against the evidence of its acknowledged head,
-/// with the Neuron's key.
+/// The log, opened and checked against the evidence of its acknowledged head, with the Neuron's
+/// key.
 pub(super) struct Store {
-    log: SledLog,
-    log_dir: PathBuf,
+    log: Box<dyn Log>,
+    /// Where the log is, for messages: its folder, or its database and name.
+    place: String,
     head: LogHead,
     pub(super) key: NeuronKey,
     pub(super) reader: Arc<dyn LogReader>,
 }
 
-/// Opens `{data_dir}/log` and the key. The log is opened first: its lock is the data directory's,
-/// held before the key file is read or created, so two servers starting on one directory never
-/// race for either. A store that lost records it acknowledged is refused before anything is read
-/// from it.
-pub(super) fn open_store(data_dir: &Path, key: Option<NeuronKey>) -> Result<Store, ServerError> {
-    std::fs::create_dir_all(data_dir).map_err(io_error(format!(
-        "create data directory {}",
-        data_dir.display()
-    )))?;
-    let log_dir = data_dir.join("log");
-    let refuse = refusal(log_dir.clone());
-    let log = SledLog::open(&log_dir).map_err(&refuse)?;
-    let head = neuron_events::evidence::check(&log).map_err(&refuse)?;
+/// Opens the log where `storage.backend` says and the key in `storage.data_dir`. A sled log is
+/// opened first: its lock is the data directory's, held before the key file is read or created,
+/// so two servers starting on one directory never race for either. A log that lost records it
+/// acknowledged is refused before anything is read from it. Blocking: call it off the runtime.
+pub(super) fn open_store(config: &Config, key: Option<NeuronKey>) -> Result<Store, ServerError> {
+    let data_dir = &config.storage.data_dir;
+    let create_data_dir = || {
+        std::fs::create_dir_all(data_dir).map_err(io_error(format!(
+            "create data directory {}",
+            data_dir.display()
+        )))
+    };
+    let (log, place): (Box<dyn Log>, String) =
+        match (config.storage.backend, &config.storage.postgres) {
+            (Backend::Postgres, Some(settings)) => {
+                // The database first: a log that cannot be had leaves no trace on this machine.
+                let log = take_over_postgres(config, settings)?;
+                create_data_dir()?;
+                let place = log.location().describe();
+                (Box::new(log), place)
+            }
+            _ => {
+                create_data_dir()?;
+                let log_dir = data_dir.join("log");
+                let place = log_dir.display().to_string();
+                let log = SledLog::open(&log_dir).map_err(refusal(place.clone()))?;
+                (Box::new(log), place)
+            }
+        };
+    let refuse = refusal(place.clone());
+    let head = neuron_events::evidence::check(log.as_ref()).map_err(&refuse)?;
     // What a restore into this directory left when it was killed midway (its lock no longer held)
     // would otherwise stay beside it for ever.
     match crate::restore::remove_abandoned_staging(data_dir) {
@@ -61,25 +81,82 @@ pub(super) fn open_store(data_dir: &Path, key: Option<NeuronKey>) -> Result<Stor
     let reader = log.reader();
     Ok(Store {
         log,
-        log_dir,
+        place,
         head,
         key,
         reader,
     })
 }
 
+/// Connects to the PostgreSQL log, checks that the cluster replicates commits synchronously
+/// (SPEC §3.6), logs its members, and takes the log over, fencing any earlier writer.
+fn take_over_postgres(
+    config: &Config,
+    settings: &crate::config::Postgres,
+) -> Result<PostgresLog, ServerError> {
+    let location = PostgresLocation::parse(&settings.url)
+        .map(|parsed| PostgresLocation {
+            log: settings.log.clone(),
+            ..parsed
+        })
+        .map_err(ServerError::Log)?;
+    let timeout = Duration::from_millis(settings.commit_timeout_ms);
+    let mut log = PostgresLog::connect(&location, timeout)?;
+    let replication = log.replication()?;
+    for standby in &replication.standbys {
+        info!(
+            name = %standby.name,
+            address = %standby.address,
+            state = %standby.state,
+            sync_state = %standby.sync_state,
+            "PostgreSQL standby (pg_stat_replication)"
+        );
+    }
+    if !replication.is_synchronous() {
+        let why = format!(
+            "the database does not wait for a synchronous standby (synchronous_standby_names = {:?}, synchronous_commit = {:?})",
+            replication.synchronous_standby_names, replication.synchronous_commit
+        );
+        if settings.require_sync_standbys {
+            return Err(ServerError::Unreplicated { reason: why });
+        }
+        warn!("{why}: an acknowledged handshake can be lost with the primary (storage.postgres.require_sync_standbys = false)");
+    } else if replication
+        .standbys
+        .iter()
+        .all(|standby| standby.state.is_empty())
+    {
+        warn!("pg_stat_replication hides the standbys' state from this role: grant it pg_monitor to see which are synchronous");
+    } else if !replication.standbys.iter().any(|standby| {
+        standby.state == "streaming" && matches!(standby.sync_state.as_str(), "sync" | "quorum")
+    }) {
+        warn!(
+            synchronous_standby_names = %replication.synchronous_standby_names,
+            "no synchronous standby is streaming now: commits wait for one, and a batch no standby confirms within storage.postgres.commit_timeout_ms stops the server"
+        );
+    }
+    log.take_over(Some(&config.origin()))
+        .map_err(refusal(location.describe()))?;
+    info!(
+        log = %location.describe(),
+        epoch = log.epoch().unwrap_or_default(),
+        "took the PostgreSQL log over: an earlier writer is fenced at its next batch"
+    );
+    Ok(log)
+}
+
 /// How a log error met while opening the store is reported: damage and lost records refuse the
 /// store by name; anything else is the log's error.
-fn refusal(log_dir: PathBuf) -> impl Fn(neuron_events::Error) -> ServerError {
+fn refusal(place: String) -> impl Fn(neuron_events::Error) -> ServerError {
     move |error| match error {
         neuron_events::Error::AcknowledgedButAbsent { .. }
         | neuron_events::Error::HeadEvidence { .. }
         | neuron_events::Error::Corrupt { .. } => ServerError::StoreRefused {
-            path: log_dir.clone(),
+            place: place.clone(),
             reason: error.to_string(),
         },
         error if error.is_damage() => ServerError::StoreRefused {
-            path: log_dir.clone(),
+            place: place.clone(),
             reason: neuron_events::full_message(&error),
         },
         error => ServerError::Log(error),
@@ -100,12 +177,13 @@ pub(super) fn journal_over(
     clock: Arc<dyn Clock>,
     config: &Config,
 ) -> Result<Serving, ServerError> {
-    let refuse = refusal(store.log_dir.clone());
+    let refuse = refusal(store.place.clone());
     let mut recalled = Metrics::default();
-    let views = rebuild(&store.log, store.head, &mut recalled).map_err(|error| match error {
-        ServerError::Log(error) => refuse(error),
-        other => other,
-    })?;
+    let views =
+        rebuild(store.log.as_ref(), store.head, &mut recalled).map_err(|error| match error {
+            ServerError::Log(error) => refuse(error),
+            other => other,
+        })?;
     let views = Arc::new(RwLock::new(views));
     let metrics = Arc::new(Mutex::new(recalled));
     let (observed, counted) = (views.clone(), metrics.clone());
@@ -123,7 +201,7 @@ pub(super) fn journal_over(
         metrics.observe_batch(report);
     };
     let journal = Journal::start(
-        Box::new(store.log),
+        store.log,
         Arc::new(store.key),
         clock,
         JournalOptions {
@@ -289,7 +367,7 @@ async fn bind(
 /// length of the log), checking on the way that it is one unbroken chain ending at the store's
 /// head: the server never appends onto a log that does not verify.
 fn rebuild(
-    log: &SledLog,
+    log: &dyn Log,
     stored_head: LogHead,
     metrics: &mut Metrics,
 ) -> Result<Views, ServerError> {

@@ -186,6 +186,19 @@ impl Transcript {
             .collect()
     }
 
+    /// The relationship id a `handshake.complete` received named: the server acknowledged it,
+    /// whether or not the close that follows arrived.
+    pub fn relationship_id(&self) -> Option<String> {
+        self.received
+            .iter()
+            .find(|message| {
+                message.get("type").and_then(|t| t.as_str()) == Some("handshake.complete")
+            })
+            .and_then(|message| message.get("relationship_id"))
+            .and_then(|id| id.as_str())
+            .map(str::to_string)
+    }
+
     /// Whether the handshake completed and the socket closed normally.
     pub fn completed(&self) -> bool {
         self.types().last().map(String::as_str) == Some("handshake.complete")

@@ -51,6 +51,9 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Latencies of completed handshakes, sorted.
     pub latencies: Vec<Duration>,
+    /// The relationship id of every `handshake.complete` received, whether or not the close that
+    /// follows arrived: what the server acknowledged, which its log must hold.
+    pub acknowledged: Vec<String>,
 }
 
 impl Summary {
@@ -177,6 +180,7 @@ pub async fn run(load: Load) -> Summary {
             let own = workers_ready.next();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
+                let mut acknowledged = Vec::new();
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     if index >= load.total {
@@ -191,14 +195,20 @@ pub async fn run(load: Load) -> Summary {
                         Mode::Idle => None,
                     };
                     let ok = match ready {
-                        Some(ready) => client::handshake_with(
+                        Some(ready) => match client::handshake_with(
                             &load.url,
                             None,
                             &ready.patient,
                             ready.auth.clone(),
                         )
                         .await
-                        .is_ok_and(|transcript| transcript.completed()),
+                        {
+                            Ok(transcript) => {
+                                acknowledged.extend(transcript.relationship_id());
+                                transcript.completed()
+                            }
+                            Err(_) => false,
+                        },
                         None => {
                             if load.mode == Mode::Idle {
                                 // Held until the server answers (503, or a 101 and a timeout).
@@ -216,14 +226,16 @@ pub async fn run(load: Load) -> Summary {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                latencies
+                (latencies, acknowledged)
             })
         })
         .collect();
     let mut latencies = Vec::new();
+    let mut acknowledged = Vec::new();
     for worker in workers {
-        if let Ok(mut measured) = worker.await {
+        if let Ok((mut measured, mut ids)) = worker.await {
             latencies.append(&mut measured);
+            acknowledged.append(&mut ids);
         }
     }
     let elapsed = started.elapsed();
@@ -233,6 +245,7 @@ pub async fn run(load: Load) -> Summary {
         failed: failed.load(Ordering::Relaxed),
         elapsed,
         latencies,
+        acknowledged,
     }
 }
 
@@ -247,6 +260,7 @@ mod tests {
             failed: 0,
             elapsed: Duration::from_secs(2),
             latencies: (1..=100).map(Duration::from_millis).collect(),
+            acknowledged: Vec::new(),
         };
         let ms = |q| summary.percentile(q).as_millis();
         assert_eq!(
@@ -259,6 +273,7 @@ mod tests {
             failed: 3,
             elapsed: Duration::ZERO,
             latencies: Vec::new(),
+            acknowledged: Vec::new(),
         };
         assert_eq!(
             (empty.percentile(0.99), empty.rate()),
