@@ -7,8 +7,12 @@
 //! - an inclusion proof (a receipt) for records anywhere in that log, from the sled store's
 //!   stored Merkle hashes: the mean and the slowest of 10,000.
 //!
+//! - with `--postgres URL`, durable appends/s on PostgreSQL too (SPEC §3.6: one transaction per
+//!   batch, the commit confirmed by a synchronous standby), each run on a new log `bench-…` in that
+//!   database (use a scratch one: `scripts/pg-cluster.sh start`).
+//!
 //! Run: `cargo bench --bench log` (options: `--records N`, `--seconds S`, `--skip-appends`, `--keep` (leave the 1M-record logs on disk), `--dir PATH` for where the
-//! logs are written; default the system temp directory).
+//! logs are written; default the system temp directory; `--postgres URL`).
 
 use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
@@ -18,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use neuron_events::event::{ConnectionPromoted, EventData};
 use neuron_events::export::{import, read_jsonl};
+use neuron_events::store::{PostgresLocation, PostgresLog};
 use neuron_events::testing::{fixed_clock, neuron_key, story};
 use neuron_events::{
-    verify_jsonl, verify_log, BatchReport, Durability, Event, Journal, JournalOptions, MemoryLog,
-    Record, SledLog, VerifyOptions,
+    verify_jsonl, verify_log, BatchReport, Durability, Event, Journal, JournalOptions, Log,
+    MemoryLog, Record, SledLog, VerifyOptions,
 };
 use neuron_projections::{replay, Until};
 
@@ -31,6 +36,14 @@ struct Options {
     dir: PathBuf,
     skip_appends: bool,
     keep: bool,
+    postgres: Option<String>,
+}
+
+/// Where the appends go.
+#[derive(Clone, Debug)]
+enum Store {
+    Sled(Durability),
+    Postgres(String),
 }
 
 fn options() -> Options {
@@ -40,6 +53,7 @@ fn options() -> Options {
         dir: std::env::temp_dir(),
         skip_appends: false,
         keep: false,
+        postgres: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -58,6 +72,7 @@ fn options() -> Options {
             }
             "--skip-appends" => options.skip_appends = true,
             "--keep" => options.keep = true,
+            "--postgres" => options.postgres = args.next(),
             "--dir" => options.dir = args.next().map(PathBuf::from).unwrap_or(options.dir),
             _ => {} // cargo bench passes --bench; nothing else is ours
         }
@@ -77,15 +92,22 @@ fn main() -> BenchResult<()> {
         "== durable appends through group commit ({} s each) ==",
         options.seconds
     );
-    let durabilities: &[Durability] = if options.skip_appends {
-        &[]
-    } else {
-        &[Durability::PowerLoss, Durability::ProcessCrash]
-    };
-    for &durability in durabilities {
+    let mut stores = Vec::new();
+    if !options.skip_appends {
+        stores.push(Store::Sled(Durability::PowerLoss));
+        stores.push(Store::Sled(Durability::ProcessCrash));
+    }
+    if let Some(url) = &options.postgres {
+        stores.push(Store::Postgres(url.clone()));
+    }
+    for store in stores {
         for appenders in [1usize, 16, 256] {
-            let (rate, per_batch) = runtime.block_on(appends(&options, durability, appenders))?;
-            println!("{durability:?}\t{appenders:>3} appenders\t{rate:>10.0} appends/s\t{per_batch:>6.1} records/batch");
+            let (rate, per_batch) = appends(&runtime, &options, &store, appenders)?;
+            let name = match &store {
+                Store::Sled(durability) => format!("{durability:?}"),
+                Store::Postgres(_) => "PostgreSQL".to_string(),
+            };
+            println!("{name}\t{appenders:>3} appenders\t{rate:>10.0} appends/s\t{per_batch:>6.1} records/batch");
         }
     }
 
@@ -222,25 +244,51 @@ fn proofs(sled: &SledLog, records: u64) -> BenchResult<()> {
     Ok(())
 }
 
-async fn appends(
+fn appends(
+    runtime: &tokio::runtime::Runtime,
     options: &Options,
-    durability: Durability,
+    store: &Store,
     appenders: usize,
 ) -> BenchResult<(f64, f64)> {
     let dir = tempfile::tempdir_in(&options.dir)?;
-    let log = SledLog::open_with(dir.path(), durability)?;
+    // Opened off the runtime: the PostgreSQL store blocks on a runtime of its own.
+    let log: Box<dyn Log> = match store {
+        Store::Sled(durability) => Box::new(SledLog::open_with(dir.path(), *durability)?),
+        Store::Postgres(url) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos();
+            let location = PostgresLocation {
+                log: format!("bench-{appenders}-{nanos}"),
+                ..PostgresLocation::parse(url)?
+            };
+            let mut log = PostgresLog::connect(&location, Duration::from_secs(10))?;
+            log.take_over(None)?;
+            Box::new(log)
+        }
+    };
+    runtime.block_on(appends_to(log, options, appenders))
+}
+
+async fn appends_to(
+    log: Box<dyn Log>,
+    options: &Options,
+    appenders: usize,
+) -> BenchResult<(f64, f64)> {
     let batches = Arc::new(AtomicU64::new(0));
     let counted = batches.clone();
     let observer = move |_: &[Record], _: &BatchReport| {
         counted.fetch_add(1, Ordering::Relaxed);
     };
-    let journal = Journal::start(
-        Box::new(log),
-        Arc::new(neuron_key()),
-        Arc::new(neuron_events::SystemClock),
-        JournalOptions::default(),
-        Box::new(observer),
-    )?;
+    let journal = tokio::task::block_in_place(|| {
+        Journal::start(
+            log,
+            Arc::new(neuron_key()),
+            Arc::new(neuron_events::SystemClock),
+            JournalOptions::default(),
+            Box::new(observer),
+        )
+    })?;
     let deadline = Instant::now() + Duration::from_secs_f64(options.seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..appenders)

@@ -8,6 +8,10 @@
 #                                          new and existing relationships at c = 1, 16, 128
 #                                          (RECEIPT=1: every handshake asks for a receipt; the
 #                                          first binary must know --receipt)
+#   scripts/load.sh backends [BINARY]      the same (new relationships), on sled and on PostgreSQL
+#                                          side by side: a primary and two synchronous standbys
+#                                          started on this machine (scripts/pg-cluster.sh, needs
+#                                          postgresql-15), whose CPU is reported too
 #
 # BINARY defaults to target/release/neuron (built if missing); give a second one (say, a build of
 # the commit before) to measure both in one run. The load itself always comes from the first
@@ -27,17 +31,18 @@ n="${N:-20000}"
 rounds="${ROUNDS:-2}"
 scratch="$(mktemp -d)"
 server=""
-trap '[ -n "$server" ] && kill -9 "$server" 2>/dev/null; rm -rf "$scratch"' EXIT
+cluster=""
+trap '[ -n "$server" ] && kill -9 "$server" 2>/dev/null; [ -n "$cluster" ] && scripts/pg-cluster.sh stop "$cluster"; rm -rf "$scratch"' EXIT
 
 # Starts BINARY on a fresh data directory with the environment given; sets $server and $addr
-# and $admin.
+# and $admin. With CONFIG set, serves with that configuration file.
 start() {
   local binary="$1"
   shift
   local data="$scratch/data-$RANDOM"
   mkdir -p "$data"
   env "$@" NEURON_ADMIN__PORT=0 "$binary" serve --data-dir "$data" --port 0 \
-    >"$data/serve.log" 2>&1 &
+    ${CONFIG:+--config "$CONFIG"} >"$data/serve.log" 2>&1 &
   server=$!
   for _ in $(seq 1 600); do
     [ -s "$data/serve.addr" ] && [ -s "$data/admin.addr" ] && break
@@ -56,6 +61,15 @@ stop() {
 # User plus system CPU of the server so far, in clock ticks.
 ticks() {
   awk '{ print $14 + $15 }' "/proc/$server/stat"
+}
+
+# User plus system CPU of every PostgreSQL process of the cluster so far, in clock ticks.
+cluster_ticks() {
+  local total=0 pid
+  for pid in $(pgrep -f "$cluster/node" || true); do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
 }
 
 metric() {
@@ -115,8 +129,52 @@ rate)
     done
   done
   ;;
+backends)
+  binary="${binaries[0]}"
+  cluster="$scratch/cluster"
+  port=$((20000 + RANDOM % 20000))
+  url="$(scripts/pg-cluster.sh start "$cluster" "$port")"
+  echo "== PostgreSQL 15: primary on $port, standbys s1 and s2, synchronous_standby_names = 'ANY 1 (s1, s2)', synchronous_commit = on, fsync = on"
+  hz="$(getconf CLK_TCK)"
+  for round in $(seq 1 "$rounds"); do
+    for c in 1 16 128; do
+      for backend in sled postgres; do
+        config=""
+        if [ "$backend" = postgres ]; then
+          config="$scratch/postgres-$RANDOM.toml"
+          cat >"$config" <<TOML
+[storage]
+backend = "postgres"
+[storage.postgres]
+url = "$url"
+log = "load-$RANDOM$RANDOM"
+[[providers]]
+npi = "1234567893"
+name = "Demo Provider"
+TOML
+        fi
+        CONFIG="$config" start "$binary" NEURON_WEBSOCKET__MAX_CONCURRENT_HANDSHAKES=1000
+        before="$(ticks)"
+        cluster_before="$(cluster_ticks)"
+        result="$("$loadgen" loadgen --mode new --n "$n" --c "$c" ${RECEIPT:+--receipt} \
+          --url "ws://$addr/ws/handshake" || true)"
+        after="$(ticks)"
+        cluster_after="$(cluster_ticks)"
+        completed="$(echo "$result" | awk '{ print $1 }')"
+        cpu="$(awk -v t=$((after - before)) -v hz="$hz" -v n="$completed" \
+          'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "-" }')"
+        database="$(awk -v t=$((cluster_after - cluster_before)) -v hz="$hz" -v n="$completed" \
+          'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "-" }')"
+        extra=""
+        [ "$backend" = postgres ] && extra="; the cluster's CPU $database µs a handshake"
+        echo "round $round $backend c=$c: $result; server CPU $cpu µs a handshake$extra"
+        stop
+      done
+    done
+  done
+  ;;
 *)
-  echo "usage: scripts/load.sh queue|rate [BINARY…]" >&2
+  echo "usage: scripts/load.sh queue|rate|backends [BINARY…]" >&2
   exit 2
   ;;
 esac

@@ -289,6 +289,25 @@ pub enum CheckpointFault {
     BadSignature,
 }
 
+/// The Ed25519 key of `bytes`, decompressed once per thread for the key it saw last: a log is
+/// signed by one key for long stretches, and verifying it meets that key in every checkpoint
+/// (twice: its signature and its note's).
+pub(crate) fn key_from_bytes(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<([u8; 32], VerifyingKey)>> = const { std::cell::Cell::new(None) };
+    }
+    LAST.with(|last| {
+        if let Some((seen, key)) = last.get() {
+            if &seen == bytes {
+                return Some(key);
+            }
+        }
+        let key = VerifyingKey::from_bytes(bytes).ok()?;
+        last.set(Some((*bytes, key)));
+        Some(key)
+    })
+}
+
 /// Checks a checkpoint's signature (strict Ed25519) under the key it names, and returns that key.
 ///
 /// # Errors
@@ -298,7 +317,7 @@ pub fn verify_checkpoint(checkpoint: &LogCheckpoint) -> Result<VerifyingKey, Che
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or(CheckpointFault::BadKey)?;
-    let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| CheckpointFault::BadKey)?;
+    let key = key_from_bytes(&key_bytes).ok_or(CheckpointFault::BadKey)?;
     let signature_bytes: [u8; 64] = b64::decode(&checkpoint.sig)
         .ok()
         .and_then(|bytes| bytes.try_into().ok())

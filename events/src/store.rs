@@ -228,6 +228,15 @@ pub trait Log: Send + Sync + 'static {
     /// [`Error::TreeMissing`] for a node the store does not hold; the store's error.
     fn read_nodes(&self, nodes: &[Node]) -> Result<Vec<Hash>, Error>;
 
+    /// Calls `visit` with the tree hashes stored with each record `from..=to` that has them
+    /// (its leaf, then the root of each perfect subtree it completes), in seq order: how
+    /// verification reads them all, in one pass.
+    ///
+    /// # Errors
+    /// [`Error::TreeMissing`] for stored hashes that are damaged; the store's error.
+    fn scan_tree(&self, from: u64, to: u64, visit: &mut dyn FnMut(u64, &[u8]))
+        -> Result<(), Error>;
+
     /// Stores the tree hashes of records already stored (`tree[i]` for seq `first_seq + i`),
     /// durably: a store written before the tree gets its tree once, at a server's start.
     ///
@@ -408,6 +417,21 @@ impl Log for MemoryLog {
 
     fn read_nodes(&self, nodes: &[Node]) -> Result<Vec<Hash>, Error> {
         LogReader::read_nodes(self, nodes)
+    }
+
+    fn scan_tree(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), Error> {
+        if from > to {
+            return Ok(());
+        }
+        for (seq, hashes) in self.inner().tree.range(from..=to) {
+            visit(*seq, hashes);
+        }
+        Ok(())
     }
 
     fn add_tree(&mut self, first_seq: u64, tree: &[Vec<Hash>]) -> Result<(), Error> {

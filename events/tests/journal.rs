@@ -188,6 +188,14 @@ impl Log for FailingLog {
     fn read_nodes(&self, nodes: &[Node]) -> Result<Vec<Hash>, Error> {
         Log::read_nodes(&self.inner, nodes)
     }
+    fn scan_tree(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), Error> {
+        self.inner.scan_tree(from, to, visit)
+    }
     fn add_tree(&mut self, first_seq: u64, tree: &[Vec<Hash>]) -> Result<(), Error> {
         self.inner.add_tree(first_seq, tree)
     }

@@ -291,3 +291,60 @@ fn the_journal_refuses_to_sign_over_a_tree_that_lost_the_root_it_signed() {
         "{refused}"
     );
 }
+
+#[test]
+fn the_stored_tree_reads_back_whatever_the_batches_and_restarts() {
+    // Batches of every size against the store's blocks of sixteen: single records, runs ending
+    // mid-block, runs spanning several blocks, and reopenings between them (no cached block).
+    let dir = tempfile::tempdir().unwrap();
+    let mut frontier = tree::Frontier::default();
+    let mut leaves = Vec::new();
+    let mut seq = 0u64;
+    for (round, sizes) in [&[1usize, 1, 3, 16, 17][..], &[5, 40, 1], &[2, 33, 1, 1]]
+        .iter()
+        .enumerate()
+    {
+        let mut log = SledLog::open(dir.path()).unwrap();
+        for &size in *sizes {
+            let batch: Vec<_> = (0..size)
+                .map(|_| {
+                    seq += 1;
+                    let bytes = format!("record {seq} of round {round}").into_bytes();
+                    let leaf = tree::leaf_hash(&bytes);
+                    leaves.push(leaf);
+                    neuron_events::store::Appended {
+                        seq,
+                        tree: frontier.append(leaf),
+                        bytes,
+                    }
+                })
+                .collect();
+            log.append(&batch).unwrap();
+        }
+        log.close().unwrap();
+        drop(log);
+        neuron_events::testing::until_unlocked(dir.path());
+    }
+    let log = SledLog::open(dir.path()).unwrap();
+    assert_eq!(log.tree_size().unwrap(), seq);
+    let nodes = neuron_events::store::LogNodes(&log);
+    for (index, leaf) in leaves.iter().enumerate() {
+        let read = nodes
+            .read_nodes(&[tree::Node {
+                level: 0,
+                index: index as u64,
+            }])
+            .unwrap();
+        assert_eq!(read, vec![*leaf], "leaf {index}");
+    }
+    assert_eq!(tree::tree_hash(seq, &nodes).unwrap(), frontier.root());
+    let mut scanned = Vec::new();
+    log.scan_tree(3, seq - 2, &mut |at, hashes| {
+        scanned.push((at, hashes.len() / 32))
+    })
+    .unwrap();
+    let expected: Vec<_> = (3..=seq - 2)
+        .map(|at| (at, at.trailing_zeros() as usize + 1))
+        .collect();
+    assert_eq!(scanned, expected);
+}

@@ -44,6 +44,15 @@ impl Log for Unwritable {
         Log::read_nodes(&self.0, nodes)
     }
 
+    fn scan_tree(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), neuron_events::Error> {
+        self.0.scan_tree(from, to, visit)
+    }
+
     fn add_tree(&mut self, _: u64, _: &[Vec<Hash>]) -> Result<(), neuron_events::Error> {
         Err(Self::full())
     }

@@ -940,6 +940,31 @@ impl Log for PostgresLog {
         self.connection.read_nodes(&self.location.log, nodes)
     }
 
+    fn scan_tree(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), Error> {
+        let (from, to) = (
+            as_i64(from.min(i64::MAX as u64))?,
+            as_i64(to.min(i64::MAX as u64))?,
+        );
+        let rows = self
+            .connection
+            .block_on(self.connection.client.query(
+                "SELECT seq, tree FROM neuron_records WHERE log = $1 AND seq >= $2 AND seq <= $3 AND tree IS NOT NULL ORDER BY seq",
+                &[&self.location.log, &from, &to],
+            ))
+            .map_err(db_error("read tree hashes from"))?;
+        for row in &rows {
+            let seq: i64 = row.try_get(0).map_err(db_error("read tree hashes from"))?;
+            let tree: &[u8] = row.try_get(1).map_err(db_error("read tree hashes from"))?;
+            visit(as_u64(seq)?, tree);
+        }
+        Ok(())
+    }
+
     fn add_tree(&mut self, first_seq: u64, tree: &[Vec<Hash>]) -> Result<(), Error> {
         let seqs: Vec<i64> = (first_seq..)
             .take(tree.len())

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::tree::{Hash, Node};
 
-use super::{pick_nodes, tree_value, Appended, Log, LogHead, LogReader, StoredRecord, MAX_SEQ};
+use super::{pick_nodes, Appended, Log, LogHead, LogReader, StoredRecord, MAX_SEQ};
 
 /// How hard [`SledLog::append`] works to make a batch durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,15 +33,132 @@ pub enum Durability {
 /// read only to adopt such a store ([`Acknowledged::Legacy`]) and no longer written.
 const LEGACY_HEAD_KEY: &[u8] = b"\xffhead";
 
-/// The first byte of a tree key: `0xfe` ‖ the 8-byte big-endian seq of the record whose tree
-/// hashes it holds. Record keys begin with `0x00` (seqs below 2^56), so every tree key sorts after
-/// every record and before the legacy head key.
+/// The first byte of a tree key: `0xfe` ‖ the 8-byte big-endian seq of the first record of a
+/// block of [`TREE_BLOCK`] records (seqs `16k + 1 ..= 16k + 16`). The value holds, for each record
+/// of the block in turn, one byte (how many tree hashes it has; 0 for none stored) and then those
+/// hashes. A key per block, not per record: a sled key costs about as much as a record, and a key
+/// per record halved the rate of large batches; blocks at fixed places let a read go straight to
+/// its key. Record keys begin with `0x00` (seqs below 2^56), so every tree key sorts after every
+/// record and before the legacy head key.
 const TREE_PREFIX: u8 = 0xfe;
+
+/// Records per tree block.
+const TREE_BLOCK: u64 = 16;
 
 fn tree_key(seq: u64) -> [u8; 9] {
     let mut key = [TREE_PREFIX; 9];
     key[1..].copy_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// The first seq of the block that holds record `seq`'s tree hashes.
+fn block_of(seq: u64) -> u64 {
+    seq.saturating_sub(1) / TREE_BLOCK * TREE_BLOCK + 1
+}
+
+/// Calls `visit` with the seq and stored hashes of each record of the block that starts at
+/// `first` that has hashes stored, until it returns `false`; returns how many entries the block
+/// holds.
+///
+/// # Errors
+/// [`Error::TreeMissing`] for a block that is not a run of counted hashes.
+fn walk_block(
+    first: u64,
+    value: &[u8],
+    visit: &mut dyn FnMut(u64, &[u8]) -> bool,
+) -> Result<u64, Error> {
+    let (mut seq, mut rest) = (first, value);
+    while let Some((&count, after)) = rest.split_first() {
+        let length = usize::from(count) * 32;
+        let hashes = after.get(..length).ok_or_else(|| Error::TreeMissing {
+            reason: format!(
+                "the tree hashes stored for records {first}..{} are damaged at record {seq}",
+                first + TREE_BLOCK - 1
+            ),
+        })?;
+        if count > 0 && !visit(seq, hashes) {
+            return Ok(seq - first + 1);
+        }
+        rest = &after[length..];
+        seq += 1;
+    }
+    Ok(seq - first)
+}
+
+/// Adds record `seq`'s hashes to its block's value, which holds the entries before it (records
+/// without stored hashes in between get empty entries).
+fn push_entry(first: u64, value: &mut Vec<u8>, seq: u64, hashes: &[u8]) -> Result<(), Error> {
+    let held = walk_block(first, value, &mut |_, _| true)?;
+    for _ in first + held..seq {
+        value.push(0);
+    }
+    value.push(u8::try_from(hashes.len() / 32).unwrap_or(u8::MAX));
+    value.extend_from_slice(hashes);
+    Ok(())
+}
+
+/// The tree hashes stored with record `seq`.
+fn stored_at(db: &sled::Db, seq: u64) -> Result<Option<Vec<u8>>, Error> {
+    let first = block_of(seq);
+    let Some(value) = db.get(tree_key(first))? else {
+        return Ok(None);
+    };
+    let mut found = None;
+    walk_block(first, &value, &mut |at, hashes| {
+        if at == seq {
+            found = Some(hashes.to_vec());
+        }
+        at < seq
+    })?;
+    Ok(found)
+}
+
+/// Calls `visit` with the stored tree hashes of every record `from..=to` that has them, in order.
+fn scan_tree(
+    db: &sled::Db,
+    from: u64,
+    to: u64,
+    visit: &mut dyn FnMut(u64, &[u8]),
+) -> Result<(), Error> {
+    for entry in db.range(tree_key(block_of(from))..=tree_key(to.min(MAX_SEQ))) {
+        let (key, value) = entry?;
+        let first = key_seq(key.get(1..).unwrap_or_default())?;
+        walk_block(first, &value, &mut |seq, hashes| {
+            if seq >= from && seq <= to {
+                visit(seq, hashes);
+            }
+            seq < to
+        })?;
+    }
+    Ok(())
+}
+
+/// The blocks a run of records' tree hashes go into, each whole: the block the log's tree ends
+/// in is read back (or taken from `tail`, the value this writer wrote last) and extended.
+fn tree_blocks<'a>(
+    db: &sled::Db,
+    tail: Option<(u64, Vec<u8>)>,
+    entries: impl Iterator<Item = (u64, &'a [u8])>,
+) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+    let mut tail = tail;
+    let mut blocks: Vec<(u64, Vec<u8>)> = Vec::new();
+    for (seq, hashes) in entries {
+        let first = block_of(seq);
+        if blocks.last().is_none_or(|(open, _)| *open != first) {
+            let value = match tail.take() {
+                Some((cached, value)) if cached == first => value,
+                _ => db
+                    .get(tree_key(first))?
+                    .map(|value| value.to_vec())
+                    .unwrap_or_default(),
+            };
+            blocks.push((first, value));
+        }
+        if let Some((open, value)) = blocks.last_mut() {
+            push_entry(*open, value, seq, hashes)?;
+        }
+    }
+    Ok(blocks)
 }
 
 /// How long opening a log waits for a lock that a just-dropped handle still holds.
@@ -77,6 +194,9 @@ pub struct SledLog {
     head_file: Option<HeadFile>,
     /// A failure a test injected: the step, and how many appends succeed before it strikes.
     fault: Option<(AppendStep, u64)>,
+    /// The tree block this log wrote last, as written: the next batch extends it without
+    /// reading it back.
+    tree_tail: Option<(u64, Vec<u8>)>,
 }
 
 thread_local! {
@@ -201,6 +321,7 @@ impl SledLog {
             acknowledged,
             head_file,
             fault: None,
+            tree_tail: None,
         })
     }
 
@@ -309,8 +430,23 @@ impl Log for SledLog {
         let mut batch = sled::Batch::default();
         for appended in records {
             batch.insert(&seq_key(appended.seq), appended.bytes.as_slice());
-            batch.insert(&tree_key(appended.seq), tree_value(&appended.tree));
         }
+        let flat: Vec<Vec<u8>> = records
+            .iter()
+            .map(|appended| appended.tree.iter().flat_map(|hash| hash.0).collect())
+            .collect();
+        let mut blocks = tree_blocks(
+            &self.db,
+            self.tree_tail.take(),
+            records
+                .iter()
+                .zip(&flat)
+                .map(|(appended, hashes)| (appended.seq, hashes.as_slice())),
+        )?;
+        for (first, value) in &blocks {
+            batch.insert(&tree_key(*first), value.as_slice());
+        }
+        self.tree_tail = blocks.pop();
         self.db.apply_batch(batch)?;
         self.injected(AppendStep::Apply)?;
         self.db.flush()?;
@@ -376,13 +512,30 @@ impl Log for SledLog {
     }
 
     fn tree_size(&self) -> Result<u64, Error> {
-        match self.db.range(tree_key(0)..=tree_key(u64::MAX)).next_back() {
-            None => Ok(0),
-            Some(entry) => {
-                let (key, _) = entry?;
-                key_seq(key.get(1..).unwrap_or_default())
-            }
-        }
+        let last_block = self
+            .db
+            .range(tree_key(0)..=tree_key(MAX_SEQ))
+            .next_back()
+            .transpose()?;
+        let Some((key, value)) = last_block else {
+            return Ok(0);
+        };
+        let first = key_seq(key.get(1..).unwrap_or_default())?;
+        let mut last = first.saturating_sub(1);
+        walk_block(first, &value, &mut |seq, _| {
+            last = seq;
+            true
+        })?;
+        Ok(last)
+    }
+
+    fn scan_tree(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), Error> {
+        scan_tree(&self.db, from, to, visit)
     }
 
     fn read_nodes(&self, nodes: &[Node]) -> Result<Vec<Hash>, Error> {
@@ -390,11 +543,21 @@ impl Log for SledLog {
     }
 
     fn add_tree(&mut self, first_seq: u64, tree: &[Vec<Hash>]) -> Result<(), Error> {
+        let flat: Vec<Vec<u8>> = tree
+            .iter()
+            .map(|hashes| hashes.iter().flat_map(|hash| hash.0).collect())
+            .collect();
+        let blocks = tree_blocks(
+            &self.db,
+            None,
+            (first_seq..).zip(flat.iter().map(Vec::as_slice)),
+        )?;
         let mut batch = sled::Batch::default();
-        for (seq, hashes) in (first_seq..).zip(tree) {
-            batch.insert(&tree_key(seq), tree_value(hashes));
+        for (first, value) in &blocks {
+            batch.insert(&tree_key(*first), value.as_slice());
         }
         self.db.apply_batch(batch)?;
+        self.tree_tail = None;
         self.db.flush()?;
         if self.durability == Durability::PowerLoss {
             self.sync_files()?;
@@ -436,9 +599,7 @@ pub struct SledReader {
 }
 
 fn read_nodes(db: &sled::Db, nodes: &[Node]) -> Result<Vec<Hash>, Error> {
-    pick_nodes(nodes, &mut |seq| {
-        Ok(db.get(tree_key(seq))?.map(|value| value.to_vec()))
-    })
+    pick_nodes(nodes, &mut |seq| stored_at(db, seq))
 }
 
 impl LogReader for SledReader {
@@ -482,10 +643,26 @@ impl SledLog {
     /// Overwrites or removes the tree hashes stored with record `seq`: only for tests.
     #[cfg(any(test, feature = "test-support"))]
     pub fn tamper_tree(&self, seq: u64, hashes: Option<&[u8]>) -> Result<(), Error> {
+        // Every stored entry read, the one changed, and the blocks written again.
+        let mut entries = std::collections::BTreeMap::new();
+        scan_tree(&self.db, 1, MAX_SEQ, &mut |at, stored| {
+            entries.insert(at, stored.to_vec());
+        })?;
         match hashes {
-            Some(hashes) => self.db.insert(tree_key(seq), hashes)?,
-            None => self.db.remove(tree_key(seq))?,
+            Some(hashes) => entries.insert(seq, hashes.to_vec()),
+            None => entries.remove(&seq),
         };
+        for key in self.db.range(tree_key(0)..=tree_key(u64::MAX)).keys() {
+            self.db.remove(key?)?;
+        }
+        let blocks = tree_blocks(
+            &self.db,
+            None,
+            entries.iter().map(|(at, stored)| (*at, stored.as_slice())),
+        )?;
+        for (first, value) in blocks {
+            self.db.insert(tree_key(first), value)?;
+        }
         self.db.flush()?;
         Ok(())
     }

@@ -16,7 +16,7 @@ use crate::note;
 use crate::record::Digest;
 use crate::store::Log;
 use crate::time::Timestamp;
-use crate::tree::{Hash, Node};
+use crate::tree::Hash;
 use crate::Error;
 
 use super::checker::check;
@@ -105,7 +105,7 @@ fn checked_note(checkpoint: &LogCheckpoint) -> Option<Result<note::Checkpoint, S
         let key = crate::b64::decode(&checkpoint.key)
             .ok()
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-            .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
+            .and_then(|bytes| crate::checkpoint::key_from_bytes(&bytes))
             .ok_or("its key is not an Ed25519 key")?;
         let vkey = note::VerifierKey::new(&body.origin, note::ED25519, key)
             .map_err(|error| error.to_string())?;
@@ -275,10 +275,28 @@ fn perform(work: Work, log: Option<&dyn Log>) -> Result<Vec<ParsedEntry>, Error>
                 log.scan(from, to, &mut |seq, bytes| {
                     parsed.push(parse_one(Some(seq), None, bytes, true))
                 })?;
-                for (position, record) in &mut parsed {
-                    if let (Some(seq), Ok(record)) = (position.key, record) {
-                        record.stored = stored_tree(log, seq)?;
+                // The stored tree hashes of the same range, in one pass, merged in by seq; a
+                // record without them (or with too few) is one the store's tree lacks.
+                for (_, record) in &mut parsed {
+                    if let Ok(record) = record {
+                        record.stored = Stored::Absent;
                     }
+                }
+                let mut records = parsed.iter_mut().peekable();
+                let stored = log.scan_tree(from, to, &mut |seq, hashes| {
+                    while let Some((position, record)) =
+                        records.next_if(|(position, _)| position.key.is_some_and(|key| key <= seq))
+                    {
+                        if let (Some(key), Ok(record)) = (position.key, record) {
+                            if key == seq {
+                                record.stored = stored_hashes(seq, hashes);
+                            }
+                        }
+                    }
+                });
+                match stored {
+                    Ok(()) | Err(Error::TreeMissing { .. }) => {}
+                    Err(error) => return Err(error),
                 }
             }
             Ok(parsed)
@@ -287,20 +305,18 @@ fn perform(work: Work, log: Option<&dyn Log>) -> Result<Vec<ParsedEntry>, Error>
     }
 }
 
-/// The tree hashes a store keeps with record `seq`: its leaf, then the root of each perfect
-/// subtree it completes.
-fn stored_tree(log: &dyn Log, seq: u64) -> Result<Stored, Error> {
-    let levels = seq.trailing_zeros().min(63) as u8;
-    let nodes: Vec<Node> = (0..=levels)
-        .map(|level| Node {
-            level,
-            index: (seq >> level) - 1,
-        })
-        .collect();
-    match log.read_nodes(&nodes) {
-        Ok(hashes) => Ok(Stored::Hashes(hashes)),
-        Err(Error::TreeMissing { .. }) => Ok(Stored::Absent),
-        Err(error) => Err(error),
+/// Record `seq`'s stored tree hashes, as the tree expects them: its leaf, then the root of each
+/// perfect subtree it completes; too few is none.
+fn stored_hashes(seq: u64, stored: &[u8]) -> Stored {
+    let count = seq.trailing_zeros().min(63) as usize + 1;
+    match stored.get(..count * 32) {
+        Some(bytes) => Stored::Hashes(
+            bytes
+                .chunks_exact(32)
+                .filter_map(|chunk| <[u8; 32]>::try_from(chunk).ok().map(Hash))
+                .collect(),
+        ),
+        None => Stored::Absent,
     }
 }
 
