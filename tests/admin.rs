@@ -885,3 +885,46 @@ async fn the_export_stream_is_the_log_byte_for_byte_and_verifies() {
     assert_eq!(again.received.last().unwrap()["status"], "existing");
     server.stop("test over").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkpoints_asked_for_at_once_are_each_answered_with_one_that_covers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    // Each request on a connection of its own, closed as the client likes: room for all.
+    config.admin.max_connections = 1024;
+    let server = start(config).await;
+    let operator = Operator::of(&server, None);
+    let before = operator.get("/v1/audit/head").await.json()["seq"]
+        .as_u64()
+        .unwrap();
+    // 160 requests from 40 clients at once.
+    let addr = server.admin_addr();
+    let asking: Vec<_> = (0..40)
+        .map(|_| {
+            tokio::spawn(async move {
+                let operator = Operator { addr, token: None };
+                let mut answers = Vec::new();
+                for _ in 0..4 {
+                    let answer = operator.post("/v1/audit/checkpoint", json!({})).await;
+                    answers.push((answer.status, answer.json()));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut seqs = std::collections::BTreeSet::new();
+    for asked in asking {
+        for (status, body) in asked.await.unwrap() {
+            assert_eq!(status, 201, "{body}");
+            let seq = body["seq"].as_u64().unwrap();
+            // The checkpoint answered was written for this request or after it.
+            assert!(seq > before, "{body}");
+            assert_eq!(body["upto"].as_u64().unwrap(), seq - 1, "{body}");
+            seqs.insert(seq);
+        }
+    }
+    server.stop("test over").await.unwrap();
+    let records = common::records(dir.path());
+    let written = records.matches("\"kind\":\"log.checkpoint\"").count();
+    assert!(seqs.len() <= 160 && written >= seqs.len(), "{seqs:?}");
+}

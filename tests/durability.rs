@@ -320,3 +320,67 @@ fn under_a_small_open_file_limit_idle_sockets_starve_neither_the_operator_api_no
     let verified = neuron(&["verify", data.to_str().unwrap()]);
     assert_eq!(verified.status.code(), Some(0), "{}", said(&verified));
 }
+
+#[test]
+fn a_lost_log_or_a_lost_key_is_refused_unless_the_operator_starts_over_on_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = serve(&data, 0, None).unwrap();
+    load(&server.url, 3);
+    server.signal(libc::SIGTERM);
+    assert!(server.wait().0.success());
+    let first_key = public_key(&data);
+
+    // The log gone, the key kept: refused, naming both and what to do; no empty log is made.
+    std::fs::remove_dir_all(data.join("log")).unwrap();
+    let refused = serve(&data, 1, None).err().unwrap();
+    assert!(
+        refused.contains("neuron.key exists but the log at"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("neuron restore") && refused.contains("--new-log"),
+        "{refused}"
+    );
+    assert!(!data.join("log").exists(), "a refused start made a log");
+    let started = common::served::serve_args(&data, 2, None, &[], &["--new-log"]).unwrap();
+    started.signal(libc::SIGTERM);
+    assert!(started.wait().0.success());
+    let records = String::from_utf8(neuron(&["export", data.to_str().unwrap()]).stdout).unwrap();
+    let first = records.lines().next().unwrap();
+    assert!(first.contains("\"kind\":\"server.started\""), "{first}");
+    assert!(
+        first.contains(
+            "\"decision\":\"a new, empty log beside the existing key (neuron serve --new-log)"
+        ),
+        "{first}"
+    );
+    assert!(first.contains(&first_key), "{first}");
+
+    // The key gone, the log kept: refused; no key is made.
+    std::fs::remove_file(data.join("neuron.key")).unwrap();
+    let refused = serve(&data, 3, None).err().unwrap();
+    assert!(refused.contains("neuron.key is missing"), "{refused}");
+    assert!(refused.contains("--new-key"), "{refused}");
+    assert!(
+        !data.join("neuron.key").exists(),
+        "a refused start made a key"
+    );
+    let started = common::served::serve_args(&data, 4, None, &[], &["--new-key"]).unwrap();
+    started.signal(libc::SIGTERM);
+    assert!(started.wait().0.success());
+    let second_key = public_key(&data);
+    assert_ne!(second_key, first_key);
+    let records = String::from_utf8(neuron(&["export", data.to_str().unwrap()]).stdout).unwrap();
+    let restart = records
+        .lines()
+        .rfind(|line| line.contains("\"kind\":\"server.started\""))
+        .unwrap();
+    assert!(restart.contains(&second_key), "{restart}");
+    assert!(
+        restart.contains("\"decision\":\"a new key for this log (neuron serve --new-key)"),
+        "{restart}"
+    );
+    let verified = neuron(&["verify", data.to_str().unwrap()]);
+    assert_eq!(verified.status.code(), Some(0), "{}", said(&verified));
+}

@@ -43,6 +43,7 @@ async fn the_committed_fixture_is_what_a_server_run_writes() {
         ids: Arc::new(SeededIds::new(11)),
         key: Some(neuron_key()),
         acknowledge_rollback: false,
+        start_over: neuron::server::StartOver::Nothing,
     };
     let server = Server::start(config, options).await.unwrap();
     let url = format!("ws://{}/ws/handshake", server.local_addr());

@@ -631,3 +631,72 @@ async fn a_relationship_terminated_mid_handshake_wins() {
 fn server_less_views(dir: &std::path::Path) -> neuron_projections::Views {
     neuron_projections::replay(decoded(dir), neuron_projections::Until::End)
 }
+
+/// A masked client frame: `first` (FIN, RSV bits, opcode) and `payload`.
+fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask = [9u8, 8, 7, 6];
+    let mut frame = vec![first, if masked { 0x80 } else { 0 } | payload.len() as u8];
+    if masked {
+        frame.extend(mask);
+        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    } else {
+        frame.extend(payload);
+    }
+    frame
+}
+
+/// The close code of the close frame a server sent after its 101, if it sent one.
+fn close_code_sent(received: &[u8]) -> Option<u16> {
+    let text = String::from_utf8_lossy(received);
+    let head = text.find("\r\n\r\n")? + 4;
+    let frames = &received[head..];
+    (frames.first() == Some(&0x88) && frames.len() >= 4)
+        .then(|| u16::from_be_bytes([frames[2], frames[3]]))
+}
+
+#[tokio::test]
+async fn protocol_violations_get_the_close_rfc_6455_names_and_are_recorded_as_the_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path()), fixed_clock(), 36).await;
+    let cases: [(&str, Vec<u8>, u16); 5] = [
+        ("not UTF-8", frame(0x81, &[0xff, 0xfe, b'{'], true), 1007),
+        ("RSV1 with no extension", frame(0xc1, b"{}", true), 1002),
+        ("unmasked", frame(0x81, b"{}", false), 1002),
+        ("a reserved data opcode", frame(0x83, b"{}", true), 1002),
+        ("a fragmented ping", frame(0x09, b"", true), 1002),
+    ];
+    for (index, (what, bytes, expected)) in cases.iter().enumerate() {
+        let mut stream = connect(server.local_addr(), source(9, index as u8 + 1)).await;
+        stream
+            .write_all(&upgrade_request("/ws/handshake"))
+            .await
+            .unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let received = read_to_end(&mut stream).await;
+        assert_eq!(
+            close_code_sent(&received),
+            Some(*expected),
+            "{what}: {received:?}"
+        );
+    }
+    server.stop("test over").await.unwrap();
+    let records = decoded(dir.path());
+    assert_one_terminal_each(&records);
+    let closes: Vec<_> = records
+        .iter()
+        .filter_map(|record| match &record.event {
+            neuron_events::EventData::ConnectionClosed(closed) => Some(closed.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closes.len(), cases.len());
+    for (closed, (what, _, expected)) in closes.iter().zip(&cases) {
+        assert_eq!(closed.by, neuron_events::event::ClosedBy::Server, "{what}");
+        assert_eq!(closed.code, Some(*expected), "{what}");
+        let reason = closed.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("not UTF-8") || reason.contains("WebSocket protocol violation"),
+            "{what}: {reason}"
+        );
+    }
+}

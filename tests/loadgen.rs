@@ -22,6 +22,7 @@ async fn loadgen_counts_completed_handshakes_in_new_and_existing_modes() {
         ids: Arc::new(neuron::ids::RandomIds),
         key: Some(neuron_key()),
         acknowledge_rollback: false,
+        start_over: neuron::server::StartOver::Nothing,
     };
     let server = Server::start(config, options).await.unwrap();
     let url = format!("ws://{}/ws/handshake", server.local_addr());

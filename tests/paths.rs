@@ -41,6 +41,7 @@ async fn run(test: u8, tweak: fn(&mut Config), script: Script) -> (Transcript, S
         ids: Arc::new(SeededIds::new(7)),
         key: Some(neuron_key()),
         acknowledge_rollback: false,
+        start_over: neuron::server::StartOver::Nothing,
     };
     let server = Server::start(config, options).await.unwrap();
     let url = format!("ws://{}/ws/handshake", server.local_addr());

@@ -227,8 +227,14 @@ fn a_writer_that_lost_the_log_stops_and_the_next_holds_all_it_acknowledged() {
     let loading = load_until_failure(first.url.clone(), 16, acknowledged.clone(), stop.clone());
     until_acknowledged(&acknowledged, 100);
 
-    // A second server on the same log takes it over: the first stops at its next batch, naming
-    // the epoch that took over.
+    // A second server on the same log (a standby machine with the same key) takes it over: the
+    // first stops at its next batch, naming the epoch that took over.
+    std::fs::create_dir_all(&second_data).unwrap();
+    std::fs::copy(
+        first_data.join("neuron.key"),
+        second_data.join("neuron.key"),
+    )
+    .unwrap();
     let second = serve(&second_data, &second_config, 0).unwrap();
     let (status, output) = stopped_on_its_own(first);
     assert!(!status.success(), "{output}");
@@ -432,11 +438,13 @@ fn bad_input_is_named_exits_non_zero_and_writes_nothing() {
         "{writer}"
     );
     let data = dir.path().join("second");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(dir.path().join("first/neuron.key"), data.join("neuron.key")).unwrap();
     let config = cluster.config(&data, "main", "origin = \"hospital-b.example/neuron\"");
-    refused(
-        &data,
-        &config,
-        "audit.origin is \"hospital-b.example/neuron\"",
+    let message = serve(&data, &config, 0).err().unwrap();
+    assert!(
+        message.contains("audit.origin is \"hospital-b.example/neuron\""),
+        "{message}"
     );
     assert_eq!(
         cluster.sql("SELECT origin, epoch, head_seq FROM neuron_writers WHERE log = 'main'"),

@@ -72,6 +72,7 @@ async fn a_restored_directory_is_the_same_log_and_the_server_continues_it() {
         ids: std::sync::Arc::new(neuron::ids::SeededIds::new(2)),
         key: None,
         acknowledge_rollback: false,
+        start_over: neuron::server::StartOver::Nothing,
     };
     let server = neuron::server::Server::start(config(&restored), options)
         .await
@@ -324,6 +325,7 @@ async fn forged_records_are_not_laundered_by_a_restore() {
             ids: std::sync::Arc::new(neuron::ids::SeededIds::new(3)),
             key: None,
             acknowledge_rollback: false,
+            start_over: neuron::server::StartOver::Nothing,
         },
     )
     .await

@@ -308,3 +308,38 @@ async fn shutdown_closes_live_sessions_with_1001_and_answers_queued_ones_503() {
     ));
     lock_log("server__shutdown_live_and_queued", dir.path());
 }
+
+#[tokio::test]
+async fn a_start_that_cannot_listen_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(config(dir.path()), fixed_clock(), 7).await;
+    server.stop("test over").await.unwrap();
+    let before = records(dir.path());
+
+    // The handshake port taken, then the operator port: each start is refused naming the
+    // address, and the log is as the last stop left it (no `server.started` without a server).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for listener in ["handshake", "operator"] {
+        let mut config = config(dir.path());
+        match listener {
+            "handshake" => config.server.port = port,
+            _ => config.admin.port = port,
+        }
+        let options = neuron::server::Options {
+            clock: std::sync::Arc::new(fixed_clock()),
+            ids: std::sync::Arc::new(neuron::ids::SeededIds::new(8)),
+            key: Some(neuron_events::testing::neuron_key()),
+            acknowledge_rollback: false,
+            start_over: neuron::server::StartOver::Nothing,
+        };
+        let refused = match Server::start(config, options).await {
+            Err(error) => error,
+            Ok(_) => panic!("started with the {listener} port in use"),
+        };
+        let message = format!("{refused}: {:?}", std::error::Error::source(&refused));
+        assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+        assert!(message.contains("Address already in use"), "{message}");
+        assert_eq!(records(dir.path()), before, "the {listener} port in use");
+    }
+}

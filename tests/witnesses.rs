@@ -43,6 +43,7 @@ async fn start_with(
             ids: std::sync::Arc::new(neuron::ids::SeededIds::new(seed)),
             key: Some(neuron_key()),
             acknowledge_rollback,
+            start_over: neuron::server::StartOver::Nothing,
         },
     )
     .await

@@ -143,6 +143,10 @@ pub struct ServerStarted {
     /// records written before the tree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// What the operator decided to start over when part of the data directory was lost
+    /// (`neuron serve --new-log` or `--new-key`), in words; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
 }
 
 /// `server.stopping`
@@ -327,6 +331,10 @@ pub struct ConnectionClosed {
     pub code: Option<u16>,
     /// The stage the session was in.
     pub stage: Stage,
+    /// Why the server closed it, when it closed it for a reason the code alone does not say (a
+    /// WebSocket protocol violation: which one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `connection.refused`: a summary of the connections turned away for one reason within about a

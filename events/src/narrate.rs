@@ -108,13 +108,16 @@ pub fn describe(event: &EventData) -> String {
             data.code.as_str()
         ),
         EventData::ConnectionClosed(data) => format!(
-            "closed by the {} {} at {}",
+            "closed by the {} {} at {}{}",
             data.by,
             data.code.map_or_else(
                 || "before its HTTP 101".to_string(),
                 |code| format!("with {code}")
             ),
-            data.stage.as_str()
+            data.stage.as_str(),
+            data.reason
+                .as_deref()
+                .map_or_else(String::new, |reason| format!(": {}", safe(reason)))
         ),
         EventData::ConnectionRefused(data) => format!(
             "{} connection(s) turned away between {} and {}: {} (HTTP 503), from {}",

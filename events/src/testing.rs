@@ -67,6 +67,7 @@ pub fn story() -> Vec<Event> {
             organization_npi: OTHER_PROVIDER.into(),
             config_digest: "c0ffee".into(),
             origin: Some(crate::journal::DEMO_ORIGIN.into()),
+            decision: None,
         })),
         Event::global(EventData::ProviderRegistered(ProviderChanged {
             npi: PROVIDER.into(),
@@ -258,6 +259,7 @@ pub fn story() -> Vec<Event> {
                 by: ClosedBy::Client,
                 code: Some(1005),
                 stage: Stage::Auth,
+                reason: None,
             }),
         ),
         Event::global(EventData::RelationshipTerminated(RelationshipTerminated {
@@ -287,6 +289,7 @@ pub fn story() -> Vec<Event> {
                 by: ClosedBy::Server,
                 code: Some(1001),
                 stage: Stage::Auth,
+                reason: None,
             }),
         ),
         // Connections turned away while the queue was full, summarised as a stop flushes them.

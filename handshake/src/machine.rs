@@ -76,6 +76,14 @@ pub enum Input {
     ShuttingDown,
     /// The client did not take what was sent within the write timeout.
     WriteTimedOut,
+    /// The client broke the WebSocket protocol (RFC 6455): the server closes with the code the
+    /// RFC names (1002, or 1007 for text that is not UTF-8), saying which rule was broken.
+    ProtocolViolation {
+        /// 1002 or 1007.
+        close: CloseCode,
+        /// What was wrong.
+        reason: String,
+    },
     /// The events of the previous transition could not be committed.
     CommitFailed,
 }
@@ -183,6 +191,7 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
                 by: ClosedBy::Client,
                 code: Some(code),
                 stage,
+                reason: None,
             })],
             Vec::new(),
         ),
@@ -191,8 +200,18 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
                 by: ClosedBy::Server,
                 code: Some(CloseCode::GoingAway.code()),
                 stage,
+                reason: None,
             })],
             vec![Effect::Close(CloseCode::GoingAway)],
+        ),
+        (_, Input::ProtocolViolation { close, reason }) => ended(
+            vec![EventData::ConnectionClosed(ConnectionClosed {
+                by: ClosedBy::Server,
+                code: Some(close.code()),
+                stage,
+                reason: Some(reason),
+            })],
+            vec![Effect::Close(close)],
         ),
         // A client that does not read is cut off: no close frame can reach it (1006).
         (_, Input::WriteTimedOut) => ended(
@@ -200,6 +219,7 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
                 by: ClosedBy::Server,
                 code: Some(CloseCode::Abnormal.code()),
                 stage,
+                reason: None,
             })],
             Vec::new(),
         ),

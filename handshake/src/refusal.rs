@@ -14,6 +14,11 @@ pub enum CloseCode {
     NoStatus,
     /// 1006: the connection ended without a close frame (recorded, never sent).
     Abnormal,
+    /// 1002: a WebSocket protocol violation (reserved bits set with no extension, an unmasked
+    /// client frame, an unknown opcode, a fragmented control frame…).
+    ProtocolError,
+    /// 1007: a text frame that is not UTF-8.
+    InvalidPayload,
     /// 1009: a frame larger than `max_payload_bytes`.
     TooBig,
     /// 1011: the event log could not be written.
@@ -34,6 +39,8 @@ impl CloseCode {
             Self::GoingAway => 1001,
             Self::NoStatus => 1005,
             Self::Abnormal => 1006,
+            Self::ProtocolError => 1002,
+            Self::InvalidPayload => 1007,
             Self::TooBig => 1009,
             Self::ServerError => 1011,
             Self::Timeout => 4001,

@@ -378,7 +378,8 @@ fn timers_disconnects_shutdown_and_commit_failures_end_the_session_once() {
         vec![EventData::ConnectionClosed(ConnectionClosed {
             by: ClosedBy::Client,
             code: Some(1000),
-            stage: Stage::Challenge
+            stage: Stage::Challenge,
+            reason: None,
         })]
     );
     assert!(gone.effects.is_empty());
@@ -498,6 +499,7 @@ fn a_client_that_does_not_read_is_cut_off_with_one_record() {
             by: ClosedBy::Server,
             code: Some(1006),
             stage: Stage::Auth,
+            reason: None,
         })]
     );
     assert!(cut.effects.is_empty(), "nothing more can be sent to it");

@@ -144,6 +144,7 @@ fn started() -> Event {
         organization_npi: OTHER_PROVIDER.into(),
         config_digest: "d".into(),
         origin: None,
+        decision: None,
     }))
 }
 
@@ -473,7 +474,8 @@ fn any_event() -> impl Strategy<Value = Event> {
         Just(EventData::ConnectionClosed(ConnectionClosed {
             by: ClosedBy::Client,
             code: Some(1006),
-            stage: Stage::Auth
+            stage: Stage::Auth,
+            reason: None,
         })),
         (id, npi).prop_map(
             |(relationship_id, provider_npi)| EventData::RelationshipTerminated(

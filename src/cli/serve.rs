@@ -24,6 +24,14 @@ pub(crate) struct Args {
     /// in the log (log.rollback_acknowledged) for good.
     #[arg(long)]
     acknowledge_rollback: bool,
+    /// Start an empty log although the data directory holds the Neuron's key (the log that key
+    /// signed was lost and will not be restored); recorded in server.started.
+    #[arg(long, conflicts_with = "new_key")]
+    new_log: bool,
+    /// Make a new key for a log whose key was lost; recorded in server.started. What the old key
+    /// signed stays checkable against it only.
+    #[arg(long)]
+    new_key: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -72,6 +80,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let options = neuron::server::Options {
         acknowledge_rollback: args.acknowledge_rollback,
+        start_over: match (args.new_log, args.new_key) {
+            (true, _) => neuron::server::StartOver::Log,
+            (_, true) => neuron::server::StartOver::Key,
+            _ => neuron::server::StartOver::Nothing,
+        },
         ..neuron::server::Options::default()
     };
     let outcome = runtime.block_on(neuron::server::run(config, options, shutdown));

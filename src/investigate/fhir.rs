@@ -376,6 +376,7 @@ mod tests {
             by: ClosedBy::Client,
             code: None,
             stage: Stage::Auth,
+            reason: None,
         }));
         assert_eq!(closed.map(|audit| audit.pattern), Some(Pattern::Logout));
     }

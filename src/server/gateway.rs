@@ -277,6 +277,7 @@ impl Gateway {
                     by: ClosedBy::Client,
                     code: None,
                     stage: Stage::Queue,
+                    reason: None,
                 }),
                 false,
             ),
@@ -361,6 +362,7 @@ impl Gateway {
                         by: ClosedBy::Server,
                         code: None,
                         stage: Stage::Queue,
+                        reason: None,
                     });
                     if self.record(session, closed).await.is_err() {
                         return;
@@ -383,6 +385,7 @@ impl Gateway {
                         by,
                         code: None,
                         stage: Stage::Queue,
+                        reason: None,
                     });
                     if self.record(session, closed).await.is_err() {
                         return;
@@ -427,6 +430,7 @@ impl Gateway {
                     by: ClosedBy::Client,
                     code: None,
                     stage: Stage::Auth,
+                    reason: None,
                 });
                 let _ = session::commit(&self.live, &session, vec![closed]).await;
                 return;

@@ -88,6 +88,25 @@ pub enum ServerError {
         /// What the database said.
         reason: String,
     },
+    /// The data directory holds the Neuron's key but no log: the log was lost (or the server
+    /// points at the wrong place).
+    #[error("{key} exists but the log at {place} is empty: the log was lost or is somewhere else. Restore it from an export (`neuron restore EXPORT --data-dir … --key {key}`), point storage at it, or start an empty log with `neuron serve --new-log` (recorded in the log)")]
+    LogMissing {
+        /// Where the log was looked for.
+        place: String,
+        /// The key file found.
+        key: String,
+    },
+    /// The log holds records but the Neuron's key is gone.
+    #[error("the log at {place} holds {records} records but {key} is missing: restore the key from your backups, or make a new one with `neuron serve --new-key` (recorded in the log; what the old key signed stays checkable against it only)")]
+    KeyMissing {
+        /// Where the log is.
+        place: String,
+        /// How many records it holds.
+        records: u64,
+        /// The key file looked for.
+        key: String,
+    },
     /// A witness reported a view of the log this log does not extend, and no operator has
     /// accepted the loss.
     #[error("{reason}; if the loss is known and accepted, start with `neuron serve --acknowledge-rollback` (it is recorded in the log for good)")]
@@ -122,6 +141,22 @@ pub struct Options {
     /// Accept the loss a witness conflict in the log proves, and record it
     /// (`neuron serve --acknowledge-rollback`); without it such a log is not served.
     pub acknowledge_rollback: bool,
+    /// Start over without the log or without the key, which a start otherwise refuses when the
+    /// other is there (`neuron serve --new-log` / `--new-key`); recorded in `server.started`.
+    pub start_over: StartOver,
+}
+
+/// What a start may begin anew when part of a data directory is lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StartOver {
+    /// Nothing: a key without a log, or a log without its key, is refused.
+    #[default]
+    Nothing,
+    /// An empty log beside an existing key (`--new-log`): every relationship is gone.
+    Log,
+    /// A new key for an existing log (`--new-key`): receipts and checkpoints signed before
+    /// stay checkable against the old key only.
+    Key,
 }
 
 impl Default for Options {
@@ -131,6 +166,7 @@ impl Default for Options {
             ids: Arc::new(crate::ids::RandomIds),
             key: None,
             acknowledge_rollback: false,
+            start_over: StartOver::Nothing,
         }
     }
 }
@@ -170,13 +206,14 @@ impl Server {
         // Opening a log and folding it into the views read the store (and a database) with
         // blocking calls: off the runtime's threads.
         let (opened, clock) = (config.clone(), options.clock.clone());
-        let (public_key, reader, serving) = tokio::task::spawn_blocking(move || {
-            let store = start::open_store(&opened, options.key)?;
+        let (public_key, decision, reader, serving) = tokio::task::spawn_blocking(move || {
+            let store = start::open_store(&opened, options.key, options.start_over)?;
             start::write_vkey(&opened.storage.data_dir, &store.key, &opened.origin())?;
             let public_key = store.key.public_b64();
             let reader = store.reader.clone();
+            let decision = store.decision.clone();
             let serving = start::journal_over(store, clock, &opened)?;
-            Ok::<_, ServerError>((public_key, reader, serving))
+            Ok::<_, ServerError>((public_key, decision, reader, serving))
         })
         .await
         .map_err(|error| ServerError::Io {
@@ -186,7 +223,7 @@ impl Server {
         let startup = {
             let views = serving.views.read();
             let views = views.unwrap_or_else(std::sync::PoisonError::into_inner);
-            start::startup_events(&config, public_key, &views)
+            start::startup_events(&config, public_key, decision, &views)
         };
         // Bound before anything is recorded: a start that cannot listen (a port in use) writes
         // nothing, rather than a `server.started` that looks like a crash.

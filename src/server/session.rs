@@ -46,6 +46,25 @@ pub(crate) fn socket_config(max_payload_bytes: usize) -> WebSocketConfig {
         .max_frame_size(Some(hard_limit))
 }
 
+/// The protocol violation a read error is, if it is one: what RFC 6455 has the server close
+/// with. A connection that ended without a closing handshake is the client's going away (1006),
+/// not a violation.
+fn violation(error: &tungstenite::Error) -> Option<Input> {
+    use tungstenite::error::ProtocolError;
+    match error {
+        tungstenite::Error::Utf8(_) => Some(Input::ProtocolViolation {
+            close: Close::InvalidPayload,
+            reason: "a text frame that is not UTF-8".into(),
+        }),
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        tungstenite::Error::Protocol(violation) => Some(Input::ProtocolViolation {
+            close: Close::ProtocolError,
+            reason: format!("WebSocket protocol violation: {violation}"),
+        }),
+        _ => None,
+    }
+}
+
 /// Runs a session from its 101 to its end. `slot` is released when the terminal record commits.
 pub(crate) async fn run(
     session: String,
@@ -72,7 +91,7 @@ pub(crate) async fn run(
                 None => Input::Disconnected { code: Close::Abnormal.code() },
                 Some(Err(tungstenite::Error::Capacity(_))) => Input::Oversized,
                 Some(Err(tungstenite::Error::Io(error))) if error.kind() == std::io::ErrorKind::TimedOut => Input::WriteTimedOut,
-                Some(Err(_)) => Input::Disconnected { code: Close::Abnormal.code() },
+                Some(Err(error)) => violation(&error).unwrap_or(Input::Disconnected { code: Close::Abnormal.code() }),
                 Some(Ok(Message::Text(text))) if text.len() > websocket.max_payload_bytes => Input::Oversized,
                 Some(Ok(Message::Binary(bytes))) if bytes.len() > websocket.max_payload_bytes => Input::Oversized,
                 Some(Ok(Message::Text(text))) => Input::Text(text.as_str().to_string()),

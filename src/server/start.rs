@@ -18,6 +18,7 @@ use neuron_events::{
 };
 use neuron_projections::Views;
 
+use super::StartOver;
 use super::{io_error, ServerError};
 use crate::config::{Backend, Checked, Config};
 use crate::server::metrics::Metrics;
@@ -31,25 +32,56 @@ pub(super) struct Store {
     head: LogHead,
     pub(super) key: NeuronKey,
     pub(super) reader: Arc<dyn LogReader>,
+    /// What the operator decided to start over, in words, for `server.started`.
+    pub(super) decision: Option<String>,
 }
 
 /// Opens the log where `storage.backend` says and the key in `storage.data_dir`. A sled log is
 /// opened first: its lock is the data directory's, held before the key file is read or created,
 /// so two servers starting on one directory never race for either. A log that lost records it
 /// acknowledged is refused before anything is read from it. Blocking: call it off the runtime.
-pub(super) fn open_store(config: &Config, key: Option<NeuronKey>) -> Result<Store, ServerError> {
+pub(super) fn open_store(
+    config: &Config,
+    key: Option<NeuronKey>,
+    start_over: StartOver,
+) -> Result<Store, ServerError> {
     let data_dir = &config.storage.data_dir;
+    let key_path = data_dir.join(neuron_events::checkpoint::KEY_FILE);
+    // A key file says a log was signed with it: its log must be there (checked below, and for
+    // sled before an empty store is made where the lost one was).
+    let key_on_disk = key.is_none() && key_path.symlink_metadata().is_ok();
+    let log_missing = |place: &str| ServerError::LogMissing {
+        place: place.to_string(),
+        key: key_path.display().to_string(),
+    };
     let create_data_dir = || {
         std::fs::create_dir_all(data_dir).map_err(io_error(format!(
             "create data directory {}",
             data_dir.display()
         )))
     };
+    let lost = |log: &dyn Log, records: u64, place: &str| {
+        lost_parts(log, records, key_on_disk, key.is_some(), start_over).map_err(
+            |lost| match lost {
+                Lost::Log => log_missing(place),
+                Lost::Key => ServerError::KeyMissing {
+                    place: place.to_string(),
+                    records,
+                    key: key_path.display().to_string(),
+                },
+            },
+        )
+    };
+    let mut decision = None;
     let (log, place): (Box<dyn Log>, String) =
         match (config.storage.backend, &config.storage.postgres) {
             (Backend::Postgres, Some(settings)) => {
-                // The database first: a log that cannot be had leaves no trace on this machine.
-                let log = take_over_postgres(config, settings)?;
+                // The database first: a log that cannot be had leaves no trace on this machine,
+                // and a start refused for a lost key does not fence the writer that has it.
+                let log = take_over_postgres(config, settings, &mut |log, place| {
+                    decision = lost(log, log.stored_records()?, place)?;
+                    Ok(())
+                })?;
                 create_data_dir()?;
                 let place = log.location().describe();
                 (Box::new(log), place)
@@ -58,12 +90,18 @@ pub(super) fn open_store(config: &Config, key: Option<NeuronKey>) -> Result<Stor
                 create_data_dir()?;
                 let log_dir = data_dir.join("log");
                 let place = log_dir.display().to_string();
+                if key_on_disk && !log_dir.exists() && start_over != StartOver::Log {
+                    return Err(log_missing(&place));
+                }
                 let log = SledLog::open(&log_dir).map_err(refusal(place.clone()))?;
                 (Box::new(log), place)
             }
         };
     let refuse = refusal(place.clone());
     let head = neuron_events::evidence::check(log.as_ref()).map_err(&refuse)?;
+    if config.storage.backend == Backend::Sled {
+        decision = lost(log.as_ref(), head.seq, &place)?;
+    }
     // What a restore into this directory left when it was killed midway (its lock no longer held)
     // would otherwise stay beside it for ever.
     match crate::restore::remove_abandoned_staging(data_dir) {
@@ -85,7 +123,61 @@ pub(super) fn open_store(config: &Config, key: Option<NeuronKey>) -> Result<Stor
         head,
         key,
         reader,
+        decision,
     })
+}
+
+/// A part of the data directory that is gone while the other is there.
+enum Lost {
+    Log,
+    Key,
+}
+
+/// Whether a key without its log, or a log without its key, is started over (and the decision,
+/// in words, for `server.started`) or refused. A key injected by the caller has no file to lose;
+/// a log whose last record is a restore made without the key is expected to get a new one.
+fn lost_parts(
+    log: &dyn Log,
+    records: u64,
+    key_on_disk: bool,
+    key_given: bool,
+    start_over: StartOver,
+) -> Result<Option<String>, Lost> {
+    if key_given {
+        return Ok(None);
+    }
+    let decision = match (records, key_on_disk) {
+        (0, true) if start_over == StartOver::Log => {
+            "a new, empty log beside the existing key (neuron serve --new-log): the log that key signed was lost"
+        }
+        (0, true) => return Err(Lost::Log),
+        (1.., false) if start_over == StartOver::Key => {
+            "a new key for this log (neuron serve --new-key): the key that signed it was lost"
+        }
+        (1.., false) if !restored_without_key(log, records) => return Err(Lost::Key),
+        _ => {
+            if start_over != StartOver::Nothing {
+                warn!(?start_over, "nothing to start over: both the log and the key are there (or neither), and the flag is ignored");
+            }
+            return Ok(None);
+        }
+    };
+    warn!(
+        decision,
+        "starting over, as the operator asked: recorded in server.started"
+    );
+    Ok(Some(decision.to_string()))
+}
+
+/// Whether the log's last record is a `log.restored`: a restore made without the key, whose
+/// server makes a new one at its first start.
+fn restored_without_key(log: &dyn Log, last: u64) -> bool {
+    let mut restored = false;
+    let _ = log.scan(last, last, &mut |_, bytes| {
+        restored = Record::decode(bytes)
+            .is_ok_and(|record| matches!(record.event, EventData::LogRestored(_)));
+    });
+    restored
 }
 
 /// Connects to the PostgreSQL log, checks that the cluster replicates commits synchronously
@@ -93,6 +185,7 @@ pub(super) fn open_store(config: &Config, key: Option<NeuronKey>) -> Result<Stor
 fn take_over_postgres(
     config: &Config,
     settings: &crate::config::Postgres,
+    before: &mut dyn FnMut(&PostgresLog, &str) -> Result<(), ServerError>,
 ) -> Result<PostgresLog, ServerError> {
     let location = PostgresLocation::parse(&settings.url)
         .map(|parsed| PostgresLocation {
@@ -135,6 +228,7 @@ fn take_over_postgres(
             "no synchronous standby is streaming now: commits wait for one, and a batch no standby confirms within storage.postgres.commit_timeout_ms stops the server"
         );
     }
+    before(&log, &location.describe())?;
     log.take_over(Some(&config.origin()))
         .map_err(refusal(location.describe()))?;
     info!(
@@ -221,13 +315,19 @@ pub(super) fn journal_over(
 
 /// What a start records: `server.started`, then the provider changes that bring the log in line
 /// with the configuration.
-pub(super) fn startup_events(config: &Config, public_key: String, views: &Views) -> Vec<Event> {
+pub(super) fn startup_events(
+    config: &Config,
+    public_key: String,
+    decision: Option<String>,
+    views: &Views,
+) -> Vec<Event> {
     let mut startup = vec![Event::global(EventData::ServerStarted(ServerStarted {
         version: env!("CARGO_PKG_VERSION").into(),
         public_key,
         organization_npi: config.organization.npi.clone(),
         config_digest: config.digest(),
         origin: Some(config.origin()),
+        decision,
     }))];
     startup.extend(provider_changes(config, views));
     startup

@@ -42,6 +42,7 @@ pub(crate) async fn start(config: Config, clock: SteppingClock, seed: u64) -> Se
         ids: Arc::new(SeededIds::new(seed)),
         key: Some(neuron_key()),
         acknowledge_rollback: false,
+        start_over: neuron::server::StartOver::Nothing,
     };
     match Server::start(config, options).await {
         Ok(server) => server,

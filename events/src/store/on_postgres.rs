@@ -690,6 +690,35 @@ impl PostgresLog {
         Ok(())
     }
 
+    /// How many records the log holds, read before taking it over: 0 in a database that holds
+    /// no Neuron tables yet.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`] when it cannot be read.
+    pub fn stored_records(&self) -> Result<u64, Error> {
+        self.connection.block_on(async {
+            let client = &self.connection.client;
+            let exists = client
+                .query_one("SELECT to_regclass('neuron_records') IS NOT NULL", &[])
+                .await
+                .and_then(|row| row.try_get::<_, bool>(0))
+                .map_err(db_error("look for a Neuron log in"))?;
+            if !exists {
+                return Ok(0);
+            }
+            check_shape(client, Missing::Allowed).await?;
+            let count = client
+                .query_one(
+                    "SELECT coalesce(max(seq), 0) FROM neuron_records WHERE log = $1",
+                    &[&self.location.log],
+                )
+                .await
+                .and_then(|row| row.try_get::<_, i64>(0))
+                .map_err(db_error("read the last seq from"))?;
+            as_u64(count)
+        })
+    }
+
     /// Where the log is.
     pub fn location(&self) -> &Location {
         &self.location
