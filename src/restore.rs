@@ -360,7 +360,7 @@ impl Checked {
         let file = File::open(export).map_err(|error| io("open", export)(error.to_string()))?;
         neuron_events::export::import(file, log)
             .map_err(|error| io("import", export)(neuron_events::full_message(&error)))?;
-        append_restored(log, &self.restored, request.clock)
+        let appended = append_restored(log, &self.restored, request.clock)
             .map_err(|error| io("write log.restored to", place)(error))?;
         let store_options = VerifyOptions {
             expected_head: Some(LogHead {
@@ -373,10 +373,10 @@ impl Checked {
         let written = verify_log(log, &store_options)
             .map_err(|error| io("verify", place)(error.to_string()))
             .and_then(verified)?;
-        if written.last_seq != self.report.last_seq + 1 {
+        if written.last_seq != self.report.last_seq + appended {
             return Err(RestoreError::NotIntact {
                 problem: format!(
-                    "the restored log ends at seq {}, the export at seq {}",
+                    "the restored log ends at seq {}, the export at seq {} and {appended} record(s) after it",
                     written.last_seq, self.report.last_seq
                 ),
             });
@@ -461,38 +461,48 @@ fn restore_into_postgres(
 /// How long the commit of a restore into PostgreSQL may wait for the synchronous standbys.
 const POSTGRES_RESTORE_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Appends `log.restored` after the imported records, chained to the last one and stamped no
-/// earlier than it.
+/// Appends `log.restored` after the imported records, chained to the last one and stamped with
+/// the clock; a clock behind the last record is recorded first (`server.clock_behind`), as the
+/// journal's writer does. Returns how many records it appended.
 fn append_restored(
     log: &mut dyn Log,
     restored: &LogRestored,
     clock: &dyn Clock,
-) -> Result<(), String> {
-    let head = log
-        .head()
-        .map_err(|error| neuron_events::full_message(&error))?;
+) -> Result<u64, String> {
+    let message = |error: neuron_events::Error| neuron_events::full_message(&error);
+    let head = log.head().map_err(message)?;
     let last_at = log
         .read(head.seq, head.seq)
         .next()
         .transpose()
-        .map_err(|error| neuron_events::full_message(&error))?
+        .map_err(message)?
         .and_then(|(_, bytes)| {
             Envelope::parse(&bytes)
                 .ok()
                 .and_then(|envelope| Timestamp::parse_rfc3339(&envelope.at).ok())
         });
     let now = clock.now();
-    let at = last_at.map_or(now, |last| last.max(now));
-    let event = Event::global(EventData::LogRestored(restored.clone()));
-    let bytes = encode(head.seq + 1, at, &event, &head.hash)
-        .map_err(|error| neuron_events::full_message(&error))?;
-    let mut frontier = neuron_events::store::frontier_of(log)
-        .map_err(|error| neuron_events::full_message(&error))?;
-    let tree = frontier.append(neuron_events::tree::leaf_hash(&bytes));
-    log.append(&[Appended {
-        seq: head.seq + 1,
-        bytes,
-        tree,
-    }])
-    .map_err(|error| neuron_events::full_message(&error))
+    let mut events = Vec::with_capacity(2);
+    if let Some(last_at) = last_at.filter(|last_at| *last_at > now) {
+        events.push(Event::global(EventData::ServerClockBehind(
+            neuron_events::event::ServerClockBehind {
+                last_at,
+                now,
+                behind_ms: u64::try_from(last_at.millis() - now.millis()).unwrap_or(0),
+            },
+        )));
+    }
+    events.push(Event::global(EventData::LogRestored(restored.clone())));
+    let mut frontier = neuron_events::store::frontier_of(log).map_err(message)?;
+    let (mut seq, mut prev) = (head.seq, head.hash);
+    let mut appended = Vec::with_capacity(events.len());
+    for event in &events {
+        seq += 1;
+        let bytes = encode(seq, now, event, &prev).map_err(message)?;
+        prev = neuron_events::Digest::of(&bytes);
+        let tree = frontier.append(neuron_events::tree::leaf_hash(&bytes));
+        appended.push(Appended { seq, bytes, tree });
+    }
+    log.append(&appended).map_err(message)?;
+    Ok(seq - head.seq)
 }

@@ -699,4 +699,5 @@ async fn protocol_violations_get_the_close_rfc_6455_names_and_are_recorded_as_th
             "{what}: {reason}"
         );
     }
+    lock_log("hostile__protocol_violations", dir.path());
 }

@@ -343,3 +343,42 @@ async fn a_start_that_cannot_listen_records_nothing() {
         assert_eq!(records(dir.path()), before, "the {listener} port in use");
     }
 }
+
+/// A key kept while its log was lost, started over with `--new-log` (races issue, item 4): the
+/// decision is the first record's, in words, so that the empty log explains itself.
+#[tokio::test]
+async fn a_new_log_beside_a_kept_key_is_started_on_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    neuron_events::testing::neuron_key()
+        .write_new(dir.path())
+        .unwrap();
+    let start = |start_over| neuron::server::Options {
+        clock: std::sync::Arc::new(fixed_clock()),
+        ids: std::sync::Arc::new(neuron::ids::SeededIds::new(41)),
+        // The key on disk, as `serve` reads it.
+        key: None,
+        acknowledge_rollback: false,
+        start_over,
+    };
+    let refused = Server::start(
+        config(dir.path()),
+        start(neuron::server::StartOver::Nothing),
+    )
+    .await;
+    let Err(refused) = refused else {
+        panic!("a key without its log was accepted");
+    };
+    assert!(refused.to_string().contains("--new-log"), "{refused:?}");
+    let server = Server::start(config(dir.path()), start(neuron::server::StartOver::Log))
+        .await
+        .unwrap();
+    server.stop("test over").await.unwrap();
+    let log = records(dir.path());
+    assert!(
+        log.lines().next().unwrap().contains(
+            r#""decision":"a new, empty log beside the existing key (neuron serve --new-log)"#
+        ),
+        "{log}"
+    );
+    lock_log("server__new_log_beside_a_kept_key", dir.path());
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{NeuronKey, SignedCheckpoint, TreeHead};
-use crate::event::{Event, EventData};
+use crate::event::{Event, EventData, ServerClockBehind};
 use crate::record::{encode, Digest, Record};
 use crate::store::{frontier_of, Appended, Log, LogHead, LogNodes};
 use crate::time::{Clock, Timestamp};
@@ -141,8 +141,7 @@ impl Journal {
         let head = crate::evidence::check(log.as_ref())?;
         let frontier = complete_tree(log.as_mut(), head)?;
         let checkpoint = latest_checkpoint(log.as_ref(), head, &options.origin)?;
-        // Records never go back in time: continue from the last record's time, whatever the clock
-        // says now (a restarted server, a clock set back).
+        // The last record's time: a clock behind it is recorded before the next record.
         let last_at = match log.read(head.seq, head.seq).next() {
             Some(Ok((_, bytes))) => crate::record::Envelope::parse(&bytes)
                 .ok()
@@ -370,15 +369,24 @@ impl Writer {
         }
     }
 
-    fn now(&mut self) -> Timestamp {
-        // Records never go back in time, even when the wall clock does.
+    /// The time for the next record of `batch`: the wall clock, always. A clock that reads
+    /// earlier than the log's latest record (set back, or a run with the clock ahead before) is
+    /// recorded first as `server.clock_behind`, with both times, so that every step back in the
+    /// log's times is explained by the record at it (SPEC §3.3).
+    fn stamp(&self, batch: &mut Batch) -> Result<Timestamp, Error> {
         let now = self.clock.now();
-        let at = match self.last_at {
-            Some(last) if last > now => last,
-            _ => now,
-        };
-        self.last_at = Some(at);
-        at
+        if let Some(last_at) = batch.last_at.filter(|last_at| *last_at > now) {
+            let behind_ms = u64::try_from(last_at.millis() - now.millis()).unwrap_or(0);
+            batch.push(
+                Event::global(EventData::ServerClockBehind(ServerClockBehind {
+                    last_at,
+                    now,
+                    behind_ms,
+                })),
+                now,
+            )?;
+        }
+        Ok(now)
     }
 
     fn commit(&mut self, requests: Vec<Request>) {
@@ -393,7 +401,12 @@ impl Writer {
             return;
         }
         let started = Instant::now();
-        let mut batch = Batch::new(self.head, self.frontier.clone(), self.ends_with_checkpoint);
+        let mut batch = Batch::new(
+            self.head,
+            self.frontier.clone(),
+            self.ends_with_checkpoint,
+            self.last_at,
+        );
         let mut shares = Vec::with_capacity(requests.len());
         let mut replies = Vec::with_capacity(requests.len());
         for request in requests {
@@ -443,6 +456,7 @@ impl Writer {
         self.head = batch.head;
         self.frontier = batch.frontier;
         self.ends_with_checkpoint = batch.ends_with_checkpoint;
+        self.last_at = batch.last_at;
         let records = batch.records;
         let report = BatchReport {
             records: records.len(),
@@ -533,7 +547,7 @@ impl Writer {
             {
                 self.push_checkpoint(batch)?;
             }
-            let at = self.now();
+            let at = self.stamp(batch)?;
             positions.push(batch.push(event, at)?);
         }
         Ok(positions)
@@ -541,6 +555,8 @@ impl Writer {
 
     /// Signs the chain head and the tree as they stand in `batch`, and appends the checkpoint.
     fn push_checkpoint(&mut self, batch: &mut Batch) -> Result<usize, Error> {
+        // Stamped first: a clock found behind adds its record, which the checkpoint then covers.
+        let at = self.stamp(batch)?;
         let tree = TreeHead {
             origin: &self.origin,
             root: batch.frontier.root(),
@@ -548,7 +564,6 @@ impl Writer {
         let checkpoint = self
             .key
             .sign_checkpoint(batch.head.seq, &batch.head.hash, &tree);
-        let at = self.now();
         let seq = batch.head.seq + 1;
         let signed = SignedCheckpoint::of(seq, &checkpoint);
         let position = batch.push(Event::global(EventData::LogCheckpoint(checkpoint)), at)?;
@@ -577,6 +592,8 @@ struct Batch {
     /// Whether the last record (in the batch, or before it) is a checkpoint: a periodic one is
     /// then not needed.
     ends_with_checkpoint: bool,
+    /// The time of the last record (in the batch, or before it).
+    last_at: Option<Timestamp>,
 }
 
 /// Where a batch stood before a request, to take the request back.
@@ -587,10 +604,16 @@ struct Mark {
     checkpoint: Option<Arc<SignedCheckpoint>>,
     completed_since_checkpoint: bool,
     ends_with_checkpoint: bool,
+    last_at: Option<Timestamp>,
 }
 
 impl Batch {
-    fn new(head: LogHead, frontier: Frontier, ends_with_checkpoint: bool) -> Self {
+    fn new(
+        head: LogHead,
+        frontier: Frontier,
+        ends_with_checkpoint: bool,
+        last_at: Option<Timestamp>,
+    ) -> Self {
         Self {
             start: frontier.clone(),
             head,
@@ -601,6 +624,7 @@ impl Batch {
             checkpoint: None,
             completed_since_checkpoint: false,
             ends_with_checkpoint,
+            last_at,
         }
     }
 
@@ -614,6 +638,7 @@ impl Batch {
             self.completed_since_checkpoint = true;
         }
         self.ends_with_checkpoint = matches!(event.data, EventData::LogCheckpoint(_));
+        self.last_at = Some(at);
         self.records.push(Record {
             seq,
             at,
@@ -635,6 +660,7 @@ impl Batch {
             checkpoint: self.checkpoint.clone(),
             completed_since_checkpoint: self.completed_since_checkpoint,
             ends_with_checkpoint: self.ends_with_checkpoint,
+            last_at: self.last_at,
         }
     }
 
@@ -646,6 +672,7 @@ impl Batch {
         self.checkpoint = mark.checkpoint;
         self.completed_since_checkpoint = mark.completed_since_checkpoint;
         self.ends_with_checkpoint = mark.ends_with_checkpoint;
+        self.last_at = mark.last_at;
         // Rare (an event that cannot be a record): the tree's edge is rebuilt from the leaves kept.
         let mut frontier = self.start.clone();
         for appended in &self.appended {

@@ -30,10 +30,16 @@ fn seconds(millis: u64) -> String {
 /// A record's event in plain language.
 pub fn describe(event: &EventData) -> String {
     match event {
-        EventData::ServerStarted(data) => format!(
-            "Neuron {} started for organization {} (key {})",
-            data.version, data.organization_npi, data.public_key
-        ),
+        EventData::ServerStarted(data) => match &data.decision {
+            None => format!(
+                "Neuron {} started for organization {} (key {})",
+                data.version, data.organization_npi, data.public_key
+            ),
+            Some(decision) => format!(
+                "Neuron {} started for organization {} (key {}), starting over as the operator decided: {}",
+                data.version, data.organization_npi, data.public_key, decision
+            ),
+        },
         EventData::ServerStopping(data) => format!("Neuron stopping ({})", data.reason),
         EventData::ProviderRegistered(data) => format!(
             "provider {} \"{}\" registered (by {})",

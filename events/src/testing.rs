@@ -26,6 +26,15 @@ pub fn fixed_clock() -> SteppingClock {
     SteppingClock::new(Timestamp::saturating_from_millis(START_MILLIS), 250)
 }
 
+/// The fixed clock a day later: for a restart of a log the fixed clock wrote, whose records it is
+/// then not behind (a clock behind the log is recorded as `server.clock_behind`).
+pub fn restarted_clock() -> SteppingClock {
+    SteppingClock::new(
+        Timestamp::saturating_from_millis(START_MILLIS + 86_400_000),
+        250,
+    )
+}
+
 /// insta settings that write every snapshot to the workspace's `snapshots/` folder, named
 /// `area__scenario` without a module prefix.
 pub fn snapshot_settings() -> insta::Settings {

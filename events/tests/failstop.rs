@@ -41,10 +41,14 @@ fn promoted(round: u64) -> Event {
 }
 
 fn start(log: SledLog) -> Journal {
+    start_with(log, fixed_clock())
+}
+
+fn start_with(log: SledLog, clock: neuron_events::SteppingClock) -> Journal {
     Journal::start(
         Box::new(log),
         Arc::new(neuron_key()),
-        Arc::new(fixed_clock()),
+        Arc::new(clock),
         JournalOptions::default(),
         Box::new(|_: &[Record], _: &neuron_events::BatchReport| {}),
     )
@@ -128,7 +132,7 @@ fn a_failed_append_stops_the_journal_and_nothing_more_reaches_the_disk() {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let journal = start(log);
+            let journal = start_with(log, neuron_events::testing::restarted_clock());
             let next = journal.append(promoted(9)).await.unwrap();
             assert_eq!(next.seq, head.seq + 1, "{step}: the chain continues");
             journal.close().await.unwrap();

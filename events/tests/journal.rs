@@ -23,6 +23,14 @@ fn promoted(session: usize, waited_ms: u64) -> Event {
 type Batches = Arc<Mutex<Vec<(Vec<u64>, usize)>>>;
 
 fn start(log: Box<dyn Log>, checkpoint_every: u64) -> Result<(Journal, Batches), Error> {
+    start_with(log, checkpoint_every, fixed_clock())
+}
+
+fn start_with(
+    log: Box<dyn Log>,
+    checkpoint_every: u64,
+    clock: neuron_events::SteppingClock,
+) -> Result<(Journal, Batches), Error> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let observer_seen = seen.clone();
     let observer = move |records: &[Record], report: &BatchReport| {
@@ -36,7 +44,7 @@ fn start(log: Box<dyn Log>, checkpoint_every: u64) -> Result<(Journal, Batches),
     let journal = Journal::start(
         log,
         Arc::new(neuron_key()),
-        Arc::new(fixed_clock()),
+        Arc::new(clock),
         options,
         Box::new(observer),
     )?;
@@ -299,7 +307,11 @@ async fn a_sled_log_reopens_at_its_head_and_continues_the_chain() -> Result<(), 
     let reopened = SledLog::open(dir.path())?;
     assert_eq!(reopened.head()?, first_head);
     assert_eq!(reopened.acknowledged(), Acknowledged::Head(first_head));
-    let (journal, _) = start(Box::new(reopened), 4)?;
+    let (journal, _) = start_with(
+        Box::new(reopened),
+        4,
+        neuron_events::testing::restarted_clock(),
+    )?;
     let next = journal.append(promoted(2, 1)).await?;
     assert_eq!(next.seq, 9, "seq 8 is the periodic checkpoint");
     journal.close().await?;
@@ -330,5 +342,86 @@ async fn the_writer_refuses_to_continue_a_log_whose_tail_was_removed() -> Result
         ),
         "{refused:?}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_clock_behind_the_log_is_recorded_and_records_then_carry_it() -> Result<(), Error> {
+    let log = MemoryLog::new();
+    let clock = Arc::new(fixed_clock());
+    let options = JournalOptions {
+        checkpoint_every: 1000,
+        ..JournalOptions::default()
+    };
+    let journal = Journal::start(
+        Box::new(log.clone()),
+        Arc::new(neuron_key()),
+        clock.clone(),
+        options,
+        Box::new(|_: &[Record], _: &BatchReport| {}),
+    )?;
+    journal.append(promoted(1, 0)).await?;
+    journal.append(promoted(1, 1)).await?;
+    // Set back an hour: the next record is the step, then the event at the real time.
+    clock.advance(-3_600_000);
+    journal.append(promoted(1, 2)).await?;
+    // Set back again, with a checkpoint asked for: the checkpoint covers the step's record.
+    clock.advance(-3_600_000);
+    let checkpoint = journal.checkpoint().await?;
+    journal.close().await?;
+
+    let records: Vec<Record> = log
+        .all_bytes()
+        .iter()
+        .map(|bytes| Record::decode(bytes))
+        .collect::<Result<_, _>>()?;
+    let shown: Vec<(u64, String, i64)> = records
+        .iter()
+        .map(|record| {
+            (
+                record.seq,
+                record.event.kind().to_string(),
+                record.at.millis(),
+            )
+        })
+        .collect();
+    let start = records[0].at.millis();
+    assert_eq!(
+        shown,
+        vec![
+            (1, "connection.promoted".to_string(), start),
+            (2, "connection.promoted".to_string(), start + 250),
+            (
+                3,
+                "server.clock_behind".to_string(),
+                start + 500 - 3_600_000
+            ),
+            (
+                4,
+                "connection.promoted".to_string(),
+                start + 500 - 3_600_000
+            ),
+            (
+                5,
+                "server.clock_behind".to_string(),
+                start + 750 - 7_200_000
+            ),
+            (6, "log.checkpoint".to_string(), start + 750 - 7_200_000),
+        ]
+    );
+    let EventData::ServerClockBehind(step) = &records[2].event else {
+        panic!("{:?}", records[2]);
+    };
+    assert_eq!(
+        (step.last_at, step.now, step.behind_ms),
+        (records[1].at, records[2].at, 3_600_000 - 250)
+    );
+    assert_eq!(checkpoint.seq, 6);
+    let EventData::LogCheckpoint(signed) = &records[5].event else {
+        panic!("{:?}", records[5]);
+    };
+    assert_eq!(signed.upto, 5, "the checkpoint covers the step before it");
+    let report = verify_log(&log, &VerifyOptions::default())?;
+    assert!(report.is_intact(), "{report:?}");
     Ok(())
 }

@@ -198,11 +198,12 @@ fn a_store_is_checked_hash_for_hash_against_the_tree_its_records_give() {
         .is_err());
 }
 
+/// A journal restarted on `log`, a day after the fixed clock wrote it.
 fn journal_on(log: SledLog) -> Result<Journal, neuron_events::Error> {
     Journal::start(
         Box::new(log),
         Arc::new(neuron_key()),
-        Arc::new(fixed_clock()),
+        Arc::new(neuron_events::testing::restarted_clock()),
         JournalOptions::default(),
         Box::new(|_: &[Record], _: &BatchReport| {}),
     )

@@ -30,25 +30,20 @@ pub use sessions::SessionsView;
 pub use witnesses::WitnessesView;
 
 /// Where a replay stops.
+///
+/// Records are in seq order; their times are the wall clock's, which can step back (a
+/// `server.clock_behind` record marks each step). A time is therefore reached in log order, not
+/// by the first record stamped after it: the replay stops after the *last* record stamped at or
+/// before the time, and records stamped later than the time that come before it (a run whose
+/// clock was ahead) are in the replay, since the log says they happened first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Until {
     /// After the record with this seq.
     Seq(u64),
-    /// After the last record stamped at or before this time.
+    /// After the last record, in seq order, stamped at or before this time.
     Time(Timestamp),
     /// After the last record.
     End,
-}
-
-impl Until {
-    /// Whether `record` falls within the replay.
-    pub fn includes(&self, record: &Record) -> bool {
-        match *self {
-            Self::Seq(seq) => record.seq <= seq,
-            Self::Time(time) => record.at <= time,
-            Self::End => true,
-        }
-    }
 }
 
 /// All views of one log.
@@ -111,8 +106,7 @@ impl Views {
     }
 }
 
-/// Folds `records` (in seq order) into fresh views, stopping where `until` says. Records are stamped
-/// in non-decreasing time order, so a time bound stops at the first record after it.
+/// Folds `records` (in seq order) into fresh views, stopping where `until` says.
 pub fn replay<I, R>(records: I, until: Until) -> Views
 where
     I: IntoIterator<Item = R>,
@@ -122,17 +116,25 @@ where
 }
 
 /// Folds `records` into `views` (for example [`Views::live_only`]), stopping where `until` says.
+/// For a time, records stamped after it are held back until a later record stamped at or before
+/// it shows that they came first (see [`Until`]).
 pub fn replay_into<I, R>(mut views: Views, records: I, until: Until) -> Views
 where
     I: IntoIterator<Item = R>,
     R: std::borrow::Borrow<Record>,
 {
+    let mut held: Vec<R> = Vec::new();
     for record in records {
-        let record = record.borrow();
-        if !until.includes(record) {
-            break;
+        match until {
+            Until::Seq(seq) if record.borrow().seq > seq => break,
+            Until::Time(time) if record.borrow().at > time => held.push(record),
+            _ => {
+                for earlier in held.drain(..) {
+                    views.apply(earlier.borrow());
+                }
+                views.apply(record.borrow());
+            }
         }
-        views.apply(record);
     }
     views
 }

@@ -172,6 +172,55 @@ fn terminated(id: &str) -> Event {
 }
 
 #[test]
+fn a_time_is_reached_at_the_last_record_stamped_at_or_before_it_across_a_clock_step() {
+    // A run with the clock ahead (seqs 1-2), the step back recorded (seq 3), a record on the
+    // real clock (seq 4), one more far later (seq 5).
+    let mut records = records(vec![
+        established("r1"),
+        established("r2"),
+        Event::global(EventData::ServerClockBehind(ServerClockBehind {
+            last_at: Timestamp::saturating_from_millis(40_000),
+            now: Timestamp::saturating_from_millis(5_000),
+            behind_ms: 35_000,
+        })),
+        established("r3"),
+        established("r4"),
+    ]);
+    for (record, at) in records
+        .iter_mut()
+        .zip([10_000, 40_000, 5_000, 6_000, 50_000])
+    {
+        record.at = Timestamp::saturating_from_millis(at);
+    }
+    let ids = |views: &Views| -> Vec<String> {
+        let mut ids: Vec<String> = views
+            .relationships
+            .all()
+            .map(|relationship| relationship.id.to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let at = |millis| {
+        replay(
+            &records,
+            Until::Time(Timestamp::saturating_from_millis(millis)),
+        )
+    };
+    // 20 s: seq 4 (6 s) is the last record at or before it; seq 2 (40 s) came before it.
+    let twenty = at(20_000);
+    assert_eq!(twenty.last_seq, 4);
+    assert_eq!(ids(&twenty), ["r1", "r2", "r3"]);
+    // 5.5 s: the step (5 s) is the last; the run ahead precedes it.
+    assert_eq!(at(5_500).last_seq, 3);
+    // Before every record: nothing.
+    assert_eq!(at(4_000).last_seq, 0);
+    assert!(ids(&at(4_000)).is_empty());
+    // After every record: all of it.
+    assert_eq!(at(60_000).last_seq, 5);
+}
+
+#[test]
 fn a_restart_cuts_off_sessions_that_never_ended_and_empties_the_queue() {
     let views = replay(
         records(vec![

@@ -13,13 +13,25 @@ pub fn replay(
     // The state at a point: live sessions only (ended ones stay in the tallies; `timeline` tells
     // their story), so memory follows what was live, not the length of the log.
     let mut views = neuron_projections::Views::live_only();
-    let mut done = false;
-    source.for_each_record_shown("replaying", &mut |record| {
-        if done || !until.includes(&record) {
-            done = true;
-            return;
+    // A time is reached at the last record stamped at or before it (the clock can step back, see
+    // `Until`): one pass finds that record's seq, so that memory does not hold what comes after.
+    let last = match until {
+        neuron_projections::Until::Time(time) => {
+            let mut last = 0;
+            source.for_each_record_shown("finding the time in", &mut |record| {
+                if record.at <= time {
+                    last = record.seq;
+                }
+            })?;
+            Some(last)
         }
-        views.apply(&record);
+        neuron_projections::Until::Seq(seq) => Some(seq),
+        neuron_projections::Until::End => None,
+    };
+    source.for_each_record_shown("replaying", &mut |record| {
+        if last.is_none_or(|last| record.seq <= last) {
+            views.apply(&record);
+        }
     })?;
     Ok(views)
 }

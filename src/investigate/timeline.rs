@@ -439,7 +439,7 @@ pub(super) fn envelope_session(bytes: &[u8]) -> Option<&[u8]> {
 pub fn timeline_line(step: &Step) -> String {
     let delta = step
         .since_previous_ms
-        .map(|ms| format!("+{:.3}s", ms as f64 / 1000.0))
+        .map(|ms| format!("{:+.3}s", ms as f64 / 1000.0))
         .unwrap_or_default();
     format!(
         "{:>7}  {}  {:>9}  {:<12}  {}\n",

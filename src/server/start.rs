@@ -288,6 +288,17 @@ pub(super) fn journal_over(
                 views.apply(record);
             }
         }
+        for record in records {
+            if let EventData::ServerClockBehind(behind) = &record.event {
+                tracing::warn!(
+                    "the wall clock reads {} but the log's latest record is stamped {}: the clock is {} ms behind the log (recorded at seq {}). Records carry the wall clock from here on, so the log's times step back here; replay --until-time counts a time as reached at the last record stamped at or before it (README: time across a clock step). Check the clock (NTP) of this machine and of the run before",
+                    behind.now,
+                    behind.last_at,
+                    behind.behind_ms,
+                    record.seq
+                );
+            }
+        }
         let mut metrics = counted.lock().unwrap_or_else(PoisonError::into_inner);
         for record in records {
             metrics.observe(record);
