@@ -102,8 +102,8 @@ pub struct Server {
     pub port: u16,
     /// The public base URL that provider endpoints are built from.
     pub public_url: String,
-    /// A request's header must arrive within this, from the connection's admission (from its
-    /// promotion when it was queued); on the operator listener, also the longest idle keep-alive
+    /// A request's header must arrive within this, from the connection's accept (queued or not);
+    /// on the operator listener, also the longest idle keep-alive
     /// and the longest wait for a request body.
     pub header_timeout_ms: u64,
     /// Open connections on the public listener at most, queued ones included; past this a

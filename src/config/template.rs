@@ -13,7 +13,7 @@ name = "Demo Clinic"
 host = "127.0.0.1"
 port = 3000                     # 0 = pick a free port; the bound address is written to {data_dir}/serve.addr
 public_url = "http://localhost:3000"   # provider endpoints are {public_url}/ws/provider/{npi}
-header_timeout_ms = 5000        # a request's header must arrive within this (from promotion when queued);
+header_timeout_ms = 5000        # a request's header must arrive within this, from accept (queued or not);
                                 # on the operator listener also the idle keep-alive and body limit
 max_connections = 20000         # open connections on this listener, queued ones included; then 503
 shutdown_grace_ms = 5000        # a graceful stop ends within this, whatever clients do

@@ -1,10 +1,11 @@
 //! The public listener (SPEC §2.3, §2.5, §7): admission at the connection level. The handshake
 //! port serves one thing, the upgrade, so a connection is an attempt: it takes a place among
-//! `max_connections`, then a slot among `max_concurrent_handshakes` or a place in the FIFO queue
-//! of `max_queued`, before a byte of its request is read. A queued connection holds its socket
-//! and little else (its request waits in the kernel); the header-read timeout starts when it gets
-//! a slot. Whatever a client does, every resource it takes is a guard released when it is done
-//! with, and every session ends with one terminal record.
+//! `max_connections`, then a slot among `max_concurrent_handshakes`; without a free slot, it must
+//! send its whole request (at most 2 KiB, parsed and kept) before it takes a place in the FIFO
+//! queue of `max_queued`, so that idle and trickling sockets hold no place a patient needs. The
+//! header timeout counts from accept, queued or not. Whatever a client does, every resource it
+//! takes is a guard released when it is done with, and every session ends with one terminal
+//! record.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -129,33 +130,69 @@ impl Gateway {
             self.refuse(stream, peer, RefuseReason::ConnectionLimit);
             return;
         };
+        // Neither a slot nor a queue place could be had: turned away before anything is read.
+        if self.slots.available_permits() == 0 && self.queue.available_permits() == 0 {
+            drop(connection);
+            self.refuse(stream, peer, RefuseReason::QueueFull);
+            return;
+        }
         let _ = stream.set_nodelay(true);
+        // The header timeout counts from here, whatever the connection then waits for.
+        let deadline = self.header_deadline();
         let span = info_span!("connection", %peer);
+        let gateway = self.clone();
+        self.tasks.spawn(
+            async move {
+                gateway.attempt(stream, peer, deadline).await;
+                drop(connection);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// One connection's attempt: a free slot at once; otherwise its whole request first (at most
+    /// [`http::MAX_WAITING_REQUEST_BYTES`], before `deadline`), then a slot if one freed
+    /// meanwhile, or a place in the queue.
+    async fn attempt(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        deadline: tokio::time::Instant,
+    ) {
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            let deadline = self.header_deadline();
-            let gateway = self.clone();
-            self.tasks.spawn(
-                async move {
-                    gateway.exchange(stream, peer, slot, None, deadline).await;
-                    drop(connection);
-                }
-                .instrument(span),
-            );
+            Box::pin(self.exchange(stream, peer, slot, deadline)).await;
+            return;
+        }
+        let mut stream = TimedWrites::new(stream, self.write_timeout());
+        let limit = http::MAX_WAITING_REQUEST_BYTES;
+        let request = match Box::pin(self.read_request(&mut stream, deadline, limit)).await {
+            Ok(request) => request,
+            Err(unserved) => {
+                self.unserved(&mut stream, unserved).await;
+                return;
+            }
+        };
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            Box::pin(self.serve_request(stream, peer, slot, None, request)).await;
         } else if let Ok(place) = self.queue.clone().try_acquire_owned() {
             let max_queued = self.live.config.websocket.max_queued as usize;
             let position = max_queued.saturating_sub(self.queue.available_permits());
             let position = u32::try_from(position).unwrap_or(u32::MAX);
-            let gateway = self.clone();
-            self.tasks.spawn(
-                async move {
-                    gateway.wait_in_queue(stream, peer, position, place).await;
-                    drop(connection);
-                }
-                .instrument(span),
-            );
+            self.wait_in_queue(stream, peer, position, place, request)
+                .await;
         } else {
-            drop(connection);
-            self.refuse(stream, peer, RefuseReason::QueueFull);
+            self.refusals
+                .count(RefuseReason::QueueFull, peer.ip(), self.live.clock.now());
+            self.answer(&mut stream, self.unavailable()).await;
+        }
+    }
+
+    /// Answers (or just closes) a connection whose request will not be served.
+    async fn unserved(&self, stream: &mut TimedWrites<TcpStream>, unserved: Unserved) {
+        match unserved {
+            Unserved::Refused(refusal) => self.answer(stream, refusal).await,
+            Unserved::Stopping => self.answer(stream, self.unavailable()).await,
+            Unserved::TimedOut | Unserved::Left => {}
         }
     }
 
@@ -211,10 +248,11 @@ impl Gateway {
     /// else, until it gets a slot, gives up, the server stops, or the client leaves.
     async fn wait_in_queue(
         self: Arc<Self>,
-        stream: TcpStream,
+        mut stream: TimedWrites<TcpStream>,
         peer: SocketAddr,
         position: u32,
         place: OwnedSemaphorePermit,
+        request: Request,
     ) {
         let waiting = self.waiting.token();
         let session = self.live.ids.session_id();
@@ -239,7 +277,7 @@ impl Gateway {
             },
             () = tokio::time::sleep(queue_timeout) => Waited::TimedOut,
             () = until_set(&mut draining) => Waited::Drained,
-            () = gone(&stream) => Waited::Left,
+            () = gone(stream.get_ref()) => Waited::Left,
         };
         let waited_ms = self.millis_since(queued.at);
         let (ending, answer) = match waited {
@@ -253,10 +291,9 @@ impl Gateway {
                     )
                     .await;
                 if promoted.is_ok() {
-                    let deadline = self.header_deadline();
                     // Boxed: a waiting connection's task then holds only what waiting needs,
-                    // not room for the whole exchange that follows a promotion.
-                    Box::pin(self.exchange(stream, peer, slot, Some(session), deadline)).await;
+                    // not room for the whole session that follows a promotion.
+                    Box::pin(self.serve_request(stream, peer, slot, Some(session), request)).await;
                 }
                 return;
             }
@@ -286,7 +323,6 @@ impl Gateway {
         drop(place);
         drop(waiting);
         if answer && recorded.is_ok() {
-            let mut stream = TimedWrites::new(stream, self.write_timeout());
             self.answer(&mut stream, self.unavailable()).await;
         }
     }
@@ -340,22 +376,42 @@ impl Gateway {
         }
     }
 
-    /// A connection with a slot reads its request (until `deadline`) and, if it is an upgrade of
-    /// the handshake path, becomes a session; `session` is its id when it was queued (it has
-    /// records already).
+    /// A connection with a slot at once reads its request (until `deadline`) and is served.
     async fn exchange(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
         slot: OwnedSemaphorePermit,
-        session: Option<String>,
         deadline: tokio::time::Instant,
     ) {
         let mut stream = TimedWrites::new(stream, self.write_timeout());
-        let request = self.read_request(&mut stream, deadline).await;
-        let upgrade = match request {
-            Ok(Request::Upgrade(upgrade)) => upgrade,
-            Ok(Request::Log(route)) => {
+        match self
+            .read_request(&mut stream, deadline, http::MAX_HEADER_BYTES)
+            .await
+        {
+            Ok(request) => self.serve_request(stream, peer, slot, None, request).await,
+            Err(unserved) => {
+                // Never a session: no record.
+                drop(slot);
+                self.unserved(&mut stream, unserved).await;
+            }
+        }
+    }
+
+    /// A connection with a slot and a whole request: an upgrade of the handshake path becomes a
+    /// session, a read of the log's evidence is answered. `session` is its id when it waited in
+    /// the queue (it has records already).
+    async fn serve_request(
+        self: Arc<Self>,
+        mut stream: TimedWrites<TcpStream>,
+        peer: SocketAddr,
+        slot: OwnedSemaphorePermit,
+        session: Option<String>,
+        request: Request,
+    ) {
+        let mut upgrade = match request {
+            Request::Upgrade(upgrade) => upgrade,
+            Request::Log(route) => {
                 // Not a session: a queued connection's ends here, the others leave no record.
                 if let Some(session) = &session {
                     let closed = EventData::ConnectionClosed(ConnectionClosed {
@@ -373,33 +429,19 @@ impl Gateway {
                 self.send(&mut stream, &answer).await;
                 return;
             }
-            Err(unserved) => {
-                // A connection that never was a session leaves no record; one that waited in the
-                // queue ends its session here.
-                if let Some(session) = &session {
-                    let by = match unserved {
-                        Unserved::Left => ClosedBy::Client,
-                        _ => ClosedBy::Server,
-                    };
-                    let closed = EventData::ConnectionClosed(ConnectionClosed {
-                        by,
-                        code: None,
-                        stage: Stage::Queue,
-                        reason: None,
-                    });
-                    if self.record(session, closed).await.is_err() {
-                        return;
-                    }
-                }
-                drop(slot);
-                match unserved {
-                    Unserved::Refused(refusal) => self.answer(&mut stream, refusal).await,
-                    Unserved::Stopping => self.answer(&mut stream, self.unavailable()).await,
-                    Unserved::TimedOut | Unserved::Left => {}
-                }
-                return;
-            }
         };
+        if session.is_some() {
+            // What the client sent after its request while it waited (its first frame, if it
+            // did not wait for the 101) is in the kernel, and the wait cleared the runtime's
+            // note that the socket is readable: take it now, for the WebSocket to read first.
+            // Up to a whole first frame: the largest message and its frame header.
+            let limit = self.live.config.websocket.max_payload_bytes + 14;
+            if let Err(error) = read_waiting(stream.get_ref(), &mut upgrade.early, limit) {
+                if error.kind() != std::io::ErrorKind::WouldBlock {
+                    tracing::debug!(%error, "reading what a queued client sent while it waited");
+                }
+            }
+        }
         let session = session.unwrap_or_else(|| self.live.ids.session_id());
         let max = self.live.config.websocket.max_concurrent_handshakes as usize;
         let live_sessions =
@@ -447,43 +489,39 @@ impl Gateway {
     }
 
     /// Reads a request's header until it is complete, the deadline passes, the client leaves or
-    /// the server stops.
+    /// the server stops, holding at most `limit` bytes of it.
     async fn read_request(
         &self,
         stream: &mut TimedWrites<TcpStream>,
         deadline: tokio::time::Instant,
+        limit: usize,
     ) -> Result<Request, Unserved> {
         let path = &self.live.config.websocket.path;
         let mut stopping = self.live.stopping.stopping.clone();
-        let mut buffer = Vec::with_capacity(1024);
-        // What a queued client sent while it waited is in the kernel already, and the wait
-        // cleared the runtime's note that the socket is readable: read it directly first.
-        match read_waiting(stream.get_ref(), &mut buffer) {
-            Ok(0) => return Err(Unserved::Left),
-            Ok(_) => match http::parse(&buffer, path) {
-                Ok(Some(request)) => return Ok(request),
-                Ok(None) => {}
-                Err(refusal) => return Err(Unserved::Refused(refusal)),
-            },
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return Err(Unserved::Left),
-        }
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 512];
         loop {
-            if buffer.len() == buffer.capacity() {
-                buffer.reserve(1024);
+            let room = limit.saturating_sub(buffer.len()).min(chunk.len());
+            if room == 0 {
+                // Only a limit below the largest header lands here: that one is refused by
+                // `parse` first.
+                return Err(Unserved::Refused(Refusal::TooLargeToWait));
             }
             let read = tokio::select! {
-                read = stream.read_buf(&mut buffer) => read,
+                read = stream.read(&mut chunk[..room]) => read,
                 () = tokio::time::sleep_until(deadline) => return Err(Unserved::TimedOut),
                 () = until_set(&mut stopping) => return Err(Unserved::Stopping),
             };
             match read {
                 Ok(0) | Err(_) => return Err(Unserved::Left),
-                Ok(_) => match http::parse(&buffer, path) {
-                    Ok(Some(request)) => return Ok(request),
-                    Ok(None) => {}
-                    Err(refusal) => return Err(Unserved::Refused(refusal)),
-                },
+                Ok(read) => {
+                    buffer.extend_from_slice(&chunk[..read]);
+                    match http::parse(&buffer, path) {
+                        Ok(Some(request)) => return Ok(request),
+                        Ok(None) => {}
+                        Err(refusal) => return Err(Unserved::Refused(refusal)),
+                    }
+                }
             }
         }
     }
@@ -491,11 +529,12 @@ impl Gateway {
 
 /// Reads what the kernel holds for `stream` now, without waiting and whatever the runtime believes
 /// of its readiness: `Ok(0)` at the peer's end, `WouldBlock` when nothing is there.
-fn read_waiting(stream: &TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
+/// At most `limit` bytes are taken into `buffer`.
+fn read_waiting(stream: &TcpStream, buffer: &mut Vec<u8>, limit: usize) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
     let mut total = 0;
     loop {
-        let room = http::MAX_HEADER_BYTES.saturating_sub(buffer.len());
+        let room = limit.saturating_sub(buffer.len());
         if room == 0 {
             return Ok(total.max(1));
         }

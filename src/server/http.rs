@@ -8,6 +8,11 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 /// The largest request header accepted; a longer one is refused with 431.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
+/// The most of a request a connection that finds no free slot may send: it is held, parsed,
+/// while the connection waits in the queue (SPEC §2.5). Legitimate upgrade requests are a few
+/// hundred bytes.
+pub const MAX_WAITING_REQUEST_BYTES: usize = 2 * 1024;
+
 /// Headers read at most.
 const MAX_HEADERS: usize = 32;
 
@@ -99,6 +104,9 @@ pub enum Refusal {
     UpgradeRequired,
     /// 431: a header longer than [`MAX_HEADER_BYTES`].
     HeaderTooLarge,
+    /// 431: a request longer than [`MAX_WAITING_REQUEST_BYTES`] from a connection that has to
+    /// wait for a slot.
+    TooLargeToWait,
     /// 503: no slot, no queue place, or the server is stopping.
     Unavailable {
         /// Seconds to wait before trying again.
@@ -114,7 +122,7 @@ impl Refusal {
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::UpgradeRequired => 426,
-            Self::HeaderTooLarge => 431,
+            Self::HeaderTooLarge | Self::TooLargeToWait => 431,
             Self::Unavailable { .. } => 503,
         }
     }
@@ -138,6 +146,11 @@ impl Refusal {
             Self::HeaderTooLarge => (
                 "Request Header Fields Too Large",
                 "the request header is too large",
+                String::new(),
+            ),
+            Self::TooLargeToWait => (
+                "Request Header Fields Too Large",
+                "a request that waits for a handshake slot may be at most 2 KiB",
                 String::new(),
             ),
             Self::Unavailable { retry_after } => (
