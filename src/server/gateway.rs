@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -141,49 +141,100 @@ impl Gateway {
         let deadline = self.header_deadline();
         let span = info_span!("connection", %peer);
         let gateway = self.clone();
-        self.tasks.spawn(
-            async move {
-                gateway.attempt(stream, peer, deadline).await;
+        // Each task is sized for what its connection does: a slot's for the exchange, the
+        // others' for reading a request and finding a place.
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            let exchange = async move {
+                gateway.exchange(stream, peer, slot, deadline).await;
                 drop(connection);
+            };
+            self.tasks.spawn(exchange.instrument(span));
+            return;
+        }
+        // No free slot: the request decides. Most clients have sent it by now; it is taken and
+        // parsed here, so that such a connection never needs a task for reading.
+        let mut buffer = Vec::new();
+        let path = &self.live.config.websocket.path;
+        let limit = http::MAX_WAITING_REQUEST_BYTES;
+        match take_request(&stream, &mut buffer, limit, path, Reading::Kernel) {
+            Some(Ok(request)) => {
+                let stream = TimedWrites::new(stream, self.write_timeout());
+                self.place(stream, peer, request, connection, span);
             }
-            .instrument(span),
-        );
+            Some(Err(unserved)) => {
+                let answer = async move {
+                    let mut stream = TimedWrites::new(stream, gateway.write_timeout());
+                    gateway.unserved(&mut stream, unserved).await;
+                    drop(connection);
+                };
+                self.tasks.spawn(answer.instrument(span));
+            }
+            None => {
+                let attempt = gateway.attempt(stream, peer, deadline, connection, buffer);
+                self.tasks.spawn(attempt.instrument(span));
+            }
+        }
     }
 
-    /// One connection's attempt: a free slot at once; otherwise its whole request first (at most
-    /// [`http::MAX_WAITING_REQUEST_BYTES`], before `deadline`), then a slot if one freed
-    /// meanwhile, or a place in the queue.
+    /// A connection that found no free slot and whose request had not all arrived: the rest of
+    /// it (at most [`http::MAX_WAITING_REQUEST_BYTES`] in all, before `deadline`), then a place.
     async fn attempt(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
         deadline: tokio::time::Instant,
+        connection: OwnedSemaphorePermit,
+        buffer: Vec<u8>,
     ) {
-        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            Box::pin(self.exchange(stream, peer, slot, deadline)).await;
-            return;
-        }
         let mut stream = TimedWrites::new(stream, self.write_timeout());
         let limit = http::MAX_WAITING_REQUEST_BYTES;
-        let request = match Box::pin(self.read_request(&mut stream, deadline, limit)).await {
-            Ok(request) => request,
-            Err(unserved) => {
-                self.unserved(&mut stream, unserved).await;
-                return;
-            }
-        };
+        match self
+            .read_request(&mut stream, deadline, limit, buffer)
+            .await
+        {
+            Ok(request) => self.place(stream, peer, request, connection, tracing::Span::current()),
+            Err(unserved) => self.unserved(&mut stream, unserved).await,
+        }
+    }
+
+    /// A connection with its whole request in hand: a slot freed meanwhile, or a place in the
+    /// queue, or turned away (503, counted). Each way is a task of its own, sized for it alone.
+    fn place(
+        self: &Arc<Self>,
+        mut stream: TimedWrites<TcpStream>,
+        peer: SocketAddr,
+        request: Request,
+        connection: OwnedSemaphorePermit,
+        span: tracing::Span,
+    ) {
+        let gateway = self.clone();
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            Box::pin(self.serve_request(stream, peer, slot, None, request)).await;
+            let served = async move {
+                gateway
+                    .serve_request(stream, peer, slot, None, request)
+                    .await;
+                drop(connection);
+            };
+            self.tasks.spawn(served.instrument(span));
         } else if let Ok(place) = self.queue.clone().try_acquire_owned() {
             let max_queued = self.live.config.websocket.max_queued as usize;
             let position = max_queued.saturating_sub(self.queue.available_permits());
             let position = u32::try_from(position).unwrap_or(u32::MAX);
-            self.wait_in_queue(stream, peer, position, place, request)
-                .await;
+            let waits = async move {
+                gateway
+                    .wait_in_queue(stream, peer, position, place, request)
+                    .await;
+                drop(connection);
+            };
+            self.tasks.spawn(waits.instrument(span));
         } else {
             self.refusals
                 .count(RefuseReason::QueueFull, peer.ip(), self.live.clock.now());
-            self.answer(&mut stream, self.unavailable()).await;
+            let refused = async move {
+                gateway.answer(&mut stream, gateway.unavailable()).await;
+                drop(connection);
+            };
+            self.tasks.spawn(refused.instrument(span));
         }
     }
 
@@ -244,86 +295,95 @@ impl Gateway {
         Box::pin(self.live.journal.append(Event::in_session(session, data))).await
     }
 
-    /// A connection that found no slot: it waits in the queue holding its socket and nothing
-    /// else, until it gets a slot, gives up, the server stops, or the client leaves.
-    async fn wait_in_queue(
+    /// A connection that found no slot: it waits in the queue holding its socket, its parsed
+    /// request and nothing else, until it gets a slot, gives up, the server stops, or the client
+    /// leaves. An `async` block rather than an `async fn`: its arguments are not copied into the
+    /// future a second time, and ten thousand of these wait at once.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn holds its arguments twice in its future: ~200 bytes a queued connection"
+    )]
+    fn wait_in_queue(
         self: Arc<Self>,
         mut stream: TimedWrites<TcpStream>,
         peer: SocketAddr,
         position: u32,
         place: OwnedSemaphorePermit,
         request: Request,
-    ) {
-        let waiting = self.waiting.token();
-        let session = self.live.ids.session_id();
-        let queued = self
-            .record(
-                &session,
-                EventData::ConnectionQueued(ConnectionQueued {
-                    peer: peer.to_string(),
-                    position,
-                }),
-            )
-            .await;
-        let Ok(queued) = queued else {
-            return;
-        };
-        let mut draining = self.live.stopping.draining.clone();
-        let queue_timeout = Duration::from_millis(self.live.config.websocket.queue_timeout_ms);
-        let waited = tokio::select! {
-            slot = self.slots.clone().acquire_owned() => match slot {
-                Ok(slot) => Waited::Promoted(slot),
-                Err(_) => Waited::Drained,
-            },
-            () = tokio::time::sleep(queue_timeout) => Waited::TimedOut,
-            () = until_set(&mut draining) => Waited::Drained,
-            () = gone(stream.get_ref()) => Waited::Left,
-        };
-        let waited_ms = self.millis_since(queued.at);
-        let (ending, answer) = match waited {
-            Waited::Promoted(slot) => {
-                drop(place);
-                drop(waiting);
-                let promoted = self
-                    .record(
-                        &session,
-                        EventData::ConnectionPromoted(ConnectionPromoted { waited_ms }),
-                    )
-                    .await;
-                if promoted.is_ok() {
-                    // Boxed: a waiting connection's task then holds only what waiting needs,
-                    // not room for the whole session that follows a promotion.
-                    Box::pin(self.serve_request(stream, peer, slot, Some(session), request)).await;
-                }
+    ) -> impl std::future::Future<Output = ()> {
+        async move {
+            let waiting = self.waiting.token();
+            let session = self.live.ids.session_id();
+            let queued = self
+                .record(
+                    &session,
+                    EventData::ConnectionQueued(ConnectionQueued {
+                        peer: peer.to_string(),
+                        position,
+                    }),
+                )
+                .await;
+            let Ok(queued) = queued else {
                 return;
+            };
+            let mut draining = self.live.stopping.draining.clone();
+            let queue_timeout = Duration::from_millis(self.live.config.websocket.queue_timeout_ms);
+            let waited = tokio::select! {
+                slot = self.slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => Waited::Promoted(slot),
+                    Err(_) => Waited::Drained,
+                },
+                () = tokio::time::sleep(queue_timeout) => Waited::TimedOut,
+                () = until_set(&mut draining) => Waited::Drained,
+                () = gone(stream.get_ref()) => Waited::Left,
+            };
+            let waited_ms = self.millis_since(queued.at);
+            let (ending, answer) = match waited {
+                Waited::Promoted(slot) => {
+                    drop(place);
+                    drop(waiting);
+                    let promoted = self
+                        .record(
+                            &session,
+                            EventData::ConnectionPromoted(ConnectionPromoted { waited_ms }),
+                        )
+                        .await;
+                    if promoted.is_ok() {
+                        // Boxed: a waiting connection's task then holds only what waiting needs,
+                        // not room for the whole session that follows a promotion.
+                        Box::pin(self.serve_request(stream, peer, slot, Some(session), request))
+                            .await;
+                    }
+                    return;
+                }
+                Waited::TimedOut => (
+                    EventData::ConnectionQueueTimeout(ConnectionQueueTimeout { waited_ms }),
+                    true,
+                ),
+                Waited::Drained => (
+                    EventData::ConnectionRejected(ConnectionRejected {
+                        peer: peer.to_string(),
+                        reason: RejectReason::Shutdown,
+                        waited_ms,
+                    }),
+                    true,
+                ),
+                Waited::Left => (
+                    EventData::ConnectionClosed(ConnectionClosed {
+                        by: ClosedBy::Client,
+                        code: None,
+                        stage: Stage::Queue,
+                        reason: None,
+                    }),
+                    false,
+                ),
+            };
+            let recorded = self.record(&session, ending).await;
+            drop(place);
+            drop(waiting);
+            if answer && recorded.is_ok() {
+                self.answer(&mut stream, self.unavailable()).await;
             }
-            Waited::TimedOut => (
-                EventData::ConnectionQueueTimeout(ConnectionQueueTimeout { waited_ms }),
-                true,
-            ),
-            Waited::Drained => (
-                EventData::ConnectionRejected(ConnectionRejected {
-                    peer: peer.to_string(),
-                    reason: RejectReason::Shutdown,
-                    waited_ms,
-                }),
-                true,
-            ),
-            Waited::Left => (
-                EventData::ConnectionClosed(ConnectionClosed {
-                    by: ClosedBy::Client,
-                    code: None,
-                    stage: Stage::Queue,
-                    reason: None,
-                }),
-                false,
-            ),
-        };
-        let recorded = self.record(&session, ending).await;
-        drop(place);
-        drop(waiting);
-        if answer && recorded.is_ok() {
-            self.answer(&mut stream, self.unavailable()).await;
         }
     }
 
@@ -386,7 +446,7 @@ impl Gateway {
     ) {
         let mut stream = TimedWrites::new(stream, self.write_timeout());
         match self
-            .read_request(&mut stream, deadline, http::MAX_HEADER_BYTES)
+            .read_request(&mut stream, deadline, http::MAX_HEADER_BYTES, Vec::new())
             .await
         {
             Ok(request) => self.serve_request(stream, peer, slot, None, request).await,
@@ -489,85 +549,136 @@ impl Gateway {
     }
 
     /// Reads a request's header until it is complete, the deadline passes, the client leaves or
-    /// the server stops, holding at most `limit` bytes of it.
+    /// the server stops, holding at most `limit` bytes of it. What the socket holds is taken
+    /// without waiting first: a client that sent its request at once (nearly all) costs no
+    /// allocation but its parsed request, so that a flood leaves no holes in memory.
     async fn read_request(
         &self,
         stream: &mut TimedWrites<TcpStream>,
         deadline: tokio::time::Instant,
         limit: usize,
+        mut buffer: Vec<u8>,
     ) -> Result<Request, Unserved> {
         let path = &self.live.config.websocket.path;
-        let mut stopping = self.live.stopping.stopping.clone();
-        let mut buffer = Vec::new();
-        let mut chunk = [0u8; 512];
-        loop {
-            let room = limit.saturating_sub(buffer.len()).min(chunk.len());
-            if room == 0 {
-                // Only a limit below the largest header lands here: that one is refused by
-                // `parse` first.
-                return Err(Unserved::Refused(Refusal::TooLargeToWait));
-            }
-            let read = tokio::select! {
-                read = stream.read(&mut chunk[..room]) => read,
-                () = tokio::time::sleep_until(deadline) => return Err(Unserved::TimedOut),
-                () = until_set(&mut stopping) => return Err(Unserved::Stopping),
-            };
-            match read {
-                Ok(0) | Err(_) => return Err(Unserved::Left),
-                Ok(read) => {
-                    buffer.extend_from_slice(&chunk[..read]);
-                    match http::parse(&buffer, path) {
-                        Ok(Some(request)) => return Ok(request),
-                        Ok(None) => {}
-                        Err(refusal) => return Err(Unserved::Refused(refusal)),
-                    }
+        if let Some(done) =
+            take_request(stream.get_ref(), &mut buffer, limit, path, Reading::Kernel)
+        {
+            return done;
+        }
+        Box::pin(async {
+            let mut stopping = self.live.stopping.stopping.clone();
+            loop {
+                tokio::select! {
+                    ready = stream.get_ref().readable() => if ready.is_err() {
+                        return Err(Unserved::Left);
+                    },
+                    () = tokio::time::sleep_until(deadline) => return Err(Unserved::TimedOut),
+                    () = until_set(&mut stopping) => return Err(Unserved::Stopping),
+                }
+                let runtime = Reading::Runtime;
+                if let Some(done) =
+                    take_request(stream.get_ref(), &mut buffer, limit, path, runtime)
+                {
+                    return done;
                 }
             }
+        })
+        .await
+    }
+}
+
+/// Takes what `stream` holds now into `buffer` (at most `limit` bytes in all) and parses it: the
+/// request or why it is not served, or `None` to wait for more.
+fn take_request(
+    stream: &TcpStream,
+    buffer: &mut Vec<u8>,
+    limit: usize,
+    path: &str,
+    reading: Reading,
+) -> Option<Result<Request, Unserved>> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        let room = limit.saturating_sub(buffer.len()).min(chunk.len());
+        if room == 0 {
+            // Only a limit below the largest header lands here: that one `parse` refuses first.
+            return Some(Err(Unserved::Refused(Refusal::TooLargeToWait)));
+        }
+        let read = match reading {
+            Reading::Kernel => recv_now(stream, &mut chunk[..room]),
+            Reading::Runtime => stream.try_read(&mut chunk[..room]),
+        };
+        let read = match read {
+            Ok(0) => return Some(Err(Unserved::Left)),
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return None,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Some(Err(Unserved::Left)),
+        };
+        // The whole request in one read (the usual case) is parsed where it lies.
+        let parsed = if buffer.is_empty() {
+            http::parse(&chunk[..read], path)
+        } else {
+            buffer.extend_from_slice(&chunk[..read]);
+            http::parse(buffer, path)
+        };
+        match parsed {
+            Ok(Some(request)) => return Some(Ok(request)),
+            Ok(None) if buffer.is_empty() => buffer.extend_from_slice(&chunk[..read]),
+            Ok(None) => {}
+            Err(refusal) => return Some(Err(Unserved::Refused(refusal))),
         }
     }
 }
 
-/// Reads what the kernel holds for `stream` now, without waiting and whatever the runtime believes
-/// of its readiness: `Ok(0)` at the peer's end, `WouldBlock` when nothing is there.
-/// At most `limit` bytes are taken into `buffer`.
-fn read_waiting(stream: &TcpStream, buffer: &mut Vec<u8>, limit: usize) -> std::io::Result<usize> {
+/// How [`take_request`] reads a socket.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// Straight from the kernel, whatever the runtime believes of the socket's readiness (which
+    /// it learns only once its driver has polled the socket): for a first look.
+    Kernel,
+    /// Through the runtime, which clears its readiness when nothing is there: for reads that wait
+    /// for readiness between them.
+    Runtime,
+}
+
+/// Reads what the kernel holds for `stream` into `chunk` now, without waiting and whatever the
+/// runtime believes of its readiness: `Ok(0)` at the peer's end, `WouldBlock` when nothing is
+/// there.
+fn recv_now(stream: &TcpStream, chunk: &mut [u8]) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
+    // SAFETY: recv writes at most `chunk.len()` bytes into `chunk`, which it borrows mutably.
+    let read = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            chunk.as_mut_ptr().cast(),
+            chunk.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(read).map_err(|_| std::io::Error::last_os_error())
+}
+
+/// Takes what the kernel holds for `stream` now into `buffer`, up to `limit` bytes in all: how
+/// many it took (`Ok(0)` at the peer's end), `WouldBlock` when nothing is there.
+fn read_waiting(stream: &TcpStream, buffer: &mut Vec<u8>, limit: usize) -> std::io::Result<usize> {
+    let mut chunk = [0u8; 2048];
     let mut total = 0;
     loop {
-        let room = limit.saturating_sub(buffer.len());
+        let room = limit.saturating_sub(buffer.len()).min(chunk.len());
         if room == 0 {
             return Ok(total.max(1));
         }
-        buffer.reserve(room.min(1024));
-        let spare = buffer.spare_capacity_mut();
-        let length = spare.len().min(room);
-        // SAFETY: recv writes at most `length` bytes into the vector's spare capacity, which is
-        // at least that long; the bytes it reports written are then taken into the vector.
-        let read = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                length,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        match read {
-            0 if total == 0 => return Ok(0),
-            0 => return Ok(total),
-            read if read > 0 => {
-                let read = read as usize;
-                // SAFETY: recv initialised `read` bytes of the spare capacity.
-                unsafe { buffer.set_len(buffer.len() + read) };
+        match recv_now(stream, &mut chunk[..room]) {
+            Ok(0) => return Ok(total),
+            Ok(read) => {
+                buffer.extend_from_slice(&chunk[..read]);
                 total += read;
             }
-            _ => {
-                let error = std::io::Error::last_os_error();
-                return match error.kind() {
-                    std::io::ErrorKind::WouldBlock if total > 0 => Ok(total),
-                    std::io::ErrorKind::Interrupted => continue,
-                    _ => Err(error),
-                };
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock && total > 0 => {
+                return Ok(total)
             }
+            Err(error) => return Err(error),
         }
     }
 }
