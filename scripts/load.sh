@@ -64,10 +64,12 @@ ticks() {
   awk '{ print $14 + $15 }' "/proc/$server/stat"
 }
 
-# User plus system CPU of every PostgreSQL process of the cluster so far, in clock ticks.
+# User plus system CPU of every PostgreSQL process so far, in clock ticks: every process of the
+# postgres user (backends rename themselves, so their command lines do not name the cluster), which
+# on a machine running nothing else of PostgreSQL is the cluster this script started.
 cluster_ticks() {
   local total=0 pid
-  for pid in $(pgrep -f "$cluster/node" || true); do
+  for pid in $(pgrep -u postgres || true); do
     total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
   done
   echo "$total"
@@ -146,6 +148,8 @@ rate)
 backends)
   binary="${binaries[0]}"
   cluster="$scratch/cluster"
+  # The cluster runs as postgres, which must reach its folder inside this root-only scratch.
+  chmod 711 "$scratch"
   port=$((20000 + RANDOM % 20000))
   url="$(scripts/pg-cluster.sh start "$cluster" "$port")"
   echo "== PostgreSQL 15: primary on $port, standbys s1 and s2, synchronous_standby_names = 'ANY 1 (s1, s2)', synchronous_commit = on, fsync = on"
