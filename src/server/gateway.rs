@@ -144,11 +144,8 @@ impl Gateway {
         // Each task is sized for what its connection does: a slot's for the exchange, the
         // others' for reading a request and finding a place.
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            let exchange = async move {
-                gateway.exchange(stream, peer, slot, deadline).await;
-                drop(connection);
-            };
-            self.tasks.spawn(exchange.instrument(span));
+            let exchange = gateway.exchange(stream, peer, slot, deadline);
+            self.spawn_holding(connection, span, exchange);
             return;
         }
         // No free slot: the request decides. Most clients have sent it by now; it is taken and
@@ -165,9 +162,8 @@ impl Gateway {
                 let answer = async move {
                     let mut stream = TimedWrites::new(stream, gateway.write_timeout());
                     gateway.unserved(&mut stream, unserved).await;
-                    drop(connection);
                 };
-                self.tasks.spawn(answer.instrument(span));
+                self.spawn_holding(connection, span, answer);
             }
             None => {
                 let attempt = gateway.attempt(stream, peer, deadline, connection, buffer);
@@ -209,33 +205,36 @@ impl Gateway {
     ) {
         let gateway = self.clone();
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            let served = async move {
-                gateway
-                    .serve_request(stream, peer, slot, None, request)
-                    .await;
-                drop(connection);
-            };
-            self.tasks.spawn(served.instrument(span));
+            let served = gateway.serve_request(stream, peer, slot, None, request);
+            self.spawn_holding(connection, span, served);
         } else if let Ok(place) = self.queue.clone().try_acquire_owned() {
             let max_queued = self.live.config.websocket.max_queued as usize;
             let position = max_queued.saturating_sub(self.queue.available_permits());
             let position = u32::try_from(position).unwrap_or(u32::MAX);
-            let waits = async move {
-                gateway
-                    .wait_in_queue(stream, peer, position, place, request)
-                    .await;
-                drop(connection);
-            };
-            self.tasks.spawn(waits.instrument(span));
+            let waits = gateway.wait_in_queue(stream, peer, position, place, request);
+            self.spawn_holding(connection, span, waits);
         } else {
             self.refusals
                 .count(RefuseReason::QueueFull, peer.ip(), self.live.clock.now());
             let refused = async move {
                 gateway.answer(&mut stream, gateway.unavailable()).await;
-                drop(connection);
             };
-            self.tasks.spawn(refused.instrument(span));
+            self.spawn_holding(connection, span, refused);
         }
+    }
+
+    /// Runs `work` as a task of its own, in `span`, holding the connection's place until it ends.
+    fn spawn_holding(
+        &self,
+        connection: OwnedSemaphorePermit,
+        span: tracing::Span,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let holding = async move {
+            work.await;
+            drop(connection);
+        };
+        self.tasks.spawn(holding.instrument(span));
     }
 
     /// Answers (or just closes) a connection whose request will not be served.
