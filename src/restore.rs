@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 
-use neuron_events::event::{EventData, LogRestored};
+use neuron_events::event::{EventData, LogRestored, ServerClockBehind};
 use neuron_events::record::{encode, Envelope};
 use neuron_events::store::Appended;
 use neuron_events::store::{PostgresLocation, PostgresLog};
 use neuron_events::{
     b64, verify_jsonl, verify_log, Clock, Event, Log, LogHead, NeuronKey, Report, SledLog,
-    Timestamp, VerifyOptions,
+    VerifyOptions,
 };
 
 /// Why a restore did not happen.
@@ -476,21 +476,11 @@ fn append_restored(
         .next()
         .transpose()
         .map_err(message)?
-        .and_then(|(_, bytes)| {
-            Envelope::parse(&bytes)
-                .ok()
-                .and_then(|envelope| Timestamp::parse_rfc3339(&envelope.at).ok())
-        });
+        .and_then(|(_, bytes)| Envelope::time_of(&bytes));
     let now = clock.now();
     let mut events = Vec::with_capacity(2);
-    if let Some(last_at) = last_at.filter(|last_at| *last_at > now) {
-        events.push(Event::global(EventData::ServerClockBehind(
-            neuron_events::event::ServerClockBehind {
-                last_at,
-                now,
-                behind_ms: u64::try_from(last_at.millis() - now.millis()).unwrap_or(0),
-            },
-        )));
+    if let Some(step) = last_at.and_then(|last_at| ServerClockBehind::between(last_at, now)) {
+        events.push(Event::global(EventData::ServerClockBehind(step)));
     }
     events.push(Event::global(EventData::LogRestored(restored.clone())));
     let mut frontier = neuron_events::store::frontier_of(log).map_err(message)?;

@@ -486,6 +486,18 @@ pub struct ServerClockBehind {
     pub behind_ms: u64,
 }
 
+impl ServerClockBehind {
+    /// The step back from the log's latest time `last_at` to the clock's `now`, when there is one.
+    pub fn between(last_at: crate::Timestamp, now: crate::Timestamp) -> Option<Self> {
+        let behind_ms = u64::try_from(last_at.millis() - now.millis()).ok()?;
+        (behind_ms > 0).then_some(Self {
+            last_at,
+            now,
+            behind_ms,
+        })
+    }
+}
+
 macro_rules! event_kinds {
     ($( $(#[$doc:meta])* $kind:literal => $variant:ident($data:ty), )*) => {
         /// One fact the log records: its kind and its data.

@@ -143,9 +143,7 @@ impl Journal {
         let checkpoint = latest_checkpoint(log.as_ref(), head, &options.origin)?;
         // The last record's time: a clock behind it is recorded before the next record.
         let last_at = match log.read(head.seq, head.seq).next() {
-            Some(Ok((_, bytes))) => crate::record::Envelope::parse(&bytes)
-                .ok()
-                .and_then(|envelope| Timestamp::parse_rfc3339(&envelope.at).ok()),
+            Some(Ok((_, bytes))) => crate::record::Envelope::time_of(&bytes),
             _ => None,
         };
         let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
@@ -375,16 +373,11 @@ impl Writer {
     /// log's times is explained by the record at it (SPEC §3.3).
     fn stamp(&self, batch: &mut Batch) -> Result<Timestamp, Error> {
         let now = self.clock.now();
-        if let Some(last_at) = batch.last_at.filter(|last_at| *last_at > now) {
-            let behind_ms = u64::try_from(last_at.millis() - now.millis()).unwrap_or(0);
-            batch.push(
-                Event::global(EventData::ServerClockBehind(ServerClockBehind {
-                    last_at,
-                    now,
-                    behind_ms,
-                })),
-                now,
-            )?;
+        if let Some(step) = batch
+            .last_at
+            .and_then(|last_at| ServerClockBehind::between(last_at, now))
+        {
+            batch.push(Event::global(EventData::ServerClockBehind(step)), now)?;
         }
         Ok(now)
     }

@@ -183,6 +183,12 @@ impl<'a> Envelope<'a> {
         })
     }
 
+    /// The record's time, when `bytes` are a record with a valid one.
+    pub fn time_of(bytes: &[u8]) -> Option<crate::Timestamp> {
+        let envelope = Envelope::parse(bytes).ok()?;
+        crate::Timestamp::parse_rfc3339(&envelope.at).ok()
+    }
+
     /// The `prev` field as a digest.
     ///
     /// # Errors

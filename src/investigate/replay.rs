@@ -14,16 +14,27 @@ pub fn replay(
     // their story), so memory follows what was live, not the length of the log.
     let mut views = neuron_projections::Views::live_only();
     // A time is reached at the last record stamped at or before it (the clock can step back, see
-    // `Until`): one pass finds that record's seq, so that memory does not hold what comes after.
+    // `Until`): a first pass finds that record's seq from each record's envelope (nothing is
+    // decoded; the records are only checked to be records), so that memory does not hold what
+    // comes after. The largest such seq does not depend on the order the workers see them in.
     let last = match until {
         neuron_projections::Until::Time(time) => {
-            let mut last = 0;
-            source.for_each_record_shown("finding the time in", &mut |record| {
-                if record.at <= time {
-                    last = record.seq;
+            let last = std::sync::atomic::AtomicU64::new(0);
+            let reached = |bytes: &[u8]| {
+                if let Ok(envelope) = neuron_events::record::Envelope::parse(bytes) {
+                    let at = neuron_events::Timestamp::parse_rfc3339(&envelope.at);
+                    if at.is_ok_and(|at| at <= time) {
+                        last.fetch_max(envelope.seq, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
-            })?;
-            Some(last)
+                false
+            };
+            source.for_each_matching(
+                &reached,
+                neuron_events::export::Unpicked::Checked,
+                &mut |_| {},
+            )?;
+            Some(last.into_inner())
         }
         neuron_projections::Until::Seq(seq) => Some(seq),
         neuron_projections::Until::End => None,
