@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test crate uses its own part of this
 
+pub(crate) mod acknowledged;
+pub(crate) mod patroni;
 pub(crate) mod postgres;
 pub(crate) mod served;
 pub(crate) mod witness;
