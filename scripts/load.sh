@@ -8,7 +8,8 @@
 #   scripts/load.sh rate  [BINARY…]        handshakes/s, latency and CPU µs a handshake:
 #                                          new and existing relationships at c = 1, 16, 128
 #                                          (RECEIPT=1: every handshake asks for a receipt; the
-#                                          first binary must know --receipt)
+#                                          first binary must know --receipt; RECEIPT=first: only
+#                                          the first binary's, against builds without receipts)
 #   scripts/load.sh backends [BINARY]      the same (new relationships), on sled and on PostgreSQL
 #                                          side by side: a primary and two synchronous standbys
 #                                          started on this machine (scripts/pg-cluster.sh, needs
@@ -17,7 +18,8 @@
 # BINARY defaults to target/release/neuron (built if missing); give a second one (say, a build of
 # the commit before) to measure both in one run. The load itself always comes from the first
 # binary's `loadgen`, so that only the server differs. N=… sets the handshakes a rate run makes
-# (default 20000), ROUNDS=… how many times each is repeated (default 2).
+# (default 20000), ROUNDS=… how many times each is repeated (default 2); a rate run can be narrowed
+# to MODES=… (default "new existing") and CS=… (default "1 16 128").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-rate}"
@@ -126,12 +128,16 @@ queue)
   ;;
 rate)
   for round in $(seq 1 "$rounds"); do
-    for mode in new existing; do
-      for c in 1 16 128; do
+    for mode in ${MODES:-new existing}; do
+      for c in ${CS:-1 16 128}; do
         for binary in "${binaries[@]}"; do
           start "$binary" NEURON_WEBSOCKET__MAX_CONCURRENT_HANDSHAKES=1000
           before="$(ticks)"
-          result="$("$loadgen" loadgen --mode "$mode" --n "$n" --c "$c" ${RECEIPT:+--receipt} \
+          receipt=""
+          if [ "${RECEIPT:-}" = 1 ] || { [ "${RECEIPT:-}" = first ] && [ "$binary" = "${binaries[0]}" ]; }; then
+            receipt="--receipt"
+          fi
+          result="$("$loadgen" loadgen --mode "$mode" --n "$n" --c "$c" $receipt \
             --url "ws://$addr/ws/handshake" || true)"
           after="$(ticks)"
           completed="$(echo "$result" | awk '{ print $1 }')"

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{NeuronKey, SignedCheckpoint, TreeHead};
 use crate::event::{Event, EventData, ServerClockBehind};
+use crate::receipt::BatchEvidence;
 use crate::record::{encode, Digest, Record};
 use crate::store::{frontier_of, Appended, Log, LogHead, LogNodes};
 use crate::time::{Clock, Timestamp};
@@ -49,7 +50,7 @@ impl Default for JournalOptions {
 }
 
 /// What a caller learns when its event is durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Committed {
     /// The record's seq.
     pub seq: u64,
@@ -57,6 +58,9 @@ pub struct Committed {
     pub hash: Digest,
     /// The time stamped on the record.
     pub at: Timestamp,
+    /// When the batch ended with a signed checkpoint: what proves the record under it (its
+    /// receipt) without reading the store. Shared by every caller of the batch.
+    pub evidence: Option<Arc<BatchEvidence>>,
 }
 
 /// What one durable batch cost, for the metrics.
@@ -451,6 +455,9 @@ impl Writer {
         self.ends_with_checkpoint = batch.ends_with_checkpoint;
         self.last_at = batch.last_at;
         let records = batch.records;
+        let evidence = batch.checkpoint.clone().map(|checkpoint| {
+            Arc::new(BatchEvidence::new(batch.start, batch.appended, checkpoint))
+        });
         let report = BatchReport {
             records: records.len(),
             requests: replies.len(),
@@ -480,6 +487,7 @@ impl Writer {
                         seq: record.seq,
                         hash: record.hash,
                         at: record.at,
+                        evidence: evidence.clone(),
                     })
                     .collect()),
             };

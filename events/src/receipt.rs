@@ -15,14 +15,16 @@
 //! proves that the log, as its key signed it at that size, holds that record at that place; with
 //! a quorum of independent cosignatures, that the log showed the same tree to those witnesses.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::note::{self, Checkpoint, Note, NoteError, VerifierKey};
 use crate::record::Record;
-use crate::store::{LogReader, Nodes};
-use crate::tree::{self, Hash};
+use crate::store::{Appended, LogReader, Nodes};
+use crate::tree::{self, Frontier, Hash, Node, NodeReader, TreeError};
 use crate::Error;
 
 /// The first line of every receipt.
@@ -208,6 +210,92 @@ pub fn make(
     })
 }
 
+/// What a batch that ended with a checkpoint knows of the tree: its edge before the batch, and
+/// the hashes each of the batch's records completes. Enough to prove any record of the batch
+/// under that checkpoint without reading the store: a proof's hashes left of the batch are roots
+/// of the edge's perfect subtrees, the others are stored by the batch's own records. The journal
+/// hands it to the callers of the batch ([`crate::Committed::evidence`]); a receipt made from it
+/// is the one [`make`] makes from the store.
+#[derive(Debug)]
+pub struct BatchEvidence {
+    start: Frontier,
+    appended: Vec<Appended>,
+    checkpoint: Arc<SignedCheckpoint>,
+}
+
+impl BatchEvidence {
+    /// The evidence of a batch of records `appended` numbered right after the tree `start` ends,
+    /// whose last checkpoint is `checkpoint`.
+    pub fn new(
+        start: Frontier,
+        appended: Vec<Appended>,
+        checkpoint: Arc<SignedCheckpoint>,
+    ) -> Self {
+        Self {
+            start,
+            appended,
+            checkpoint,
+        }
+    }
+
+    /// The checkpoint the batch ended with.
+    pub fn checkpoint(&self) -> &SignedCheckpoint {
+        &self.checkpoint
+    }
+
+    /// The receipt of record `seq` under the batch's checkpoint; `None` when the record is not in
+    /// the batch or not under the checkpoint.
+    ///
+    /// # Errors
+    /// [`Error::TreeMissing`] when a hash of the proof is neither on the edge nor stored by the
+    /// batch (the caller then makes the receipt from the store).
+    pub fn receipt(&self, seq: u64) -> Option<Result<Receipt, Error>> {
+        let index = seq.checked_sub(1)?;
+        let position = usize::try_from(index.checked_sub(self.start.size())?).ok()?;
+        let record = self.appended.get(position)?;
+        if seq > self.checkpoint.size {
+            return None;
+        }
+        Some(
+            tree::prove_inclusion(index, self.checkpoint.size, self)
+                .map(|proof| Receipt {
+                    extra: Some(record.bytes.clone()),
+                    index,
+                    proof,
+                    checkpoint: self.checkpoint.note.clone(),
+                })
+                .map_err(|error| Error::TreeMissing {
+                    reason: error.to_string(),
+                }),
+        )
+    }
+}
+
+impl NodeReader for BatchEvidence {
+    fn read_nodes(&self, nodes: &[Node]) -> Result<Vec<Hash>, TreeError> {
+        nodes
+            .iter()
+            .map(|node| {
+                let stored_by_batch = node
+                    .stored_with()
+                    .and_then(|leaf| leaf.checked_sub(self.start.size()))
+                    .and_then(|position| usize::try_from(position).ok())
+                    .and_then(|position| self.appended.get(position))
+                    .and_then(|record| record.tree.get(usize::from(node.level)));
+                stored_by_batch
+                    .copied()
+                    .or_else(|| self.start.edge_node(node))
+                    .ok_or_else(|| TreeError::Missing {
+                        missing: format!(
+                            "node {}/{}: neither on the edge before the batch nor stored by it",
+                            node.level, node.index
+                        ),
+                    })
+            })
+            .collect()
+    }
+}
+
 /// Whom a receipt's checker trusts.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -304,4 +392,90 @@ fn cosigners(note: &Note, policy: &Policy) -> Result<Vec<(String, u64)>, Receipt
         }
     }
     Ok(cosigned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::tests::Stored;
+
+    /// A batch of `len` records after `before` records, its checkpoint signing `covered` of the
+    /// batch: the evidence, and the store holding every record.
+    fn batch(before: u64, len: u64, covered: u64) -> (BatchEvidence, Stored) {
+        let mut store = Stored::default();
+        let mut start = Frontier::default();
+        let mut appended = Vec::new();
+        for index in 0..before + len {
+            if index == before {
+                start = store.frontier.clone();
+            }
+            let bytes = format!("record {}", index + 1).into_bytes();
+            let tree = store.frontier.append(tree::leaf_hash(&bytes));
+            store.values.insert(index, tree.clone());
+            if index >= before {
+                appended.push(Appended {
+                    seq: index + 1,
+                    bytes,
+                    tree,
+                });
+            }
+        }
+        let size = before + covered;
+        let checkpoint = SignedCheckpoint {
+            seq: before + len,
+            size,
+            root: tree::tree_hash(size, &store).unwrap(),
+            note: format!("a note signing {size} leaves"),
+        };
+        (
+            BatchEvidence::new(start, appended, Arc::new(checkpoint)),
+            store,
+        )
+    }
+
+    #[test]
+    fn a_batch_proves_each_of_its_records_as_the_store_does_without_reading_it() {
+        for before in 0..=40 {
+            for len in 1..=40 {
+                // The checkpoint is the batch's last record: it signs the records before it.
+                let covered = len - 1;
+                let (evidence, store) = batch(before, len, covered);
+                for seq in 1..=before + len {
+                    let made = evidence.receipt(seq);
+                    if seq <= before || seq > before + covered {
+                        assert!(made.is_none(), "seq {seq} after {before}, batch of {len}");
+                        continue;
+                    }
+                    let receipt = made.unwrap().unwrap();
+                    let index = seq - 1;
+                    let size = before + covered;
+                    let from_store = tree::prove_inclusion(index, size, &store).unwrap();
+                    assert_eq!(
+                        receipt.proof, from_store,
+                        "seq {seq} after {before}, batch of {len}"
+                    );
+                    assert_eq!(receipt.index, index);
+                    assert_eq!(receipt.extra, Some(format!("record {seq}").into_bytes()));
+                    assert_eq!(receipt.checkpoint, evidence.checkpoint().note);
+                    let leaf = tree::leaf_hash(receipt.extra.as_deref().unwrap());
+                    tree::verify_inclusion(
+                        index,
+                        size,
+                        &leaf,
+                        &receipt.proof,
+                        &evidence.checkpoint().root,
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_hash_neither_on_the_edge_nor_in_the_batch_is_missing_not_guessed() {
+        let (evidence, _) = batch(5, 3, 3);
+        // Leaf 2's own hash lies inside the edge's subtree of four: the batch does not hold it.
+        assert!(evidence.read_nodes(&[Node { level: 0, index: 2 }]).is_err());
+        assert!(evidence.read_nodes(&[Node { level: 2, index: 0 }]).is_ok());
+    }
 }

@@ -467,6 +467,18 @@ impl Frontier {
         fold(&hashes).unwrap_or_else(Hash::empty)
     }
 
+    /// The hash of `node` when it is one of the edge's perfect subtrees.
+    pub fn edge_node(&self, node: &Node) -> Option<Hash> {
+        let mut start = 0u64;
+        for &(level, hash) in &self.edge {
+            if level == node.level && start >> level == node.index {
+                return Some(hash);
+            }
+            start += 1u64 << level;
+        }
+        None
+    }
+
     /// Appends a leaf: the hashes the store keeps for it, the leaf's first, then the root of each
     /// perfect subtree it completes, level by level (the value a store files under the leaf).
     pub fn append(&mut self, leaf: Hash) -> Vec<Hash> {
@@ -496,15 +508,15 @@ pub fn stored_position(node: &Node) -> Option<(u64, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
     /// A tree kept in memory as a store keeps it: each leaf's stored hashes.
     #[derive(Default)]
-    struct Stored {
-        values: HashMap<u64, Vec<Hash>>,
-        frontier: Frontier,
+    pub(crate) struct Stored {
+        pub(crate) values: HashMap<u64, Vec<Hash>>,
+        pub(crate) frontier: Frontier,
     }
 
     impl Stored {

@@ -18,7 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::warn;
 
 use neuron_events::event::EventData;
-use neuron_events::Event;
+use neuron_events::{Committed, Event};
 
 use super::live::{until_set, Live};
 use super::timed::TimedWrites;
@@ -114,10 +114,10 @@ pub(crate) async fn run(
             match effect {
                 Effect::Send(message) => frames.push(Message::text(message.to_text())),
                 Effect::SendWithReceipt(mut message) => {
-                    if let (ServerMessage::Complete { receipt, .. }, Some(seq)) =
-                        (&mut message, completed)
+                    if let (ServerMessage::Complete { receipt, .. }, Some(record)) =
+                        (&mut message, &completed)
                     {
-                        *receipt = make_receipt(&live, seq).await;
+                        *receipt = make_receipt(&live, record).await;
                     }
                     frames.push(Message::text(message.to_text()));
                 }
@@ -174,14 +174,14 @@ pub(crate) async fn run(
 }
 
 /// Steps the handshake and commits the transition's events; a failed commit becomes the
-/// transition of [`Input::CommitFailed`] (SERVER_ERROR, nothing recorded). Also returns the seq
-/// of the `connection.handshake_completed` record the transition committed, if any.
+/// transition of [`Input::CommitFailed`] (SERVER_ERROR, nothing recorded). Also returns the
+/// `connection.handshake_completed` record the transition committed, if any.
 async fn decide(
     live: &Live,
     session: &str,
     phase: &Phase,
     input: Input,
-) -> (handshake::Transition, Option<u64>) {
+) -> (handshake::Transition, Option<Committed>) {
     // A frame's step reads the relationships and providers: no operator change may land between
     // that reading and the commit of what it decided.
     let steady = if matches!(input, Input::Text(_)) {
@@ -209,7 +209,9 @@ async fn decide(
         .iter()
         .position(|event| matches!(event, EventData::HandshakeCompleted(_)));
     let completed = match commit(live, session, std::mem::take(&mut transition.events)).await {
-        Ok(committed) => completion.and_then(|index| committed.get(index).map(|c| c.seq)),
+        Ok(mut committed) => completion
+            .filter(|&index| index < committed.len())
+            .map(|index| committed.swap_remove(index)),
         Err(_) => {
             transition = step(live, phase, Input::CommitFailed);
             None
@@ -220,11 +222,24 @@ async fn decide(
     (transition, completed)
 }
 
-/// The consent receipt of record `seq` (SPEC §3.5): its inclusion proof under the latest
-/// checkpoint, which covers it (the batch that committed it ended with one). Made from stored
-/// hashes on a blocking thread. A receipt that cannot be made is left out, and said in the
+/// The consent receipt of the completion `record` (SPEC §3.5): its inclusion proof under the
+/// checkpoint its batch ended with, made in memory from what the batch knows of the tree
+/// ([`neuron_events::receipt::BatchEvidence`]); failing that, under the latest checkpoint from
+/// stored hashes on a blocking thread. A receipt that cannot be made is left out, and said in the
 /// server's log: the handshake is complete and recorded whatever happens to its evidence.
-async fn make_receipt(live: &Live, seq: u64) -> Option<String> {
+async fn make_receipt(live: &Live, record: &Committed) -> Option<String> {
+    let seq = record.seq;
+    match record
+        .evidence
+        .as_ref()
+        .and_then(|evidence| evidence.receipt(seq))
+    {
+        Some(Ok(receipt)) => return Some(receipt.to_text()),
+        Some(Err(error)) => {
+            warn!(%error, seq, "the batch could not prove the record: the receipt is made from the store");
+        }
+        None => {}
+    }
     let checkpoint = live.journal.status().checkpoint?;
     if checkpoint.size < seq {
         // Signing is held (a witness conflict): no checkpoint covers the record.
