@@ -22,6 +22,7 @@
 pub mod audit;
 pub mod config;
 #[doc(hidden)]
+#[cfg(feature = "test-support")]
 pub mod fuzzing;
 pub mod ids;
 pub mod investigate;

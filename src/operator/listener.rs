@@ -6,10 +6,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use futures_util::Stream;
-use hyper::body::{Buf, Bytes};
+use hyper::body::Buf;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
-use warp::http::{HeaderMap, Method, StatusCode};
+use warp::http::{HeaderMap, Method};
 use warp::Filter;
 
 use crate::server::live::until_set;
@@ -245,13 +245,14 @@ where
 
 /// Answers one request without a socket, as the listener would: its status and body. For the
 /// fuzz target that holds every answer to what `openapi.json` documents.
+#[cfg(any(test, feature = "test-support"))]
 pub(crate) async fn answer_offline(
     state: &OperatorState,
     method: Method,
     path_and_query: &str,
     headers: HeaderMap,
     body: Vec<u8>,
-) -> (StatusCode, Vec<u8>) {
+) -> (warp::http::StatusCode, Vec<u8>) {
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
@@ -261,7 +262,7 @@ pub(crate) async fn answer_offline(
         query: query.to_string(),
         headers,
     };
-    let chunks = vec![Ok::<_, warp::Error>(Bytes::from(body))];
+    let chunks = vec![Ok::<_, warp::Error>(hyper::body::Bytes::from(body))];
     let response = match answer(request, futures_util::stream::iter(chunks), state).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),

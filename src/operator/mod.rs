@@ -29,6 +29,7 @@ mod errors;
 mod export;
 mod guard;
 mod listener;
+#[cfg(any(test, feature = "test-support"))]
 mod offline;
 mod openapi;
 mod proofs;
@@ -42,7 +43,9 @@ pub use guard::new_token;
 pub use openapi::OPENAPI;
 pub use routes::{resolve, Endpoint, Resolved, Route, ROUTES};
 
-pub(crate) use listener::{answer_offline, serve};
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) use listener::answer_offline;
+pub(crate) use listener::serve;
 use openapi::openapi_document;
 
 /// The largest request body accepted.

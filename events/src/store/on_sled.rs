@@ -192,7 +192,9 @@ pub struct SledLog {
     synced_blobs: HashSet<std::ffi::OsString>,
     acknowledged: Acknowledged,
     head_file: Option<HeadFile>,
-    /// A failure a test injected: the step, and how many appends succeed before it strikes.
+    /// A failure a test injected: the step, and how many appends succeed before it strikes. Not
+    /// in a build without `test-support`: the server's appends check nothing of the kind.
+    #[cfg(any(test, feature = "test-support"))]
     fault: Option<(AppendStep, u64)>,
     /// The tree block this log wrote last, as written: the next batch extends it without
     /// reading it back.
@@ -320,6 +322,7 @@ impl SledLog {
             synced_blobs: HashSet::new(),
             acknowledged,
             head_file,
+            #[cfg(any(test, feature = "test-support"))]
             fault: None,
             tree_tail: None,
         })
@@ -381,6 +384,7 @@ impl SledLog {
     }
 
     /// Whether the injected fault, if any, strikes at `step` of this append.
+    #[cfg(any(test, feature = "test-support"))]
     fn injected(&self, step: AppendStep) -> Result<(), Error> {
         match self.fault {
             Some((at, 0)) if at == step => Err(Error::Io {
@@ -391,6 +395,25 @@ impl SledLog {
             _ => Ok(()),
         }
     }
+
+    /// Without `test-support` no fault can be injected: every step goes on.
+    #[cfg(not(any(test, feature = "test-support")))]
+    #[inline(always)]
+    fn injected(&self, _: AppendStep) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// One append more has succeeded: an injected fault comes one nearer.
+    #[cfg(any(test, feature = "test-support"))]
+    fn count_down_fault(&mut self) {
+        if let Some((_, countdown)) = &mut self.fault {
+            *countdown = countdown.wrapping_sub(1);
+        }
+    }
+
+    #[cfg(not(any(test, feature = "test-support")))]
+    #[inline(always)]
+    fn count_down_fault(&mut self) {}
 }
 
 fn seq_key(seq: u64) -> [u8; 8] {
@@ -461,9 +484,7 @@ impl Log for SledLog {
         };
         self.injected(AppendStep::Evidence)?;
         self.write_evidence(head)?;
-        if let Some((_, countdown)) = &mut self.fault {
-            *countdown = countdown.wrapping_sub(1);
-        }
+        self.count_down_fault();
         Ok(())
     }
 
