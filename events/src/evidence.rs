@@ -18,7 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::record::Digest;
-use crate::store::{Log, LogHead};
+use crate::store::{Acknowledged, Log, LogHead};
 use crate::Error;
 
 /// The evidence file's name inside a sled log's directory.
@@ -29,35 +29,6 @@ const SLOT: usize = 128;
 
 /// The first word of a slot.
 const MAGIC: &str = "neuron-head-v1";
-
-/// What a log knows, from outside its store, about the last record it acknowledged.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Acknowledged {
-    /// The head file names this record: the store must hold it.
-    Head(LogHead),
-    /// A store written before head files existed: the head it recorded inside itself, which a
-    /// damaged store loses along with its tail. The next append writes a head file.
-    Legacy(LogHead),
-    /// The store holds records but its head file is gone: a lost tail could not be detected.
-    Missing,
-    /// The head file cannot be read as one.
-    Damaged {
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The store keeps no evidence (an in-memory log).
-    NotKept,
-}
-
-impl Acknowledged {
-    /// The head the store must hold, when the evidence names one.
-    pub fn head(&self) -> Option<LogHead> {
-        match self {
-            Self::Head(head) | Self::Legacy(head) => Some(*head),
-            Self::Missing | Self::Damaged { .. } | Self::NotKept => None,
-        }
-    }
-}
 
 /// Checks a log's store against the evidence of its acknowledged head, and returns the store's
 /// head. Records beyond the acknowledged head are fine: a batch can be durable in the store when

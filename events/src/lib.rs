@@ -48,10 +48,10 @@ pub mod verify;
 pub use checkpoint::NeuronKey;
 pub use error::{full_message, Error};
 pub use event::{Event, EventData};
-pub use evidence::Acknowledged;
 #[cfg(feature = "store")]
 pub use journal::{BatchReport, CommitObserver, Committed, Journal, JournalOptions, JournalStatus};
 pub use record::{Digest, Record};
+pub use store::Acknowledged;
 #[cfg(feature = "store")]
 pub use store::{AppendStep, Durability, SledLog, SledReader};
 pub use store::{Log, LogHead, MemoryLog};

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::evidence::Acknowledged;
 use crate::record::Digest;
 use crate::tree::{Frontier, Hash, Node, NodeReader, TreeError};
 use crate::Error;
@@ -169,6 +168,35 @@ pub fn pick_nodes(
 /// The tree hashes stored with one record, as bytes: 32 per hash, level by level.
 pub fn tree_value(tree: &[Hash]) -> Vec<u8> {
     tree.iter().flat_map(|hash| hash.0).collect()
+}
+
+/// What a log knows, from outside its store, about the last record it acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Acknowledged {
+    /// The head file names this record: the store must hold it.
+    Head(LogHead),
+    /// A store written before head files existed: the head it recorded inside itself, which a
+    /// damaged store loses along with its tail. The next append writes a head file.
+    Legacy(LogHead),
+    /// The store holds records but its head file is gone: a lost tail could not be detected.
+    Missing,
+    /// The head file cannot be read as one.
+    Damaged {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store keeps no evidence (an in-memory log).
+    NotKept,
+}
+
+impl Acknowledged {
+    /// The head the store must hold, when the evidence names one.
+    pub fn head(&self) -> Option<LogHead> {
+        match self {
+            Self::Head(head) | Self::Legacy(head) => Some(*head),
+            Self::Missing | Self::Damaged { .. } | Self::NotKept => None,
+        }
+    }
 }
 
 /// An append-only store of records, keyed by seq, with the Merkle tree's stored hashes beside

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::ids::IdSource;
 use crate::server::metrics::Metrics;
 use crate::server::pairs::PairLocks;
-use crate::server::witnesses::WitnessBoard;
+use crate::server::witness_board::WitnessBoard;
 
 /// A live session as the views show it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

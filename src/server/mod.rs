@@ -28,6 +28,7 @@ mod refusals;
 mod session;
 mod start;
 pub mod timed;
+pub mod witness_board;
 pub mod witnesses;
 
 use std::future::Future;

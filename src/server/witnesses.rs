@@ -11,7 +11,7 @@
 //! signature, silence, slowness) is logged and metered, never recorded as a cosignature, and never
 //! delays a handshake: submissions run on their own task, each call bounded by a timeout.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use neuron_events::tree;
 use neuron_events::Event;
 
 use super::live::Live;
+use super::witness_board::{WitnessBoard, WitnessState};
 
 /// The content type of a 409's body: the witness's latest cosigned size.
 const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
@@ -35,53 +36,6 @@ struct Witness {
     key: VerifierKey,
     /// `{url}/add-checkpoint`
     endpoint: String,
-}
-
-/// What one witness has done, as `/ready`, the metrics and the checkpoint routes read it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct WitnessState {
-    /// The witness.
-    pub name: String,
-    /// The tree size it last cosigned (from the log at start, then from its answers).
-    pub cosigned_size: u64,
-    /// Rounds since it last cosigned the checkpoint it was sent (0: it cosigned the last one).
-    pub rounds_behind: u32,
-    /// Why the last submission failed, if it did.
-    pub last_failure: Option<String>,
-}
-
-/// The state the server shares with the operator listener.
-#[derive(Debug, Default)]
-pub struct WitnessBoard {
-    witnesses: Vec<WitnessState>,
-    /// The latest checkpoint with a quorum of cosignatures, its note with them.
-    witnessed: Option<(u64, String)>,
-    /// The unacknowledged conflict, in words.
-    conflict: Option<String>,
-    /// Cosignature and failure counts by witness, for the metrics.
-    counts: HashMap<String, (u64, u64)>,
-}
-
-impl WitnessBoard {
-    /// Each witness's state.
-    pub fn witnesses(&self) -> &[WitnessState] {
-        &self.witnesses
-    }
-
-    /// The latest witnessed checkpoint: its size and its note, cosignatures included.
-    pub fn witnessed(&self) -> Option<&(u64, String)> {
-        self.witnessed.as_ref()
-    }
-
-    /// The conflict a witness reported, until an operator acknowledges it.
-    pub fn conflict(&self) -> Option<&str> {
-        self.conflict.as_deref()
-    }
-
-    /// Cosignatures obtained and submissions failed, by witness, since start.
-    pub fn counts(&self) -> &HashMap<String, (u64, u64)> {
-        &self.counts
-    }
 }
 
 /// How one submission ended.

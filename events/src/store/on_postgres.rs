@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, GenericClient, NoTls};
 
-use crate::evidence::Acknowledged;
 use crate::record::Digest;
+use crate::store::Acknowledged;
 use crate::tree::{Hash, Node};
 use crate::Error;
 

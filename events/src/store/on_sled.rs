@@ -6,8 +6,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::sync_directory;
-use crate::evidence::{Acknowledged, HeadFile};
+use crate::evidence::HeadFile;
 use crate::record::Digest;
+use crate::store::Acknowledged;
 use crate::Error;
 
 use std::sync::Arc;

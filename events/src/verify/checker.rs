@@ -6,8 +6,8 @@ use std::iter::Peekable;
 
 use crate::b64;
 use crate::checkpoint::CheckpointFault;
-use crate::evidence::Acknowledged;
 use crate::record::Digest;
+use crate::store::Acknowledged;
 use crate::store::LogHead;
 use crate::time::Timestamp;
 use crate::Error;

@@ -18,8 +18,8 @@ use std::io::Read;
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::evidence::Acknowledged;
 use crate::jsonl::Blocks;
+use crate::store::Acknowledged;
 use crate::store::{Log, LogHead};
 use crate::Error;
 

@@ -10,10 +10,10 @@ use crate::event::{
     LogCheckpoint, LogCosigned, LogRestored, LogRollbackAcknowledged, LogWitnessConflict,
     RelationshipEstablished, RelationshipTerminated, SeqRange, ServerStarted,
 };
-use crate::evidence::Acknowledged;
 use crate::jsonl::{oversized_reason, Piece};
 use crate::note;
 use crate::record::Digest;
+use crate::store::Acknowledged;
 use crate::store::Log;
 use crate::time::Timestamp;
 use crate::tree::Hash;

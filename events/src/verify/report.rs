@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 pub use crate::event::SeqRange;
-use crate::evidence::Acknowledged;
 use crate::record::Digest;
+use crate::store::Acknowledged;
 use crate::time::Timestamp;
 
 /// The last checkpoint whose signature and head held.
