@@ -27,7 +27,7 @@ pub enum Error {
     /// An event whose record would exceed the record size limit.
     #[error(
         "{kind} record of {bytes} bytes exceeds the limit of {} bytes",
-        crate::record::MAX_RECORD_BYTES
+        crate::limits::MAX_RECORD_BYTES
     )]
     RecordTooLarge {
         /// The event kind.
@@ -42,7 +42,7 @@ pub enum Error {
         reason: String,
     },
     /// A line of an export longer than the largest record: not a record, and never held whole.
-    #[error("line {line}: {}", crate::jsonl::oversized_reason(*length))]
+    #[error("line {line}: {}", crate::limits::oversized_reason(*length))]
     LineTooLong {
         /// The line's number.
         line: u64,

@@ -5,7 +5,8 @@
 
 use std::io::Read;
 
-use crate::record::MAX_RECORD_BYTES;
+pub use crate::limits::oversized_reason;
+use crate::limits::MAX_RECORD_BYTES;
 
 /// Bytes read at once.
 const BLOCK: usize = 1 << 20;
@@ -36,11 +37,6 @@ pub enum Piece {
         /// False when the input ended inside it.
         complete: bool,
     },
-}
-
-/// Why a line is not a record before anything parses it: longer than any record.
-pub fn oversized_reason(length: u64) -> String {
-    format!("a line of {length} bytes, longer than the largest record ({MAX_RECORD_BYTES} bytes)")
 }
 
 /// Splits an input into [`Piece`]s.

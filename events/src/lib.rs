@@ -33,6 +33,7 @@ pub mod fuzzing;
 #[cfg(feature = "store")]
 pub mod journal;
 pub mod jsonl;
+mod limits;
 pub mod narrate;
 pub mod note;
 pub mod parallel;

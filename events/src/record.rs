@@ -11,10 +11,7 @@ use crate::event::{DecodeError, Event, EventData};
 use crate::time::Timestamp;
 use crate::Error;
 
-/// The largest record the log accepts. Records above sled's blob threshold (a quarter of its
-/// 512 KiB segment, about 128 KiB) are stored by sled in blob files of their own, which `SledLog`
-/// makes durable beside its data file.
-pub const MAX_RECORD_BYTES: usize = 1 << 20;
+pub use crate::limits::MAX_RECORD_BYTES;
 
 /// A blake3 hash: a record's identity in the chain.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

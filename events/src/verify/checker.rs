@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::iter::Peekable;
 
+use ed25519_dalek::VerifyingKey;
+
 use crate::b64;
 use crate::checkpoint::CheckpointFault;
 use crate::record::Digest;
@@ -16,7 +18,18 @@ use super::parse::{Detail, Parsed, ParsedEntry, Position, SignedCheckpoint};
 use super::relationships::InForce;
 use super::report::*;
 use super::tree::TreeCheck;
-use super::VerifyOptions;
+
+/// What the investigator trusts beyond the log itself.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// Checkpoints must be signed by this key, and every record covered by one.
+    pub trusted_key: Option<VerifyingKey>,
+    /// The log must contain this record (seq and hash), as learned from a trusted source.
+    pub expected_head: Option<LogHead>,
+    /// With a trusted key: accept records after the last trusted checkpoint (a copy of a running
+    /// or crashed server's log), naming them in the report.
+    pub allow_unsigned_tail: bool,
+}
 
 /// What the report said before the last sound record, to take that record back when the next one
 /// shows it was altered. The checkpoint part is only kept when that record was itself a

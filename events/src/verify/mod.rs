@@ -16,11 +16,9 @@
 
 use std::io::Read;
 
-use ed25519_dalek::VerifyingKey;
-
 use crate::jsonl::Blocks;
 use crate::store::Acknowledged;
-use crate::store::{Log, LogHead};
+use crate::store::Log;
 use crate::Error;
 
 mod checker;
@@ -28,38 +26,15 @@ mod parse;
 mod relationships;
 mod tree;
 
-pub use tree::{StoredTree, TreeSummary};
 pub mod report;
 
 pub use report::*;
 
-use parse::{batches, run, Work, BATCH};
+pub use checker::VerifyOptions;
+pub use parse::Entry;
 
-/// One record as a source yields it.
-#[derive(Clone, Debug)]
-pub struct Entry {
-    /// The seq the store files it under (the sled key), when the source has one.
-    pub key: Option<u64>,
-    /// The line it stands on, when the source is an export.
-    pub line: Option<u64>,
-    /// The stored bytes.
-    pub bytes: Vec<u8>,
-    /// False when the source's framing shows the record was cut short (a JSONL line without its
-    /// newline at the end of the file).
-    pub complete: bool,
-}
-
-/// What the investigator trusts beyond the log itself.
-#[derive(Clone, Debug, Default)]
-pub struct VerifyOptions {
-    /// Checkpoints must be signed by this key, and every record covered by one.
-    pub trusted_key: Option<VerifyingKey>,
-    /// The log must contain this record (seq and hash), as learned from a trusted source.
-    pub expected_head: Option<LogHead>,
-    /// With a trusted key: accept records after the last trusted checkpoint (a copy of a running
-    /// or crashed server's log), naming them in the report.
-    pub allow_unsigned_tail: bool,
-}
+use checker::check;
+use parse::{batches, perform, Work, BATCH};
 
 /// Verifies a sequence of stored records from any source, against what the source acknowledged.
 /// Parsing and hashing run on as many threads as there are cores (up to four); the chain is
@@ -109,4 +84,24 @@ pub fn verify_log(log: &dyn Log, options: &VerifyOptions) -> Result<Report, Erro
         Work::Range(from, (from + step - 1).min(last))
     });
     run(ranges, Some(log), &log.acknowledged(), options)
+}
+
+/// Runs the parsing work on worker threads and checks the chain, in order, on this one.
+fn run(
+    work: impl Iterator<Item = Work>,
+    log: Option<&dyn Log>,
+    acknowledged: &Acknowledged,
+    options: &VerifyOptions,
+) -> Result<Report, Error> {
+    let perform = |work| perform(work, log);
+    std::thread::scope(|scope| {
+        let parsed = crate::parallel::ordered(scope, work, &perform).flat_map(|batch| {
+            let (entries, failure) = match batch {
+                Ok(entries) => (entries, None),
+                Err(error) => (Vec::new(), Some(error)),
+            };
+            entries.into_iter().map(Ok).chain(failure.map(Err))
+        });
+        check(parsed, acknowledged, options)
+    })
 }

@@ -13,14 +13,24 @@ use crate::event::{
 use crate::jsonl::{oversized_reason, Piece};
 use crate::note;
 use crate::record::Digest;
-use crate::store::Acknowledged;
 use crate::store::Log;
 use crate::time::Timestamp;
 use crate::tree::Hash;
 use crate::Error;
 
-use super::checker::check;
-use super::{Entry, Report, VerifyOptions};
+/// One record as a source yields it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The seq the store files it under (the sled key), when the source has one.
+    pub key: Option<u64>,
+    /// The line it stands on, when the source is an export.
+    pub line: Option<u64>,
+    /// The stored bytes.
+    pub bytes: Vec<u8>,
+    /// False when the source's framing shows the record was cut short (a JSONL line without its
+    /// newline at the end of the file).
+    pub complete: bool,
+}
 
 pub(super) struct Parsed {
     pub(super) seq: u64,
@@ -247,7 +257,7 @@ fn parse_one(key: Option<u64>, line: Option<u64>, bytes: &[u8], complete: bool) 
     (position, parse(bytes))
 }
 
-fn perform(work: Work, log: Option<&dyn Log>) -> Result<Vec<ParsedEntry>, Error> {
+pub(super) fn perform(work: Work, log: Option<&dyn Log>) -> Result<Vec<ParsedEntry>, Error> {
     match work {
         Work::Entries(entries) => Ok(entries
             .into_iter()
@@ -318,26 +328,6 @@ fn stored_hashes(seq: u64, stored: &[u8]) -> Stored {
         ),
         None => Stored::Absent,
     }
-}
-
-/// Runs the parsing work on worker threads and checks the chain, in order, on this one.
-pub(super) fn run(
-    work: impl Iterator<Item = Work>,
-    log: Option<&dyn Log>,
-    acknowledged: &Acknowledged,
-    options: &VerifyOptions,
-) -> Result<Report, Error> {
-    let perform = |work| perform(work, log);
-    std::thread::scope(|scope| {
-        let parsed = crate::parallel::ordered(scope, work, &perform).flat_map(|batch| {
-            let (entries, failure) = match batch {
-                Ok(entries) => (entries, None),
-                Err(error) => (Vec::new(), Some(error)),
-            };
-            entries.into_iter().map(Ok).chain(failure.map(Err))
-        });
-        check(parsed, acknowledged, options)
-    })
 }
 
 /// Entries in batches; a read error ends them, after the entries read before it.

@@ -293,7 +293,7 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollbacks: Vec<(u64, SeqRange)>,
     /// The Merkle tree rebuilt from the sound records.
-    pub tree: super::TreeSummary,
+    pub tree: TreeSummary,
     /// The first problem, if any.
     pub problem: Option<Problem>,
     /// What the records say that breaks a promise the log's writer makes, though the chain holds:
@@ -416,10 +416,10 @@ impl Report {
             unverified: Vec::new(),
             anomalies: Vec::new(),
             rollbacks: Vec::new(),
-            tree: super::TreeSummary {
+            tree: TreeSummary {
                 size: 0,
                 root: crate::tree::Hash::empty().to_base64(),
-                stored: super::StoredTree::NotStored,
+                stored: StoredTree::NotStored,
             },
             problem: Some(Problem {
                 seq: 1,
@@ -429,4 +429,27 @@ impl Report {
             }),
         }
     }
+}
+
+/// What a verification found of the tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TreeSummary {
+    /// Leaves: the sound records.
+    pub size: u64,
+    /// The root over them, standard base64.
+    pub root: String,
+    /// Whether the source's own tree was compared.
+    pub stored: StoredTree,
+}
+
+/// Whether a source keeps the tree, and what became of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredTree {
+    /// An export: no tree but the one rebuilt.
+    NotKept,
+    /// A store written before the tree: none kept (the server adds it at its next start).
+    NotStored,
+    /// The store's tree hashes, every one equal to the rebuilt tree's.
+    Checked,
 }

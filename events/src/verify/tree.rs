@@ -3,35 +3,10 @@
 //! leaf counts only once the record is known sound (the checker holds it until the next record
 //! links to it), so the tree always holds exactly the sound records before the one being checked.
 
-use serde::Serialize;
-
 use crate::tree::{Frontier, Hash};
 
 use super::parse::Stored;
-use super::report::{Fault, SeqRange};
-
-/// What a verification found of the tree.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TreeSummary {
-    /// Leaves: the sound records.
-    pub size: u64,
-    /// The root over them, standard base64.
-    pub root: String,
-    /// Whether the source's own tree was compared.
-    pub stored: StoredTree,
-}
-
-/// Whether a source keeps the tree, and what became of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoredTree {
-    /// An export: no tree but the one rebuilt.
-    NotKept,
-    /// A store written before the tree: none kept (the server adds it at its next start).
-    NotStored,
-    /// The store's tree hashes, every one equal to the rebuilt tree's.
-    Checked,
-}
+use super::report::{Fault, SeqRange, StoredTree, TreeSummary};
 
 /// The tree being rebuilt.
 #[derive(Default)]
