@@ -4,7 +4,7 @@
 use warp::http::HeaderMap;
 
 use super::errors::{ApiError, Code};
-use super::listener::Request;
+use super::head::Request;
 use super::OperatorState;
 
 /// Who made a change, as recorded in its event.

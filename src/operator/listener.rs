@@ -9,7 +9,7 @@ use futures_util::Stream;
 use hyper::body::Buf;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
-use warp::http::{HeaderMap, Method};
+use warp::http::Method;
 use warp::Filter;
 
 use crate::server::live::until_set;
@@ -18,6 +18,7 @@ use super::changes::{add_provider, checkpoint, remove_provider, terminate};
 use super::errors::{set_content_type, Answer, ApiError, Code};
 use super::export::export;
 use super::guard::{authenticate, refuse_browsers, require_json, Caller};
+use super::head::Request;
 use super::reads::{
     audit_head, health, metrics, providers, queue, ready, relationship, relationships, sessions,
 };
@@ -139,13 +140,6 @@ pub(crate) fn routes(
         .unify()
 }
 
-pub(super) struct Request {
-    pub(super) method: Method,
-    pub(super) path: String,
-    pub(super) query: String,
-    pub(super) headers: HeaderMap,
-}
-
 pub(super) async fn handle<S, B>(
     request: Request,
     body: S,
@@ -250,7 +244,7 @@ pub(crate) async fn answer_offline(
     state: &OperatorState,
     method: Method,
     path_and_query: &str,
-    headers: HeaderMap,
+    headers: warp::http::HeaderMap,
     body: Vec<u8>,
 ) -> (warp::http::StatusCode, Vec<u8>) {
     let (path, query) = path_and_query

@@ -28,6 +28,7 @@ mod changes;
 mod errors;
 mod export;
 mod guard;
+mod head;
 mod listener;
 #[cfg(any(test, feature = "test-support"))]
 mod offline;
