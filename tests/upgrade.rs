@@ -46,9 +46,12 @@ async fn exchange(server: &neuron::server::Server, bytes: &[u8]) -> (String, boo
     (String::from_utf8_lossy(&received).into_owned(), closed)
 }
 
-/// The status code of an HTTP answer.
+/// The status code of an HTTP answer (an HTTP/1.0 request may be answered in its version).
 fn status(answer: &str) -> Option<u16> {
-    answer.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+    let rest = answer
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| answer.strip_prefix("HTTP/1.0 "))?;
+    rest.get(..3)?.parse().ok()
 }
 
 /// A header's value in an answer, by case-insensitive name.
@@ -200,6 +203,12 @@ async fn an_upgrade_gets_its_101_and_a_frame_sent_behind_the_request_is_read() {
     assert_eq!(
         header(&answer, "sec-websocket-accept"),
         Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{answer}"
+    );
+    // Switching, and nothing else: not also closing.
+    assert_eq!(
+        header(&answer, "connection").map(str::to_ascii_lowercase),
+        Some("upgrade".to_string()),
         "{answer}"
     );
     assert!(answer.contains("INVALID_MESSAGE"), "{answer}");

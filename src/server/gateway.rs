@@ -1,16 +1,19 @@
-//! The public listener (SPEC §2.3, §2.5, §7): admission at the connection level. The handshake
-//! port serves one thing, the upgrade, so a connection is an attempt: it takes a place among
-//! `max_connections`, then a slot among `max_concurrent_handshakes`; without a free slot, it must
-//! send its whole request (at most 2 KiB, parsed and kept) before it takes a place in the FIFO
-//! queue of `max_queued`, so that idle and trickling sockets hold no place a patient needs. The
-//! header timeout counts from accept, queued or not. Whatever a client does, every resource it
-//! takes is a guard released when it is done with, and every session ends with one terminal
-//! record.
+//! The public listener (SPEC §2.3, §2.5, §7): admission at the connection level, then hyper and
+//! warp. The handshake port serves one thing, the upgrade, so a connection is an attempt: it takes
+//! a place among `max_connections`, then a slot among `max_concurrent_handshakes`; without a free
+//! slot, it must send its whole request (at most 2 KiB, kept as bytes) before it takes a place in
+//! the FIFO queue of `max_queued`, so that idle and trickling sockets hold no place a patient
+//! needs. The header timeout counts from accept, queued or not. A connection with a slot is
+//! served by hyper's HTTP/1 connection with the routes of [`routes`] (one request, no
+//! keep-alive), its queued request read again first; an upgrade answered 101 becomes a session.
+//! Whatever a client does, every resource it takes is a guard released when it is done with, and
+//! every session ends with one terminal record.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -18,13 +21,17 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 use tracing::{info_span, warn, Instrument};
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
 
 use neuron_events::event::*;
 use neuron_events::Event;
 
-use super::http::{self, LogRoute, Refusal, Request, Upgrade};
+use super::http::{self, Refusal};
 use super::live::{until_set, Live};
 use super::refusals::Refusals;
+use super::rewind::Rewind;
+use super::routes::{self, Attempt};
 use super::session::{self, socket_config};
 use super::timed::TimedWrites;
 
@@ -39,6 +46,8 @@ pub(crate) struct Gateway {
     connections: Arc<Semaphore>,
     max_connections: u32,
     refusals: Arc<Refusals>,
+    /// What a connection with a slot is served.
+    routes: BoxedFilter<(Response,)>,
     /// Every connection's task: a stop waits for them.
     tasks: TaskTracker,
     /// Connections in the queue, until their last queue record is committed: a stop answers
@@ -76,6 +85,7 @@ impl Gateway {
             connections: Arc::new(Semaphore::new(max_connections as usize)),
             max_connections,
             refusals,
+            routes: routes::routes(websocket.path.clone()),
             tasks: TaskTracker::new(),
             waiting: TaskTracker::new(),
             live,
@@ -144,19 +154,19 @@ impl Gateway {
         // Each task is sized for what its connection does: a slot's for the exchange, the
         // others' for reading a request and finding a place.
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            let exchange = gateway.exchange(stream, peer, slot, deadline);
+            let stream = TimedWrites::new(stream, self.write_timeout());
+            let exchange = gateway.exchange(stream, peer, slot, None, Box::default(), deadline);
             self.spawn_holding(connection, span, exchange);
             return;
         }
-        // No free slot: the request decides. Most clients have sent it by now; it is taken and
-        // parsed here, so that such a connection never needs a task for reading.
+        // No free slot: the request decides. Most clients have sent it by now; it is taken here,
+        // so that such a connection never needs a task for reading.
         let mut buffer = Vec::new();
-        let path = &self.live.config.websocket.path;
         let limit = http::MAX_WAITING_REQUEST_BYTES;
-        match take_request(&stream, &mut buffer, limit, path, Reading::Kernel) {
-            Some(Ok(request)) => {
+        match take_head(&stream, &mut buffer, limit, Reading::Kernel) {
+            Some(Ok(())) => {
                 let stream = TimedWrites::new(stream, self.write_timeout());
-                self.place(stream, peer, request, connection, span);
+                self.place(stream, peer, buffer.into(), connection, span);
             }
             Some(Err(unserved)) => {
                 let answer = async move {
@@ -184,11 +194,8 @@ impl Gateway {
     ) {
         let mut stream = TimedWrites::new(stream, self.write_timeout());
         let limit = http::MAX_WAITING_REQUEST_BYTES;
-        match self
-            .read_request(&mut stream, deadline, limit, buffer)
-            .await
-        {
-            Ok(request) => self.place(stream, peer, request, connection, tracing::Span::current()),
+        match self.read_head(&mut stream, deadline, limit, buffer).await {
+            Ok(head) => self.place(stream, peer, head, connection, tracing::Span::current()),
             Err(unserved) => self.unserved(&mut stream, unserved).await,
         }
     }
@@ -199,13 +206,14 @@ impl Gateway {
         self: &Arc<Self>,
         mut stream: TimedWrites<TcpStream>,
         peer: SocketAddr,
-        request: Request,
+        request: Box<[u8]>,
         connection: OwnedSemaphorePermit,
         span: tracing::Span,
     ) {
         let gateway = self.clone();
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            let served = gateway.serve_request(stream, peer, slot, None, request);
+            let deadline = self.header_deadline();
+            let served = gateway.exchange(stream, peer, slot, None, request, deadline);
             self.spawn_holding(connection, span, served);
         } else if let Ok(place) = self.queue.clone().try_acquire_owned() {
             let max_queued = self.live.config.websocket.max_queued as usize;
@@ -294,8 +302,8 @@ impl Gateway {
         Box::pin(self.live.journal.append(Event::in_session(session, data))).await
     }
 
-    /// A connection that found no slot: it waits in the queue holding its socket, its parsed
-    /// request and nothing else, until it gets a slot, gives up, the server stops, or the client
+    /// A connection that found no slot: it waits in the queue holding its socket, its request's
+    /// bytes and nothing else, until it gets a slot, gives up, the server stops, or the client
     /// leaves. An `async` block rather than an `async fn`: its arguments are not copied into the
     /// future a second time, and ten thousand of these wait at once.
     #[expect(
@@ -308,7 +316,7 @@ impl Gateway {
         peer: SocketAddr,
         position: u32,
         place: OwnedSemaphorePermit,
-        request: Request,
+        mut request: Box<[u8]>,
     ) -> impl std::future::Future<Output = ()> {
         async move {
             let waiting = self.waiting.token();
@@ -348,10 +356,17 @@ impl Gateway {
                         )
                         .await;
                     if promoted.is_ok() {
+                        // What the client sent after its request while it waited (its first
+                        // frame, if it did not wait for the 101) is in the kernel, and the wait
+                        // cleared the runtime's note that the socket is readable: taken now and
+                        // put behind the request, for hyper and then the WebSocket to read.
+                        request = self.with_what_arrived(stream.get_ref(), request);
+                        let deadline = self.header_deadline();
                         // Boxed: a waiting connection's task then holds only what waiting needs,
-                        // not room for the whole session that follows a promotion.
-                        Box::pin(self.serve_request(stream, peer, slot, Some(session), request))
-                            .await;
+                        // not room for the exchange and session that follow a promotion.
+                        let exchange =
+                            self.exchange(stream, peer, slot, Some(session), request, deadline);
+                        Box::pin(exchange).await;
                     }
                     return;
                 }
@@ -408,124 +423,104 @@ impl Gateway {
         }
     }
 
-    /// The answer to a read of the log's public evidence (SPEC §3.5).
-    async fn evidence(&self, route: Result<LogRoute, String>) -> Vec<u8> {
-        use crate::audit::{self, ProofError};
-        let answer = match route {
-            Err(reason) => Err(ProofError::BadParameter {
-                name: "query",
-                reason,
-            }),
-            Ok(LogRoute::Checkpoint) => audit::served_checkpoint(&self.live),
-            Ok(LogRoute::Consistency { from, to }) => {
-                audit::consistency(&self.live, from, to).await
+    /// `request` with what the kernel holds for `stream` now behind it: up to a whole first
+    /// frame (the largest message and its frame header).
+    fn with_what_arrived(&self, stream: &TcpStream, request: Box<[u8]>) -> Box<[u8]> {
+        let mut bytes = Vec::from(request);
+        let limit = bytes.len() + self.live.config.websocket.max_payload_bytes + 14;
+        if let Err(error) = read_waiting(stream, &mut bytes, limit) {
+            if error.kind() != std::io::ErrorKind::WouldBlock {
+                tracing::debug!(%error, "reading what a queued client sent while it waited");
             }
-        };
-        match answer {
-            Ok(body) => http::text_response(200, "OK", &body),
-            Err(ProofError::BadParameter { reason, .. }) => {
-                http::text_response(400, "Bad Request", &reason)
-            }
-            Err(ProofError::NotFound(reason)) => http::text_response(404, "Not Found", &reason),
-            Err(ProofError::Unreadable(_)) => http::text_response(
-                503,
-                "Service Unavailable",
-                "the log could not be read; try again",
-            ),
         }
+        bytes.into()
     }
 
-    /// A connection with a slot at once reads its request (until `deadline`) and is served.
+    /// A connection with a slot, served by hyper with [`routes`]: `head` (what admission read of
+    /// it, possibly nothing) is read again first, and the rest of its header must arrive before
+    /// `deadline`. One request, then the connection closes (a second one is never answered),
+    /// unless it was an upgrade answered 101: then it becomes a session. `queued` is the
+    /// session's id when the connection waited in the queue (it has records already); whatever
+    /// it was answered, its session ends with one terminal record.
     async fn exchange(
         self: Arc<Self>,
-        stream: TcpStream,
+        stream: TimedWrites<TcpStream>,
         peer: SocketAddr,
         slot: OwnedSemaphorePermit,
+        queued: Option<String>,
+        head: Box<[u8]>,
         deadline: tokio::time::Instant,
     ) {
-        let mut stream = TimedWrites::new(stream, self.write_timeout());
-        match self
-            .read_request(&mut stream, deadline, http::MAX_HEADER_BYTES, Vec::new())
-            .await
-        {
-            Ok(request) => self.serve_request(stream, peer, slot, None, request).await,
-            Err(unserved) => {
-                // Never a session: no record.
-                drop(slot);
-                self.unserved(&mut stream, unserved).await;
-            }
-        }
-    }
-
-    /// A connection with a slot and a whole request: an upgrade of the handshake path becomes a
-    /// session, a read of the log's evidence is answered. `session` is its id when it waited in
-    /// the queue (it has records already).
-    async fn serve_request(
-        self: Arc<Self>,
-        mut stream: TimedWrites<TcpStream>,
-        peer: SocketAddr,
-        slot: OwnedSemaphorePermit,
-        session: Option<String>,
-        request: Request,
-    ) {
-        let mut upgrade = match request {
-            Request::Upgrade(upgrade) => upgrade,
-            Request::Log(route) => {
-                // Not a session: a queued connection's ends here, the others leave no record.
-                if let Some(session) = &session {
-                    let closed = EventData::ConnectionClosed(ConnectionClosed {
-                        by: ClosedBy::Server,
-                        code: None,
-                        stage: Stage::Queue,
-                        reason: None,
-                    });
-                    if self.record(session, closed).await.is_err() {
-                        return;
-                    }
-                }
-                let answer = self.evidence(route).await;
-                drop(slot);
-                self.send(&mut stream, &answer).await;
-                return;
-            }
+        let attempt = Arc::new(Attempt::new(
+            self.live.clone(),
+            self.slots.clone(),
+            peer,
+            queued,
+        ));
+        let service = {
+            let attempt = attempt.clone();
+            let routes = self.routes.clone();
+            hyper::service::service_fn(move |mut request| {
+                attempt.hold_upgrade(&mut request);
+                request.extensions_mut().insert(attempt.clone());
+                tower_service::Service::call(&mut warp::service(routes.clone()), request)
+            })
         };
-        if session.is_some() {
-            // What the client sent after its request while it waited (its first frame, if it
-            // did not wait for the 101) is in the kernel, and the wait cleared the runtime's
-            // note that the socket is readable: take it now, for the WebSocket to read first.
-            // Up to a whole first frame: the largest message and its frame header.
-            let limit = self.live.config.websocket.max_payload_bytes + 14;
-            if let Err(error) = read_waiting(stream.get_ref(), &mut upgrade.early, limit) {
-                if error.kind() != std::io::ErrorKind::WouldBlock {
-                    tracing::debug!(%error, "reading what a queued client sent while it waited");
+        let header_timeout = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(1));
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // One request a connection: every answer but the 101 says `Connection: close` (see
+        // `routes`), which ends hyper's keep-alive; turning keep-alive off instead would have
+        // hyper say `close` in the 101 too.
+        builder
+            .max_buf_size(http::MAX_HEADER_BYTES)
+            .max_headers(http::MAX_HEADERS)
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let io = TokioIo::new(Rewind::new(head, stream));
+        // Boxed: the task holds a pointer while the connection waits, not hyper's whole state.
+        let mut connection = Box::pin(builder.serve_connection(io, service).with_upgrades());
+        let mut stopping = self.live.stopping.stopping.clone();
+        let mut cut = self.live.stopping.cut.clone();
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            () = until_set(&mut stopping) => {
+                // A request not yet read is not read; one being answered is answered.
+                connection.as_mut().graceful_shutdown();
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    () = until_set(&mut cut) => {}
                 }
             }
         }
-        let session = session.unwrap_or_else(|| self.live.ids.session_id());
-        let max = self.live.config.websocket.max_concurrent_handshakes as usize;
-        let live_sessions =
-            u32::try_from(max.saturating_sub(self.slots.available_permits())).unwrap_or(u32::MAX);
-        let accepted = self
-            .record(
-                &session,
-                EventData::ConnectionAccepted(ConnectionAccepted {
-                    peer: peer.to_string(),
-                    live_sessions,
-                }),
-            )
-            .await;
-        if accepted.is_err() {
+        // Whatever hyper still held of the connection goes with it: an upgrade it did not hand
+        // over is then refused to its promise.
+        drop(connection);
+        let Some((session, upgrade)) = attempt.take_accepted().await else {
+            drop(slot);
+            if let Some(session) = attempt.queued() {
+                // A queued connection whose request was answered otherwise than 101.
+                let closed = EventData::ConnectionClosed(ConnectionClosed {
+                    by: ClosedBy::Server,
+                    code: None,
+                    stage: Stage::Queue,
+                    reason: None,
+                });
+                let _ = self.record(session, closed).await;
+            }
             return;
-        }
+        };
         let span = info_span!("session", session = %session);
         async move {
-            let mut cut = self.live.stopping.cut.clone();
-            let switching = http::switching_protocols(&upgrade.key);
-            let switched = tokio::select! {
-                switched = stream.write_all(&switching) => switched.is_ok(),
-                () = until_set(&mut cut) => false,
+            let upgraded = match upgrade {
+                Some(upgrade) => tokio::select! {
+                    upgraded = upgrade => upgraded.ok(),
+                    () = until_set(&mut cut) => None,
+                },
+                None => None,
             };
-            if !switched {
+            let Some(upgraded) = upgraded else {
                 // The 101 never reached the client: the session ends before its WebSocket began.
                 let closed = EventData::ConnectionClosed(ConnectionClosed {
                     by: ClosedBy::Client,
@@ -535,34 +530,31 @@ impl Gateway {
                 });
                 let _ = session::commit(&self.live, &session, vec![closed]).await;
                 return;
-            }
+            };
             let config = socket_config(self.live.config.websocket.max_payload_bytes);
-            let Upgrade { early, .. } = upgrade;
-            let socket =
-                WebSocketStream::from_partially_read(stream, early, Role::Server, Some(config))
-                    .await;
+            let socket = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(config),
+            )
+            .await;
             session::run(session, socket, slot, self.live.clone()).await;
         }
         .instrument(span)
         .await;
     }
 
-    /// Reads a request's header until it is complete, the deadline passes, the client leaves or
-    /// the server stops, holding at most `limit` bytes of it. What the socket holds is taken
-    /// without waiting first: a client that sent its request at once (nearly all) costs no
-    /// allocation but its parsed request, so that a flood leaves no holes in memory.
-    async fn read_request(
+    /// Reads a request's head until it is complete, the deadline passes, the client leaves or
+    /// the server stops, holding at most `limit` bytes of it (and what came behind it).
+    async fn read_head(
         &self,
         stream: &mut TimedWrites<TcpStream>,
         deadline: tokio::time::Instant,
         limit: usize,
         mut buffer: Vec<u8>,
-    ) -> Result<Request, Unserved> {
-        let path = &self.live.config.websocket.path;
-        if let Some(done) =
-            take_request(stream.get_ref(), &mut buffer, limit, path, Reading::Kernel)
-        {
-            return done;
+    ) -> Result<Box<[u8]>, Unserved> {
+        if let Some(done) = take_head(stream.get_ref(), &mut buffer, limit, Reading::Kernel) {
+            return done.map(|()| buffer.into());
         }
         Box::pin(async {
             let mut stopping = self.live.stopping.stopping.clone();
@@ -574,11 +566,10 @@ impl Gateway {
                     () = tokio::time::sleep_until(deadline) => return Err(Unserved::TimedOut),
                     () = until_set(&mut stopping) => return Err(Unserved::Stopping),
                 }
-                let runtime = Reading::Runtime;
                 if let Some(done) =
-                    take_request(stream.get_ref(), &mut buffer, limit, path, runtime)
+                    take_head(stream.get_ref(), &mut buffer, limit, Reading::Runtime)
                 {
-                    return done;
+                    return done.map(|()| std::mem::take(&mut buffer).into());
                 }
             }
         })
@@ -586,20 +577,19 @@ impl Gateway {
     }
 }
 
-/// Takes what `stream` holds now into `buffer` (at most `limit` bytes in all) and parses it: the
-/// request or why it is not served, or `None` to wait for more.
-fn take_request(
+/// Takes what `stream` holds now into `buffer` (at most `limit` bytes in all) and looks for the
+/// end of the request's head: found, or why the request is not served, or `None` to wait for
+/// more.
+fn take_head(
     stream: &TcpStream,
     buffer: &mut Vec<u8>,
     limit: usize,
-    path: &str,
     reading: Reading,
-) -> Option<Result<Request, Unserved>> {
+) -> Option<Result<(), Unserved>> {
     let mut chunk = [0u8; 2048];
     loop {
         let room = limit.saturating_sub(buffer.len()).min(chunk.len());
         if room == 0 {
-            // Only a limit below the largest header lands here: that one `parse` refuses first.
             return Some(Err(Unserved::Refused(Refusal::TooLargeToWait)));
         }
         let read = match reading {
@@ -613,23 +603,18 @@ fn take_request(
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return Some(Err(Unserved::Left)),
         };
-        // The whole request in one read (the usual case) is parsed where it lies.
-        let parsed = if buffer.is_empty() {
-            http::parse(&chunk[..read], path)
-        } else {
-            buffer.extend_from_slice(&chunk[..read]);
-            http::parse(buffer, path)
-        };
-        match parsed {
-            Ok(Some(request)) => return Some(Ok(request)),
-            Ok(None) if buffer.is_empty() => buffer.extend_from_slice(&chunk[..read]),
-            Ok(None) => {}
+        // Sized to what arrived: ten thousand of these wait at once.
+        buffer.reserve_exact(read);
+        buffer.extend_from_slice(&chunk[..read]);
+        match http::head_complete(buffer) {
+            Ok(true) => return Some(Ok(())),
+            Ok(false) => {}
             Err(refusal) => return Some(Err(Unserved::Refused(refusal))),
         }
     }
 }
 
-/// How [`take_request`] reads a socket.
+/// How [`take_head`] reads a socket.
 #[derive(Clone, Copy)]
 enum Reading {
     /// Straight from the kernel, whatever the runtime believes of the socket's readiness (which

@@ -25,6 +25,8 @@ pub mod live;
 pub mod metrics;
 mod pairs;
 mod refusals;
+mod rewind;
+mod routes;
 mod session;
 mod start;
 pub mod timed;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -21,13 +22,12 @@ use neuron_events::event::EventData;
 use neuron_events::{Committed, Event};
 
 use super::live::{until_set, Live};
-use super::timed::TimedWrites;
 use neuron_handshake::machine::{self as handshake, Context, Effect, Input, Phase};
 use neuron_handshake::wire::ServerMessage;
 use neuron_handshake::CloseCode as Close;
 
-/// A session's socket: the connection with its write timeout, speaking WebSocket.
-pub(crate) type Socket = WebSocketStream<TimedWrites<TcpStream>>;
+/// A session's socket: the connection hyper upgraded (with its write timeout), speaking WebSocket.
+pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// How long a closing session waits for the client's side of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
