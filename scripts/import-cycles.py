@@ -16,6 +16,8 @@ import sys
 PATH = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
 USE_GROUP = re.compile(r"\buse\s+(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)*)::\{([^;]*)\}", re.S)
 # `use child::…` in a module: a path relative to it (Rust 2018), into one of its child modules.
+# `child::item` written inline (not after `crate::`, `super::`, `self::` or another path segment).
+INLINE_CHILD = re.compile(r"(?<![A-Za-z0-9_:])([a-z_][a-z0-9_]*)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
 RELATIVE_USE = re.compile(r"\buse\s+([a-z_][a-z0-9_]*)((?:::[A-Za-z_][A-Za-z0-9_]*)*)")
 
 
@@ -43,7 +45,10 @@ def without_tests(text):
 
 
 def strip_comments(text):
+    """The text without comments, and without `pub(in path)` visibilities, which name a module
+    without importing anything from it."""
     text = re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r"\bpub\(in [^)]*\)", "pub", text)
     return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 
 
@@ -113,6 +118,13 @@ def edges(modules, module, text):
             continue
         names = [first] + [name for name in rest.split("::") if name]
         if module + (first,) in modules:
+            target = resolve(modules, module, "self", names)
+            if target is not None:
+                found.add(target)
+    # `child::item` written inline in a module: a path into one of its child modules.
+    for first, rest in INLINE_CHILD.findall(text):
+        if module + (first,) in modules:
+            names = [first] + [name for name in rest.split("::") if name]
             target = resolve(modules, module, "self", names)
             if target is not None:
                 found.add(target)

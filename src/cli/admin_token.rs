@@ -1,6 +1,6 @@
 //! `neuron admin-token`: a fresh bearer token for the operator API and the hash to configure.
 
-use super::Outcome;
+use super::common::Outcome;
 
 pub(crate) fn run() -> anyhow::Result<Outcome> {
     let (token, hash) =

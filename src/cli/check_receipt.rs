@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use neuron_events::note::{VerifierKey, COSIGNATURE_V1, ED25519};
 use neuron_events::receipt::{self, Policy, Receipt};
 
-use super::{Outcome, OutputFormat};
+use super::common::{Outcome, OutputFormat};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 
-use super::Outcome;
+use super::common::Outcome;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -29,7 +29,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
-    super::runtime()?.block_on(handshake(&args))
+    super::common::runtime()?.block_on(handshake(&args))
 }
 
 async fn handshake(args: &Args) -> anyhow::Result<Outcome> {

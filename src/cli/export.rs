@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use neuron::investigate::Source;
 
-use super::Outcome;
+use super::common::Outcome;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -31,18 +31,18 @@ enum Format {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
-    super::end_quietly_on_closed_pipe();
+    super::common::end_quietly_on_closed_pipe();
     let source = Source::locate(&args.path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match args.format {
         Format::Jsonl => {
             source.export(args.from_seq, args.to_seq, &mut out)?;
-            out.flush().map_err(super::output_error)?;
+            out.flush().map_err(super::common::output_error)?;
         }
         Format::Fhir => {
-            let mut bundle =
-                neuron::investigate::fhir::BundleWriter::start(out).map_err(super::output_error)?;
+            let mut bundle = neuron::investigate::fhir::BundleWriter::start(out)
+                .map_err(super::common::output_error)?;
             let mut failure = None;
             let wanted = args.from_seq..=args.to_seq;
             source.for_each_record_shown("converting", &mut |record| {
@@ -51,9 +51,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
                 }
             })?;
             if let Some(error) = failure {
-                return Err(super::output_error(error).into());
+                return Err(super::common::output_error(error).into());
             }
-            bundle.finish().map_err(super::output_error)?;
+            bundle.finish().map_err(super::common::output_error)?;
         }
     }
     Ok(Outcome::Done)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::Outcome;
+use super::common::Outcome;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {

@@ -1,6 +1,6 @@
 //! `neuron loadgen`: real WebSocket patients against a server; handshakes/s and latency.
 
-use super::Outcome;
+use super::common::Outcome;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -34,7 +34,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         provider: args.provider,
         receipt: args.receipt,
     };
-    let summary = super::runtime()?.block_on(neuron::tools::loadgen::run(load));
+    let summary = super::common::runtime()?.block_on(neuron::tools::loadgen::run(load));
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     println!(
         "{} completed, {} failed in {:.2} s: {:.0} handshakes/s; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

@@ -4,6 +4,7 @@
 
 mod admin_token;
 mod check_receipt;
+mod common;
 mod demo_client;
 mod export;
 mod init;
@@ -19,6 +20,8 @@ mod vkey;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use common::Outcome;
 
 /// The Neuron: an audit-first trust broker for healthcare agents.
 #[derive(Parser)]
@@ -65,15 +68,6 @@ enum Command {
     SelfCheck(self_check::Args),
 }
 
-/// How a command that ran to its end came out.
-pub(crate) enum Outcome {
-    /// What was asked was done, and all was well (exit 0).
-    Done,
-    /// What was asked was done, and it found something wrong: a log not intact, handshakes that
-    /// failed (exit 1).
-    Found,
-}
-
 /// Runs the command line, prints any error (escaped: it may quote a log) and gives the exit code:
 /// 0 done, 1 done and something found wrong (a log not intact, an export that does not verify), 2
 /// could not be done.
@@ -113,40 +107,4 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         Some(error) if error.is_about_the_export() => 1,
         _ => 2,
     }
-}
-
-/// A multi-threaded runtime for the commands that need one.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-/// Commands that print to stdout end quietly when the reader goes away (`neuron timeline … | head`),
-/// as Unix tools do: the Rust runtime ignores SIGPIPE, which would make the next print panic. Only
-/// for printing commands: a server must never be killed by a peer closing a socket.
-fn end_quietly_on_closed_pipe() {
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started has no
-    // memory-safety implications.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-/// A failed write to standard output, named as such (not as a log that cannot be read).
-fn output_error(error: std::io::Error) -> neuron::investigate::InvestigateError {
-    neuron::investigate::InvestigateError::Output {
-        reason: error.to_string(),
-    }
-}
-
-/// `--format` of the commands that print a report.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum OutputFormat {
-    /// A table for people.
-    Table,
-    /// One JSON document.
-    Json,
 }

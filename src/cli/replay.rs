@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use neuron::investigate::{self, InvestigateError, Source};
 use neuron_projections::Until;
 
-use super::{Outcome, OutputFormat};
+use super::common::{Outcome, OutputFormat};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -26,7 +26,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
-    super::end_quietly_on_closed_pipe();
+    super::common::end_quietly_on_closed_pipe();
     let until = match (args.until_seq, &args.until_time) {
         (Some(seq), _) => Until::Seq(seq),
         (None, Some(time)) => Until::Time(neuron_events::Timestamp::parse_rfc3339(time).map_err(

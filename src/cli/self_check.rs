@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::Outcome;
+use super::common::Outcome;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -24,7 +24,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         }
     };
     println!("neuron self-check: event log in {}", dir.display());
-    let outcome = super::runtime()?
+    let outcome = super::common::runtime()?
         .block_on(neuron::tools::selfcheck::run(&dir))
         .context("self-check")?;
     println!(

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::Outcome;
+use super::common::Outcome;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -43,8 +43,8 @@ enum LogFormat {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
-    crate::purge_freed_memory_at_once();
-    let runtime = super::runtime()?;
+    super::common::purge_freed_memory_at_once();
+    let runtime = super::common::runtime()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     match args.log_format {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use neuron::investigate::{self, Source, Subject, TimelineFormat, TimelineWriter};
 
-use super::Outcome;
+use super::common::Outcome;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -39,7 +39,7 @@ enum Format {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
-    super::end_quietly_on_closed_pipe();
+    super::common::end_quietly_on_closed_pipe();
     let subject = match (args.session, args.patient, args.relationship, args.provider) {
         (Some(id), ..) => Subject::Session(id),
         (_, Some(id), ..) => Subject::Patient(id),
@@ -58,7 +58,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let mut writer = TimelineWriter::new(format, std::io::BufWriter::new(stdout.lock()));
     match investigate::timeline(&source, &subject, &mut |step| writer.step(&step)) {
-        Ok(count) => writer.finish(count).map_err(super::output_error)?,
+        Ok(count) => writer.finish(count).map_err(super::common::output_error)?,
         Err(error) => {
             // What was found before the failure still reaches the reader.
             let _ = writer.flush();

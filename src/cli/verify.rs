@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use neuron::investigate::{self, InvestigateError, Source};
 
-use super::{Outcome, OutputFormat};
+use super::common::{Outcome, OutputFormat};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -26,7 +26,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
-    super::end_quietly_on_closed_pipe();
+    super::common::end_quietly_on_closed_pipe();
     let options = neuron_events::VerifyOptions {
         trusted_key: args
             .trusted_key
@@ -68,5 +68,5 @@ pub(super) fn print_all(text: &str) -> Result<(), InvestigateError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(super::output_error)
+        .map_err(super::common::output_error)
 }

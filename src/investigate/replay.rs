@@ -49,7 +49,6 @@ pub fn replay(
 
 /// The human form of a replay; at most `limit` rows per list.
 pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: usize) -> String {
-    use neuron_projections::relationships::Status;
     let mut text = format!(
         "log {} as of seq {} ({})\n",
         safe(&source.describe()),
@@ -66,6 +65,15 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
             safe(views.server_key.as_deref().unwrap_or("-"))
         ));
     }
+    providers_text(&mut text, views);
+    relationships_text(&mut text, views, limit);
+    sessions_text(&mut text, views, limit);
+    tally_text(&mut text, views);
+    text
+}
+
+/// The providers, registered or removed.
+fn providers_text(text: &mut String, views: &neuron_projections::Views) {
     text.push_str("\nproviders\n");
     for provider in views.providers.all() {
         let state = match provider.removed_at {
@@ -79,6 +87,11 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
             state
         ));
     }
+}
+
+/// The relationships, with their counts and any anomaly.
+fn relationships_text(text: &mut String, views: &neuron_projections::Views, limit: usize) {
+    use neuron_projections::relationships::Status;
     let (active, terminated) = views.relationships.counts();
     text.push_str(&format!(
         "\nrelationships: {active} active, {terminated} terminated\n"
@@ -122,6 +135,10 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
             text.push_str(&format!("  {}\n", safe(&conflict.to_string())));
         }
     }
+}
+
+/// The live sessions and the queue.
+fn sessions_text(text: &mut String, views: &neuron_projections::Views, limit: usize) {
     text.push_str(&format!(
         "\nlive sessions: {}\n",
         views.sessions.live_count()
@@ -146,6 +163,10 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
             position.waiting.since
         ));
     }
+}
+
+/// What became of every handshake, counted.
+fn tally_text(text: &mut String, views: &neuron_projections::Views) {
     let tally = views.sessions.tally();
     let failed: Vec<String> = tally
         .failed
@@ -174,5 +195,4 @@ pub fn replay_text(source: &Source, views: &neuron_projections::Views, limit: us
         rejected.join(", "),
         tally.interrupted
     ));
-    text
 }

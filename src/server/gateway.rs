@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -27,6 +27,7 @@ use warp::reply::Response;
 use neuron_events::event::*;
 use neuron_events::Event;
 
+use super::head_reads::{gone, read_head, read_waiting, take_head, Reading, Unserved};
 use super::http::{self, Refusal};
 use super::live::{until_set, Live};
 use super::refusals::Refusals;
@@ -61,18 +62,6 @@ enum Waited {
     TimedOut,
     Drained,
     Left,
-}
-
-/// Why a connection's request was not an upgrade to serve.
-enum Unserved {
-    /// Refused with this status, then closed.
-    Refused(Refusal),
-    /// Its header did not arrive in time.
-    TimedOut,
-    /// The client went away.
-    Left,
-    /// The server is stopping.
-    Stopping,
 }
 
 impl Gateway {
@@ -194,7 +183,15 @@ impl Gateway {
     ) {
         let mut stream = TimedWrites::new(stream, self.write_timeout());
         let limit = http::MAX_WAITING_REQUEST_BYTES;
-        match self.read_head(&mut stream, deadline, limit, buffer).await {
+        match read_head(
+            &mut stream,
+            deadline,
+            limit,
+            buffer,
+            self.live.stopping.stopping.clone(),
+        )
+        .await
+        {
             Ok(head) => self.place(stream, peer, head, connection, tracing::Span::current()),
             Err(unserved) => self.unserved(&mut stream, unserved).await,
         }
@@ -457,6 +454,37 @@ impl Gateway {
             peer,
             queued,
         ));
+        self.serve_http(&attempt, stream, head, deadline).await;
+        let Some((session, upgrade)) = attempt.take_accepted().await else {
+            drop(slot);
+            if let Some(session) = attempt.queued() {
+                // A queued connection whose request was answered otherwise than 101.
+                let closed = EventData::ConnectionClosed(ConnectionClosed {
+                    by: ClosedBy::Server,
+                    code: None,
+                    stage: Stage::Queue,
+                    reason: None,
+                });
+                let _ = self.record(session, closed).await;
+            }
+            return;
+        };
+        let span = info_span!("session", session = %session);
+        self.into_session(session, upgrade, slot)
+            .instrument(span)
+            .await;
+    }
+
+    /// Has hyper serve the connection's one request with the routes, until it is answered (or
+    /// the server stops): what it read before (`head`) first, the rest of the header before
+    /// `deadline`.
+    async fn serve_http(
+        &self,
+        attempt: &Arc<Attempt>,
+        stream: TimedWrites<TcpStream>,
+        head: Box<[u8]>,
+        deadline: tokio::time::Instant,
+    ) {
         let service = {
             let attempt = attempt.clone();
             let routes = self.routes.clone();
@@ -497,189 +525,39 @@ impl Gateway {
         // Whatever hyper still held of the connection goes with it: an upgrade it did not hand
         // over is then refused to its promise.
         drop(connection);
-        let Some((session, upgrade)) = attempt.take_accepted().await else {
-            drop(slot);
-            if let Some(session) = attempt.queued() {
-                // A queued connection whose request was answered otherwise than 101.
-                let closed = EventData::ConnectionClosed(ConnectionClosed {
-                    by: ClosedBy::Server,
-                    code: None,
-                    stage: Stage::Queue,
-                    reason: None,
-                });
-                let _ = self.record(session, closed).await;
-            }
+    }
+
+    /// The upgrade answered 101 for `session` becomes its WebSocket, and the session runs on it
+    /// in its slot; an upgrade hyper never handed over ends the session before it began.
+    async fn into_session(
+        self: Arc<Self>,
+        session: String,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let mut cut = self.live.stopping.cut.clone();
+        let upgraded = match upgrade {
+            Some(upgrade) => tokio::select! {
+                upgraded = upgrade => upgraded.ok(),
+                () = until_set(&mut cut) => None,
+            },
+            None => None,
+        };
+        let Some(upgraded) = upgraded else {
+            // The 101 never reached the client: the session ends before its WebSocket began.
+            let closed = EventData::ConnectionClosed(ConnectionClosed {
+                by: ClosedBy::Client,
+                code: None,
+                stage: Stage::Auth,
+                reason: None,
+            });
+            let _ = session::commit(&self.live, &session, vec![closed]).await;
             return;
         };
-        let span = info_span!("session", session = %session);
-        async move {
-            let upgraded = match upgrade {
-                Some(upgrade) => tokio::select! {
-                    upgraded = upgrade => upgraded.ok(),
-                    () = until_set(&mut cut) => None,
-                },
-                None => None,
-            };
-            let Some(upgraded) = upgraded else {
-                // The 101 never reached the client: the session ends before its WebSocket began.
-                let closed = EventData::ConnectionClosed(ConnectionClosed {
-                    by: ClosedBy::Client,
-                    code: None,
-                    stage: Stage::Auth,
-                    reason: None,
-                });
-                let _ = session::commit(&self.live, &session, vec![closed]).await;
-                return;
-            };
-            let config = socket_config(self.live.config.websocket.max_payload_bytes);
-            let socket = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
-                Role::Server,
-                Some(config),
-            )
-            .await;
-            session::run(session, socket, slot, self.live.clone()).await;
-        }
-        .instrument(span)
-        .await;
-    }
-
-    /// Reads a request's head until it is complete, the deadline passes, the client leaves or
-    /// the server stops, holding at most `limit` bytes of it (and what came behind it).
-    async fn read_head(
-        &self,
-        stream: &mut TimedWrites<TcpStream>,
-        deadline: tokio::time::Instant,
-        limit: usize,
-        mut buffer: Vec<u8>,
-    ) -> Result<Box<[u8]>, Unserved> {
-        if let Some(done) = take_head(stream.get_ref(), &mut buffer, limit, Reading::Kernel) {
-            return done.map(|()| buffer.into());
-        }
-        Box::pin(async {
-            let mut stopping = self.live.stopping.stopping.clone();
-            loop {
-                tokio::select! {
-                    ready = stream.get_ref().readable() => if ready.is_err() {
-                        return Err(Unserved::Left);
-                    },
-                    () = tokio::time::sleep_until(deadline) => return Err(Unserved::TimedOut),
-                    () = until_set(&mut stopping) => return Err(Unserved::Stopping),
-                }
-                if let Some(done) =
-                    take_head(stream.get_ref(), &mut buffer, limit, Reading::Runtime)
-                {
-                    return done.map(|()| std::mem::take(&mut buffer).into());
-                }
-            }
-        })
-        .await
-    }
-}
-
-/// Takes what `stream` holds now into `buffer` (at most `limit` bytes in all) and looks for the
-/// end of the request's head: found, or why the request is not served, or `None` to wait for
-/// more.
-fn take_head(
-    stream: &TcpStream,
-    buffer: &mut Vec<u8>,
-    limit: usize,
-    reading: Reading,
-) -> Option<Result<(), Unserved>> {
-    let mut chunk = [0u8; 2048];
-    loop {
-        let room = limit.saturating_sub(buffer.len()).min(chunk.len());
-        if room == 0 {
-            return Some(Err(Unserved::Refused(Refusal::TooLargeToWait)));
-        }
-        let read = match reading {
-            Reading::Kernel => recv_now(stream, &mut chunk[..room]),
-            Reading::Runtime => stream.try_read(&mut chunk[..room]),
-        };
-        let read = match read {
-            Ok(0) => return Some(Err(Unserved::Left)),
-            Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return None,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return Some(Err(Unserved::Left)),
-        };
-        // Sized to what arrived: ten thousand of these wait at once.
-        buffer.reserve_exact(read);
-        buffer.extend_from_slice(&chunk[..read]);
-        match http::head_complete(buffer) {
-            Ok(true) => return Some(Ok(())),
-            Ok(false) => {}
-            Err(refusal) => return Some(Err(Unserved::Refused(refusal))),
-        }
-    }
-}
-
-/// How [`take_head`] reads a socket.
-#[derive(Clone, Copy)]
-enum Reading {
-    /// Straight from the kernel, whatever the runtime believes of the socket's readiness (which
-    /// it learns only once its driver has polled the socket): for a first look.
-    Kernel,
-    /// Through the runtime, which clears its readiness when nothing is there: for reads that wait
-    /// for readiness between them.
-    Runtime,
-}
-
-/// Reads what the kernel holds for `stream` into `chunk` now, without waiting and whatever the
-/// runtime believes of its readiness: `Ok(0)` at the peer's end, `WouldBlock` when nothing is
-/// there.
-fn recv_now(stream: &TcpStream, chunk: &mut [u8]) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: recv writes at most `chunk.len()` bytes into `chunk`, which it borrows mutably.
-    let read = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            chunk.as_mut_ptr().cast(),
-            chunk.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    usize::try_from(read).map_err(|_| std::io::Error::last_os_error())
-}
-
-/// Takes what the kernel holds for `stream` now into `buffer`, up to `limit` bytes in all: how
-/// many it took (`Ok(0)` at the peer's end), `WouldBlock` when nothing is there.
-fn read_waiting(stream: &TcpStream, buffer: &mut Vec<u8>, limit: usize) -> std::io::Result<usize> {
-    let mut chunk = [0u8; 2048];
-    let mut total = 0;
-    loop {
-        let room = limit.saturating_sub(buffer.len()).min(chunk.len());
-        if room == 0 {
-            return Ok(total.max(1));
-        }
-        match recv_now(stream, &mut chunk[..room]) {
-            Ok(0) => return Ok(total),
-            Ok(read) => {
-                buffer.extend_from_slice(&chunk[..read]);
-                total += read;
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock && total > 0 => {
-                return Ok(total)
-            }
-            Err(error) => return Err(error),
-        }
-    }
-}
-
-/// Resolves when the peer of a socket nobody reads has gone: its end closed or reset. Data it
-/// sends meanwhile stays in the kernel; readiness for it is cleared so that only a later event
-/// (more data, or the end) wakes this again.
-async fn gone(stream: &TcpStream) {
-    loop {
-        match stream.ready(Interest::READABLE).await {
-            Ok(ready) if ready.is_read_closed() => return,
-            Ok(_) => {
-                let _ = stream.try_io(Interest::READABLE, || {
-                    Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-                });
-            }
-            Err(_) => return,
-        }
+        let config = socket_config(self.live.config.websocket.max_payload_bytes);
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        session::run(session, socket, slot, self.live.clone()).await;
     }
 }

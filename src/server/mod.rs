@@ -19,10 +19,13 @@
 //! describes it is committed; every session ends with one terminal record, whatever its client
 //! does, and a stop ends within `server.shutdown_grace_ms`.
 
+mod error;
 mod gateway;
+mod head_reads;
 pub mod http;
 pub mod live;
 pub mod metrics;
+mod options;
 mod pairs;
 mod refusals;
 mod rewind;
@@ -42,137 +45,17 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use neuron_events::event::*;
-use neuron_events::{Clock, Event, NeuronKey};
+use neuron_events::store::LogReader;
+use neuron_events::{Clock, Event};
 use neuron_projections::Views;
 
 use crate::config::Config;
 use crate::ids::IdSource;
 use crate::operator::{self, OperatorState};
+pub use error::ServerError;
 pub use live::ActiveSession;
 use live::{Live, Stopping};
-
-/// Why the server could not start or stop cleanly.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The event log failed.
-    #[error("event log")]
-    Log(#[from] neuron_events::Error),
-    /// A file or socket operation failed.
-    #[error("{action}")]
-    Io {
-        /// What was being done.
-        action: String,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-    /// The configuration cannot be served.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    /// The store is damaged or lost records it acknowledged: nothing is written on top of it.
-    #[error("refusing the log at {place}: {reason}; run `neuron verify` on it and rebuild it from an export with `neuron restore`")]
-    StoreRefused {
-        /// Where the log is: its folder, or its database and name.
-        place: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The stored log does not form a chain the server may continue.
-    #[error("the log is damaged at seq {seq}: {reason}; run `neuron verify` on the data directory and rebuild it from an export with `neuron restore`")]
-    Damaged {
-        /// The first seq at fault.
-        seq: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The PostgreSQL cluster does not replicate commits synchronously, and
-    /// `storage.postgres.require_sync_standbys` asks that it does.
-    #[error("{reason}: an acknowledged handshake could be lost with the primary; configure synchronous_standby_names (SPEC 3.6, docs/replication.md) or set storage.postgres.require_sync_standbys = false to accept that")]
-    Unreplicated {
-        /// What the database said.
-        reason: String,
-    },
-    /// The data directory holds the Neuron's key but no log: the log was lost (or the server
-    /// points at the wrong place).
-    #[error("{key} exists but the log at {place} is empty: the log was lost or is somewhere else. Restore it from an export (`neuron restore EXPORT --data-dir … --key {key}`), point storage at it, or start an empty log with `neuron serve --new-log` (recorded in the log)")]
-    LogMissing {
-        /// Where the log was looked for.
-        place: String,
-        /// The key file found.
-        key: String,
-    },
-    /// The log holds records but the Neuron's key is gone.
-    #[error("the log at {place} holds {records} records but {key} is missing: restore the key from your backups, or make a new one with `neuron serve --new-key` (recorded in the log; what the old key signed stays checkable against it only)")]
-    KeyMissing {
-        /// Where the log is.
-        place: String,
-        /// How many records it holds.
-        records: u64,
-        /// The key file looked for.
-        key: String,
-    },
-    /// A witness reported a view of the log this log does not extend, and no operator has
-    /// accepted the loss.
-    #[error("{reason}; if the loss is known and accepted, start with `neuron serve --acknowledge-rollback` (it is recorded in the log for good)")]
-    RolledBack {
-        /// What the witness saw.
-        reason: String,
-    },
-    /// A write to the log failed: the server stopped at once without recording anything more
-    /// (fail-stop, SPEC §3.4).
-    #[error(
-        "the event log could not be written ({reason}); stopped at once, recording nothing more"
-    )]
-    LogFailed {
-        /// The cause, as the operating system gave it.
-        reason: String,
-    },
-}
-
-fn io_error(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
-    let action = action.into();
-    move |source| ServerError::Io { action, source }
-}
-
-/// What the server is given besides its configuration: the seams tests replace.
-pub struct Options {
-    /// The clock stamped on records and used for token times.
-    pub clock: Arc<dyn Clock>,
-    /// Session ids, relationship ids and nonces.
-    pub ids: Arc<dyn IdSource>,
-    /// The Neuron's key; `None` loads or creates `{data_dir}/neuron.key`.
-    pub key: Option<NeuronKey>,
-    /// Accept the loss a witness conflict in the log proves, and record it
-    /// (`neuron serve --acknowledge-rollback`); without it such a log is not served.
-    pub acknowledge_rollback: bool,
-    /// Start over without the log or without the key, which a start otherwise refuses when the
-    /// other is there (`neuron serve --new-log` / `--new-key`); recorded in `server.started`.
-    pub start_over: StartOver,
-}
-
-/// What a start may begin anew when part of a data directory is lost.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum StartOver {
-    /// Nothing: a key without a log, or a log without its key, is refused.
-    #[default]
-    Nothing,
-    /// An empty log beside an existing key (`--new-log`): every relationship is gone.
-    Log,
-    /// A new key for an existing log (`--new-key`): receipts and checkpoints signed before
-    /// stay checkable against the old key only.
-    Key,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            clock: Arc::new(neuron_events::SystemClock),
-            ids: Arc::new(crate::ids::RandomIds),
-            key: None,
-            acknowledge_rollback: false,
-            start_over: StartOver::Nothing,
-        }
-    }
-}
+pub use options::{Options, StartOver};
 
 /// The senders of a stop's signals.
 struct Signals {
@@ -180,6 +63,45 @@ struct Signals {
     stop: watch::Sender<bool>,
     cut: watch::Sender<bool>,
     admin: watch::Sender<bool>,
+}
+
+/// The live state the listeners share, built over the journal and views just opened, with the
+/// signals that stop them in phases; also the operator API's own stop signal.
+fn live(
+    config: Config,
+    serving: start::Serving,
+    reader: Arc<dyn LogReader>,
+    ids: Arc<dyn IdSource>,
+    clock: Arc<dyn Clock>,
+) -> (Arc<Live>, Signals, watch::Receiver<bool>) {
+    let (drain, draining) = watch::channel(false);
+    let (stop, stopping) = watch::channel(false);
+    let (cut, cutting) = watch::channel(false);
+    let (admin_stop, admin_stopping) = watch::channel(false);
+    let live = Arc::new(Live {
+        config,
+        journal: serving.journal,
+        reader,
+        witnesses: Arc::default(),
+        views: serving.views,
+        metrics: serving.metrics,
+        changes: tokio::sync::RwLock::new(()),
+        pairs: Default::default(),
+        ids,
+        clock,
+        stopping: Stopping {
+            draining,
+            stopping,
+            cut: cutting,
+        },
+    });
+    let signals = Signals {
+        drain,
+        stop,
+        cut,
+        admin: admin_stop,
+    };
+    (live, signals, admin_stopping)
 }
 
 /// A running server.
@@ -209,8 +131,9 @@ impl Server {
         // Opening a log and folding it into the views read the store (and a database) with
         // blocking calls: off the runtime's threads.
         let (opened, clock) = (config.clone(), options.clock.clone());
+        let (key, start_over) = (options.key, options.start_over);
         let (public_key, decision, reader, serving) = tokio::task::spawn_blocking(move || {
-            let store = start::open_store(&opened, options.key, options.start_over)?;
+            let store = start::open_store(&opened, key, start_over)?;
             start::write_vkey(&opened.storage.data_dir, &store.key, &opened.origin())?;
             let public_key = store.key.public_b64();
             let reader = store.reader.clone();
@@ -234,27 +157,8 @@ impl Server {
         let listeners = start::bind_both(&checked, &data_dir).await?;
         serving.journal.append_all(startup).await?;
         start::settle_conflicts(&serving, options.acknowledge_rollback).await?;
-        let (drain, draining) = watch::channel(false);
-        let (stop, stopping) = watch::channel(false);
-        let (cut, cutting) = watch::channel(false);
-        let (admin_stop, admin_stopping) = watch::channel(false);
-        let live = Arc::new(Live {
-            config,
-            journal: serving.journal,
-            reader: reader.clone(),
-            witnesses: Arc::default(),
-            views: serving.views,
-            metrics: serving.metrics,
-            changes: tokio::sync::RwLock::new(()),
-            pairs: Default::default(),
-            ids: options.ids,
-            clock: options.clock,
-            stopping: Stopping {
-                draining,
-                stopping,
-                cut: cutting,
-            },
-        });
+        let (live, signals, admin_stopping) =
+            live(config, serving, reader.clone(), options.ids, options.clock);
         let witnesses = Arc::new(witnesses::Witnesses::new(
             live.clone(),
             live.witnesses.clone(),
@@ -295,12 +199,7 @@ impl Server {
             live,
             gateway,
             refusals,
-            signals: Signals {
-                drain,
-                stop,
-                cut,
-                admin: admin_stop,
-            },
+            signals,
             serving,
             summaries,
             admin_serving,

@@ -87,18 +87,9 @@ pub(crate) async fn run(
                 Phase::Challenged(_) => Input::ChallengeTimerFired,
                 _ => Input::AuthTimerFired,
             },
-            frame = socket.next() => match frame {
-                None => Input::Disconnected { code: Close::Abnormal.code() },
-                Some(Err(tungstenite::Error::Capacity(_))) => Input::Oversized,
-                Some(Err(tungstenite::Error::Io(error))) if error.kind() == std::io::ErrorKind::TimedOut => Input::WriteTimedOut,
-                Some(Err(error)) => violation(&error).unwrap_or(Input::Disconnected { code: Close::Abnormal.code() }),
-                Some(Ok(Message::Text(text))) if text.len() > websocket.max_payload_bytes => Input::Oversized,
-                Some(Ok(Message::Binary(bytes))) if bytes.len() > websocket.max_payload_bytes => Input::Oversized,
-                Some(Ok(Message::Text(text))) => Input::Text(text.as_str().to_string()),
-                Some(Ok(Message::Binary(_))) => Input::Binary,
-                Some(Ok(Message::Close(frame))) => Input::Disconnected { code: frame.map_or(Close::NoStatus.code(), |frame| u16::from(frame.code)) },
-                // Pings are answered by the protocol layer; pongs and raw frames change nothing.
-                Some(Ok(_)) => continue,
+            frame = socket.next() => match input_of(frame, websocket.max_payload_bytes) {
+                Some(input) => input,
+                None => continue,
             },
         };
         let (transition, completed) = decide(&live, &session, &phase, input).await;
@@ -107,32 +98,15 @@ pub(crate) async fn run(
             // The terminal record is committed: the slot is free before anything is sent.
             drop(slot.take());
         }
-        // Frames are queued and written together (an error frame and its close in one write,
-        // not two packets the second of which would wait on the first one's acknowledgement).
-        let mut frames = Vec::new();
-        for effect in transition.effects {
-            match effect {
-                Effect::Send(message) => frames.push(Message::text(message.to_text())),
-                Effect::SendWithReceipt(mut message) => {
-                    if let (ServerMessage::Complete { receipt, .. }, Some(record)) =
-                        (&mut message, &completed)
-                    {
-                        *receipt = make_receipt(&live, record).await;
-                    }
-                    frames.push(Message::text(message.to_text()));
-                }
-                Effect::Close(code) => {
-                    frames.push(Message::Close(Some(CloseFrame {
-                        code: CloseCode::from(code.code()),
-                        reason: "".into(),
-                    })));
-                    closing = true;
-                }
-                Effect::StartChallengeTimer => {
-                    deadline = tokio::time::Instant::now()
-                        + Duration::from_millis(websocket.challenge_timeout_ms);
-                }
-            }
+        let Carried {
+            frames,
+            closes,
+            challenge_timer,
+        } = carry_out(&live, transition.effects, completed.as_ref()).await;
+        closing |= closes;
+        if challenge_timer {
+            deadline =
+                tokio::time::Instant::now() + Duration::from_millis(websocket.challenge_timeout_ms);
         }
         if frames.is_empty() {
             continue;
@@ -171,6 +145,79 @@ pub(crate) async fn run(
             () = until_set(&mut cut) => {}
         }
     }
+}
+
+/// What a frame read (or the end of the stream, or a read error) means to the handshake; `None`
+/// for a frame that changes nothing (pings are answered by the protocol layer; pongs and raw
+/// frames are let go).
+fn input_of(
+    frame: Option<Result<Message, tungstenite::Error>>,
+    max_payload_bytes: usize,
+) -> Option<Input> {
+    let abnormal = Input::Disconnected {
+        code: Close::Abnormal.code(),
+    };
+    Some(match frame {
+        None => abnormal,
+        Some(Err(tungstenite::Error::Capacity(_))) => Input::Oversized,
+        Some(Err(tungstenite::Error::Io(error)))
+            if error.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            Input::WriteTimedOut
+        }
+        Some(Err(error)) => violation(&error).unwrap_or(abnormal),
+        Some(Ok(Message::Text(text))) if text.len() > max_payload_bytes => Input::Oversized,
+        Some(Ok(Message::Binary(bytes))) if bytes.len() > max_payload_bytes => Input::Oversized,
+        Some(Ok(Message::Text(text))) => Input::Text(text.as_str().to_string()),
+        Some(Ok(Message::Binary(_))) => Input::Binary,
+        Some(Ok(Message::Close(frame))) => Input::Disconnected {
+            code: frame.map_or(Close::NoStatus.code(), |frame| u16::from(frame.code)),
+        },
+        Some(Ok(_)) => return None,
+    })
+}
+
+/// What a transition's effects come to at the socket.
+struct Carried {
+    /// The frames to write, together: an error frame and its close in one write, not two packets
+    /// the second of which would wait on the first one's acknowledgement.
+    frames: Vec<Message>,
+    /// Whether a close frame is among them.
+    closes: bool,
+    /// Whether the challenge timer starts now.
+    challenge_timer: bool,
+}
+
+/// Turns a transition's effects into frames; a `handshake.complete` that asked for a receipt gets
+/// it from `completed`, what the journal said of the record the transition committed.
+async fn carry_out(live: &Live, effects: Vec<Effect>, completed: Option<&Committed>) -> Carried {
+    let mut carried = Carried {
+        frames: Vec::new(),
+        closes: false,
+        challenge_timer: false,
+    };
+    for effect in effects {
+        match effect {
+            Effect::Send(message) => carried.frames.push(Message::text(message.to_text())),
+            Effect::SendWithReceipt(mut message) => {
+                if let (ServerMessage::Complete { receipt, .. }, Some(record)) =
+                    (&mut message, completed)
+                {
+                    *receipt = make_receipt(live, record).await;
+                }
+                carried.frames.push(Message::text(message.to_text()));
+            }
+            Effect::Close(code) => {
+                carried.frames.push(Message::Close(Some(CloseFrame {
+                    code: CloseCode::from(code.code()),
+                    reason: "".into(),
+                })));
+                carried.closes = true;
+            }
+            Effect::StartChallengeTimer => carried.challenge_timer = true,
+        }
+    }
+    carried
 }
 
 /// Steps the handshake and commits the transition's events; a failed commit becomes the

@@ -178,56 +178,7 @@ pub async fn run(load: Load) -> Summary {
             let (load, next, failed) = (load.clone(), next.clone(), failed.clone());
             let fresh = Arc::clone(&fresh);
             let own = workers_ready.next();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut acknowledged = Vec::new();
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= load.total {
-                        break;
-                    }
-                    let begun = Instant::now();
-                    let ready = match load.mode {
-                        Mode::New => usize::try_from(index)
-                            .ok()
-                            .and_then(|index| fresh.get(index)),
-                        Mode::Existing => own.as_ref(),
-                        Mode::Idle => None,
-                    };
-                    let ok = match ready {
-                        Some(ready) => match client::handshake_with(
-                            &load.url,
-                            None,
-                            &ready.patient,
-                            ready.auth.clone(),
-                        )
-                        .await
-                        {
-                            Ok(transcript) => {
-                                acknowledged.extend(transcript.relationship_id());
-                                transcript.completed()
-                            }
-                            Err(_) => false,
-                        },
-                        None => {
-                            if load.mode == Mode::Idle {
-                                // Held until the server answers (503, or a 101 and a timeout).
-                                if let Ok(mut connection) = client::connect(&load.url, None).await {
-                                    let _ =
-                                        client::converse(&mut connection, Vec::new(), None).await;
-                                }
-                            }
-                            false
-                        }
-                    };
-                    if ok {
-                        latencies.push(begun.elapsed());
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                (latencies, acknowledged)
-            })
+            tokio::spawn(async move { work(&load, &next, &failed, &fresh, own.as_ref()).await })
         })
         .collect();
     let mut latencies = Vec::new();
@@ -246,6 +197,66 @@ pub async fn run(load: Load) -> Summary {
         elapsed,
         latencies,
         acknowledged,
+    }
+}
+
+/// One concurrent client: takes the next handshake until all are taken; returns the latency of
+/// each completed one and the relationship ids the server acknowledged.
+async fn work(
+    load: &Load,
+    next: &AtomicU64,
+    failed: &AtomicU64,
+    fresh: &[Ready],
+    own: Option<&Ready>,
+) -> (Vec<Duration>, Vec<String>) {
+    let mut latencies = Vec::new();
+    let mut acknowledged = Vec::new();
+    loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        if index >= load.total {
+            break;
+        }
+        let begun = Instant::now();
+        let ready = match load.mode {
+            Mode::New => usize::try_from(index)
+                .ok()
+                .and_then(|index| fresh.get(index)),
+            Mode::Existing => own,
+            Mode::Idle => None,
+        };
+        let ok = attempt(load, ready, &mut acknowledged).await;
+        if ok {
+            latencies.push(begun.elapsed());
+        } else {
+            failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    (latencies, acknowledged)
+}
+
+/// One handshake with `ready`'s patient (or, in idle mode, one connection held until the server
+/// answers): whether it completed; the relationship id acknowledged goes to `acknowledged`.
+async fn attempt(load: &Load, ready: Option<&Ready>, acknowledged: &mut Vec<String>) -> bool {
+    match ready {
+        Some(ready) => {
+            match client::handshake_with(&load.url, None, &ready.patient, ready.auth.clone()).await
+            {
+                Ok(transcript) => {
+                    acknowledged.extend(transcript.relationship_id());
+                    transcript.completed()
+                }
+                Err(_) => false,
+            }
+        }
+        None => {
+            if load.mode == Mode::Idle {
+                // Held until the server answers (503, or a 101 and a timeout).
+                if let Ok(mut connection) = client::connect(&load.url, None).await {
+                    let _ = client::converse(&mut connection, Vec::new(), None).await;
+                }
+            }
+            false
+        }
     }
 }
 

@@ -5,12 +5,12 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::keys::{legacy_head, seq_key, LEGACY_HEAD_KEY};
+use super::keys::{legacy_head, LEGACY_HEAD_KEY};
 use super::recover::{is_lock_error, recover, LOCK_WAIT, SLED_CACHE_BYTES};
-use super::tree_blocks::{scan_tree, tree_blocks, tree_key, TREE_PREFIX};
+use super::tree_blocks::TREE_PREFIX;
 use crate::checkpoint::sync_directory;
 use crate::evidence::HeadFile;
-use crate::store::{Acknowledged, LogHead, MAX_SEQ};
+use crate::store::{Acknowledged, LogHead};
 use crate::Error;
 
 /// How hard [`SledLog::append`] works to make a batch durable.
@@ -228,45 +228,4 @@ impl SledLog {
     #[cfg(not(any(test, feature = "test-support")))]
     #[inline(always)]
     pub(super) fn count_down_fault(&mut self) {}
-}
-
-impl SledLog {
-    /// Overwrites or removes raw entries, bypassing the chain: only for tests that tamper with a
-    /// log on purpose.
-    #[cfg(any(test, feature = "test-support"))]
-    pub fn tamper(&self, seq: u64, bytes: Option<&[u8]>) -> Result<(), Error> {
-        match bytes {
-            Some(bytes) => self.db.insert(seq_key(seq), bytes)?,
-            None => self.db.remove(seq_key(seq))?,
-        };
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Overwrites or removes the tree hashes stored with record `seq`: only for tests.
-    #[cfg(any(test, feature = "test-support"))]
-    pub fn tamper_tree(&self, seq: u64, hashes: Option<&[u8]>) -> Result<(), Error> {
-        // Every stored entry read, the one changed, and the blocks written again.
-        let mut entries = std::collections::BTreeMap::new();
-        scan_tree(&self.db, 1, MAX_SEQ, &mut |at, stored| {
-            entries.insert(at, stored.to_vec());
-        })?;
-        match hashes {
-            Some(hashes) => entries.insert(seq, hashes.to_vec()),
-            None => entries.remove(&seq),
-        };
-        for key in self.db.range(tree_key(0)..=tree_key(u64::MAX)).keys() {
-            self.db.remove(key?)?;
-        }
-        let blocks = tree_blocks(
-            &self.db,
-            None,
-            entries.iter().map(|(at, stored)| (*at, stored.as_slice())),
-        )?;
-        for (first, value) in blocks {
-            self.db.insert(tree_key(first), value)?;
-        }
-        self.db.flush()?;
-        Ok(())
-    }
 }
