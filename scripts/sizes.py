@@ -28,7 +28,6 @@ TABLES = {
 NOT_YET = {
     "events/src/event.rs": 647,
     "events/src/testing.rs": 615,
-    "events/src/tree.rs": 613,
     ("events/src/verify/checker.rs", "step"): 109,
 }
 
