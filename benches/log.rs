@@ -14,6 +14,10 @@
 //! Run: `cargo bench --bench log` (options: `--records N`, `--seconds S`, `--skip-appends`, `--keep` (leave the 1M-record logs on disk), `--dir PATH` for where the
 //! logs are written; default the system temp directory; `--postgres URL`).
 
+/// The server's allocator (src/main.rs), so that the numbers are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
