@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::keys::{key_seq, records, seq_key};
 use super::log::{AppendStep, Durability, SledLog};
 use super::reader::{read_nodes, SledReader};
-use super::tree_blocks::{scan_tree, tree_blocks, tree_key, walk_block, TREE_PREFIX};
+use super::tree_blocks::{runs, scan_tree, tree_key, walk_block, TREE_PREFIX};
 use crate::record::Digest;
 use crate::store::{Acknowledged, Appended, Log, LogHead, LogReader, StoredRecord, MAX_SEQ};
 use crate::tree::{Hash, Node};
@@ -20,22 +20,14 @@ impl Log for SledLog {
         for appended in records {
             batch.insert(&seq_key(appended.seq), appended.bytes.as_slice());
         }
-        let flat: Vec<Vec<u8>> = records
-            .iter()
-            .map(|appended| appended.tree.iter().flat_map(|hash| hash.0).collect())
-            .collect();
-        let mut blocks = tree_blocks(
-            &self.db,
-            self.tree_tail.take(),
+        let runs = runs(
             records
                 .iter()
-                .zip(&flat)
-                .map(|(appended, hashes)| (appended.seq, hashes.as_slice())),
-        )?;
-        for (first, value) in &blocks {
+                .map(|appended| (appended.seq, appended.tree.as_slice())),
+        );
+        for (first, value) in &runs {
             batch.insert(&tree_key(*first), value.as_slice());
         }
-        self.tree_tail = blocks.pop();
         self.db.apply_batch(batch)?;
         self.injected(AppendStep::Apply)?;
         self.db.flush()?;
@@ -122,21 +114,11 @@ impl Log for SledLog {
     }
 
     fn add_tree(&mut self, first_seq: u64, tree: &[Vec<Hash>]) -> Result<(), Error> {
-        let flat: Vec<Vec<u8>> = tree
-            .iter()
-            .map(|hashes| hashes.iter().flat_map(|hash| hash.0).collect())
-            .collect();
-        let blocks = tree_blocks(
-            &self.db,
-            None,
-            (first_seq..).zip(flat.iter().map(Vec::as_slice)),
-        )?;
         let mut batch = sled::Batch::default();
-        for (first, value) in &blocks {
-            batch.insert(&tree_key(*first), value.as_slice());
+        for (first, value) in runs((first_seq..).zip(tree.iter().map(Vec::as_slice))) {
+            batch.insert(&tree_key(first), value);
         }
         self.db.apply_batch(batch)?;
-        self.tree_tail = None;
         self.db.flush()?;
         if self.durability == Durability::PowerLoss {
             self.sync_files()?;

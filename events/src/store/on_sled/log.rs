@@ -51,9 +51,6 @@ pub struct SledLog {
     /// in a build without `test-support`: the server's appends check nothing of the kind.
     #[cfg(any(test, feature = "test-support"))]
     pub(super) fault: Option<(AppendStep, u64)>,
-    /// The tree block this log wrote last, as written: the next batch extends it without
-    /// reading it back.
-    pub(super) tree_tail: Option<(u64, Vec<u8>)>,
 }
 
 impl SledLog {
@@ -138,7 +135,6 @@ impl SledLog {
             head_file,
             #[cfg(any(test, feature = "test-support"))]
             fault: None,
-            tree_tail: None,
         })
     }
 

@@ -3,15 +3,19 @@
 
 use super::keys::key_seq;
 use crate::store::MAX_SEQ;
+use crate::tree::Hash;
 use crate::Error;
 
-/// The first byte of a tree key: `0xfe` ‖ the 8-byte big-endian seq of the first record of a
-/// block of [`TREE_BLOCK`] records (seqs `16k + 1 ..= 16k + 16`). The value holds, for each record
-/// of the block in turn, one byte (how many tree hashes it has; 0 for none stored) and then those
-/// hashes. A key per block, not per record: a sled key costs about as much as a record, and a key
-/// per record halved the rate of large batches; blocks at fixed places let a read go straight to
-/// its key. Record keys begin with `0x00` (seqs below 2^56), so every tree key sorts after every
-/// record and before the legacy head key.
+/// The first byte of a tree key: `0xfe` ‖ the 8-byte big-endian seq of the first record whose
+/// hashes its value holds. The value holds, for each of a run of consecutive records in turn, one
+/// byte (how many tree hashes it has; 0 for none stored) and then those hashes. A run never
+/// crosses a block of [`TREE_BLOCK`] records (seqs `16k + 1 ..= 16k + 16`), so that a record's
+/// hashes are under the last key at or before it in its own block: one seek. Each batch writes
+/// runs of its own records and never rewrites one (a partly filled block written again by every
+/// small batch cost more than the records themselves), and a large batch's runs are whole blocks
+/// (a key per record halved the rate of large batches). Stores written with one key per whole
+/// block read the same way. Record keys begin with `0x00` (seqs below 2^56), so every tree key
+/// sorts after every record and before the legacy head key.
 pub(super) const TREE_PREFIX: u8 = 0xfe;
 
 /// Records per tree block.
@@ -28,12 +32,11 @@ pub(super) fn block_of(seq: u64) -> u64 {
     seq.saturating_sub(1) / TREE_BLOCK * TREE_BLOCK + 1
 }
 
-/// Calls `visit` with the seq and stored hashes of each record of the block that starts at
-/// `first` that has hashes stored, until it returns `false`; returns how many entries the block
-/// holds.
+/// Calls `visit` with the seq and stored hashes of each record of the run that starts at `first`
+/// that has hashes stored, until it returns `false`; returns how many entries it walked.
 ///
 /// # Errors
-/// [`Error::TreeMissing`] for a block that is not a run of counted hashes.
+/// [`Error::TreeMissing`] for a value that is not a run of counted hashes.
 pub(super) fn walk_block(
     first: u64,
     value: &[u8],
@@ -44,8 +47,7 @@ pub(super) fn walk_block(
         let length = usize::from(count) * 32;
         let hashes = after.get(..length).ok_or_else(|| Error::TreeMissing {
             reason: format!(
-                "the tree hashes stored for records {first}..{} are damaged at record {seq}",
-                first + TREE_BLOCK - 1
+                "the tree hashes stored from record {first} on are damaged at record {seq}"
             ),
         })?;
         if count > 0 && !visit(seq, hashes) {
@@ -57,29 +59,17 @@ pub(super) fn walk_block(
     Ok(seq - first)
 }
 
-/// Adds record `seq`'s hashes to its block's value, which holds the entries before it (records
-/// without stored hashes in between get empty entries).
-pub(super) fn push_entry(
-    first: u64,
-    value: &mut Vec<u8>,
-    seq: u64,
-    hashes: &[u8],
-) -> Result<(), Error> {
-    let held = walk_block(first, value, &mut |_, _| true)?;
-    for _ in first + held..seq {
-        value.push(0);
-    }
-    value.push(u8::try_from(hashes.len() / 32).unwrap_or(u8::MAX));
-    value.extend_from_slice(hashes);
-    Ok(())
-}
-
-/// The tree hashes stored with record `seq`.
+/// The tree hashes stored with record `seq`: in the last run that starts at or before it within
+/// its block.
 pub(super) fn stored_at(db: &sled::Db, seq: u64) -> Result<Option<Vec<u8>>, Error> {
-    let first = block_of(seq);
-    let Some(value) = db.get(tree_key(first))? else {
+    let Some((key, value)) = db
+        .range(tree_key(block_of(seq))..=tree_key(seq))
+        .next_back()
+        .transpose()?
+    else {
         return Ok(None);
     };
+    let first = key_seq(key.get(1..).unwrap_or_default())?;
     let mut found = None;
     walk_block(first, &value, &mut |at, hashes| {
         if at == seq {
@@ -110,30 +100,115 @@ pub(super) fn scan_tree(
     Ok(())
 }
 
-/// The blocks a run of records' tree hashes go into, each whole: the block the log's tree ends
-/// in is read back (or taken from `tail`, the value this writer wrote last) and extended.
-pub(super) fn tree_blocks<'a>(
-    db: &sled::Db,
-    tail: Option<(u64, Vec<u8>)>,
-    entries: impl Iterator<Item = (u64, &'a [u8])>,
-) -> Result<Vec<(u64, Vec<u8>)>, Error> {
-    let mut tail = tail;
-    let mut blocks: Vec<(u64, Vec<u8>)> = Vec::new();
+/// The runs a batch's tree hashes are written as: consecutive records within one block share a
+/// key, and nothing already stored is read or written again.
+pub(super) fn runs<'a>(entries: impl Iterator<Item = (u64, &'a [Hash])>) -> Vec<(u64, Vec<u8>)> {
+    let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut next = None;
     for (seq, hashes) in entries {
-        let first = block_of(seq);
-        if blocks.last().is_none_or(|(open, _)| *open != first) {
-            let value = match tail.take() {
-                Some((cached, value)) if cached == first => value,
-                _ => db
-                    .get(tree_key(first))?
-                    .map(|value| value.to_vec())
-                    .unwrap_or_default(),
-            };
-            blocks.push((first, value));
+        let continues = next == Some(seq) && block_of(seq) != seq;
+        if !continues {
+            runs.push((seq, Vec::new()));
         }
-        if let Some((open, value)) = blocks.last_mut() {
-            push_entry(*open, value, seq, hashes)?;
+        if let Some((_, value)) = runs.last_mut() {
+            value.push(u8::try_from(hashes.len()).unwrap_or(u8::MAX));
+            for hash in hashes.iter().take(usize::from(u8::MAX)) {
+                value.extend_from_slice(&hash.0);
+            }
+        }
+        next = Some(seq + 1);
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hashes(seq: u64) -> Vec<Hash> {
+        (0..=seq.trailing_zeros())
+            .map(|level| Hash([(seq as u8) ^ (level as u8); 32]))
+            .collect()
+    }
+
+    fn db() -> sled::Db {
+        sled::Config::new().temporary(true).open().unwrap()
+    }
+
+    fn write(db: &sled::Db, seqs: std::ops::RangeInclusive<u64>) {
+        let entries: Vec<(u64, Vec<Hash>)> = seqs.map(|seq| (seq, hashes(seq))).collect();
+        for (first, value) in runs(entries.iter().map(|(seq, h)| (*seq, h.as_slice()))) {
+            assert!(
+                db.insert(tree_key(first), value).unwrap().is_none(),
+                "{first} rewritten"
+            );
         }
     }
-    Ok(blocks)
+
+    fn flat(seq: u64) -> Vec<u8> {
+        hashes(seq).iter().flat_map(|hash| hash.0).collect()
+    }
+
+    #[test]
+    fn a_batch_writes_runs_of_its_own_records_within_blocks_and_rewrites_nothing() {
+        let db = db();
+        // Single records, a run ending mid-block, then one across three blocks.
+        write(&db, 1..=1);
+        write(&db, 2..=2);
+        write(&db, 3..=7);
+        write(&db, 8..=40);
+        let keys: Vec<u64> = db
+            .range(tree_key(0)..=tree_key(MAX_SEQ))
+            .keys()
+            .map(|key| key_seq(&key.unwrap()[1..]).unwrap())
+            .collect();
+        assert_eq!(keys, vec![1, 2, 3, 8, 17, 33]);
+        for seq in 1..=40 {
+            assert_eq!(
+                stored_at(&db, seq).unwrap(),
+                Some(flat(seq)),
+                "record {seq}"
+            );
+        }
+        assert_eq!(stored_at(&db, 41).unwrap(), None);
+        let mut scanned = Vec::new();
+        scan_tree(&db, 5, 20, &mut |seq, stored| {
+            assert_eq!(stored, flat(seq));
+            scanned.push(seq);
+        })
+        .unwrap();
+        assert_eq!(scanned, (5..=20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_store_written_a_key_per_whole_block_reads_the_same() {
+        // The layout before runs: one key per block of sixteen, rewritten as it filled, with an
+        // empty entry for a record without hashes (17 here).
+        let db = db();
+        let mut first = Vec::new();
+        for seq in 1..=16 {
+            first.push(hashes(seq).len() as u8);
+            first.extend(flat(seq));
+        }
+        db.insert(tree_key(1), first).unwrap();
+        let mut second = vec![0u8];
+        for seq in 18..=20 {
+            second.push(hashes(seq).len() as u8);
+            second.extend(flat(seq));
+        }
+        db.insert(tree_key(17), second).unwrap();
+        // A later batch under this build adds a run after them.
+        write(&db, 21..=22);
+        for seq in (1..=16).chain(18..=22) {
+            assert_eq!(
+                stored_at(&db, seq).unwrap(),
+                Some(flat(seq)),
+                "record {seq}"
+            );
+        }
+        assert_eq!(stored_at(&db, 17).unwrap(), None);
+        let mut scanned = Vec::new();
+        scan_tree(&db, 15, 22, &mut |seq, _| scanned.push(seq)).unwrap();
+        assert_eq!(scanned, vec![15, 16, 18, 19, 20, 21, 22]);
+    }
 }
