@@ -35,6 +35,11 @@ impl<S> TimedWrites<S> {
         &self.inner
     }
 
+    /// The socket inside, its write timeout let go (a connection that only waits).
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// A write that is `Pending`: still within its time, or timed out.
     fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         let timeout = self.timeout;
