@@ -26,7 +26,6 @@ TABLES = {
 
 # Not split yet: the size each had when this check was written. Growing past it fails.
 NOT_YET = {
-    "events/src/event.rs": 647,
     "events/src/testing.rs": 615,
     ("events/src/verify/checker.rs", "step"): 109,
 }
