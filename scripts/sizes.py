@@ -27,7 +27,6 @@ TABLES = {
 # Not split yet: the size each had when this check was written. Growing past it fails.
 NOT_YET = {
     "events/src/testing.rs": 615,
-    ("events/src/verify/checker.rs", "step"): 109,
 }
 
 FN = re.compile(
@@ -108,7 +107,7 @@ def main():
     if failures:
         sys.exit(1)
     print(f"no file over {FILE_LIMIT} lines and no function over {FUNCTION_LIMIT} lines outside tests "
-          f"(tables and {len(NOT_YET)} named exceptions aside)")
+          f"(tables and {len(NOT_YET)} named exception{'' if len(NOT_YET) == 1 else 's'} aside)")
 
 
 if __name__ == "__main__":

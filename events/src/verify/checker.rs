@@ -183,6 +183,15 @@ impl<'a> Checker<'a> {
             self.restored(*range, parsed.seq)
                 .map_err(|fault| at_line(problem_at(range.first, None, fault)))?;
         }
+        self.witnessed(&parsed)
+            .map_err(|fault| at_line(problem_at(parsed.seq, kind.clone(), fault)))?;
+        self.advance(parsed, kind, previous_checkpoint);
+        Ok(())
+    }
+
+    /// The witness facts a record states: the log's origin, a cosignature (which must be of a
+    /// checkpoint this log signed), a conflict, an acknowledged rollback.
+    fn witnessed(&mut self, parsed: &Parsed) -> Result<(), Fault> {
         match parsed.detail.as_deref() {
             Some(Detail::Started {
                 origin: Some(origin),
@@ -192,11 +201,10 @@ impl<'a> Checker<'a> {
                 size,
                 root,
             }) if self.signed_roots.get(size) != Some(root) => {
-                let fault = Fault::CosignedUnknownCheckpoint {
+                return Err(Fault::CosignedUnknownCheckpoint {
                     witness: witness.clone(),
                     size: *size,
-                };
-                return Err(at_line(problem_at(parsed.seq, kind.clone(), fault)));
+                });
             }
             Some(Detail::WitnessConflict {
                 witness,
@@ -214,6 +222,16 @@ impl<'a> Checker<'a> {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// A sound record taken: held until the next one links to it, and the report moved on.
+    fn advance(
+        &mut self,
+        parsed: Parsed,
+        kind: Option<Cow<'static, str>>,
+        previous_checkpoint: Option<Option<CheckpointSummary>>,
+    ) {
         self.tree.hold(parsed.seq, parsed.leaf, parsed.stored);
         self.relationships.hold(parsed.seq, parsed.detail);
         for (anchor, _, found) in &mut self.anchors {
@@ -231,7 +249,6 @@ impl<'a> Checker<'a> {
         self.report.head = parsed.hash;
         self.report.last_at = Some(parsed.at);
         self.last_kind = kind;
-        Ok(())
     }
 
     /// A record whose seq is not the next one: which numbering fault it is.
