@@ -11,10 +11,9 @@ use neuron_events::{
     BatchReport, Clock, Journal, JournalOptions, Log, LogHead, MemoryLog, NeuronKey, Record,
 };
 use neuron_projections::Views;
-use tokio::sync::watch;
 
 use super::OperatorState;
-use crate::server::live::{Live, Stopping};
+use crate::server::live::Live;
 
 /// A log that serves the records it holds and refuses every write.
 struct Unwritable(MemoryLog);
@@ -89,25 +88,8 @@ impl OperatorState {
             JournalOptions::default(),
             Box::new(|_: &[Record], _: &BatchReport| {}),
         )?;
-        let (never_given, never) = watch::channel(false);
-        std::mem::forget(never_given);
-        let live = Live {
-            config: crate::config::Config::default(),
-            journal,
-            reader: log.reader(),
-            witnesses: Arc::default(),
-            views: Arc::new(std::sync::RwLock::new(views)),
-            metrics: Arc::default(),
-            changes: tokio::sync::RwLock::new(()),
-            pairs: Default::default(),
-            ids: Arc::new(crate::ids::SeededIds::new(1)),
-            clock,
-            stopping: Stopping {
-                draining: never.clone(),
-                stopping: never.clone(),
-                cut: never,
-            },
-        };
+        let reader = log.reader();
+        let live = Live::offline(journal, reader, views, clock);
         Ok(OperatorState::new(
             Arc::new(live),
             Arc::new(log),

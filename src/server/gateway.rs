@@ -589,10 +589,8 @@ mod tests {
     use std::sync::Arc;
 
     use neuron_events::{BatchReport, Journal, JournalOptions, MemoryLog, Record, SteppingClock};
-    use tokio::sync::watch;
 
     use super::*;
-    use crate::server::live::Stopping;
 
     /// A gateway over an in-memory log, its stop never given.
     fn gateway() -> Arc<Gateway> {
@@ -606,25 +604,9 @@ mod tests {
             Box::new(|_: &[Record], _: &BatchReport| {}),
         )
         .unwrap();
-        let (given, never) = watch::channel(false);
-        std::mem::forget(given);
-        let live = Live {
-            config: crate::config::Config::default(),
-            journal,
-            reader: neuron_events::Log::reader(&log),
-            witnesses: Arc::default(),
-            views: Arc::default(),
-            metrics: Arc::default(),
-            changes: tokio::sync::RwLock::new(()),
-            pairs: Default::default(),
-            ids: Arc::new(crate::ids::SeededIds::new(1)),
-            clock: Arc::new(SteppingClock::new(start, 1)),
-            stopping: Stopping {
-                draining: never.clone(),
-                stopping: never.clone(),
-                cut: never,
-            },
-        };
+        let reader = neuron_events::Log::reader(&log);
+        let clock = Arc::new(SteppingClock::new(start, 1));
+        let live = Live::offline(journal, reader, Default::default(), clock);
         Arc::new(Gateway::new(Arc::new(live), 16, Arc::default()))
     }
 

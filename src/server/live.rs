@@ -93,6 +93,37 @@ pub struct Live {
 }
 
 impl Live {
+    /// A `Live` over `journal` and `reader` with the default configuration, seeded ids and
+    /// `clock`, whose stop is never given (its sender is leaked, one per call): for the unit
+    /// tests and fuzz targets that need the shared state without a server.
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn offline(
+        journal: Journal,
+        reader: Arc<dyn LogReader>,
+        views: Views,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let (never_given, never) = watch::channel(false);
+        std::mem::forget(never_given);
+        Self {
+            config: Config::default(),
+            journal,
+            reader,
+            witnesses: Arc::default(),
+            views: Arc::new(RwLock::new(views)),
+            metrics: Arc::default(),
+            changes: tokio::sync::RwLock::new(()),
+            pairs: Default::default(),
+            ids: Arc::new(crate::ids::SeededIds::new(1)),
+            clock,
+            stopping: Stopping {
+                draining: never.clone(),
+                stopping: never.clone(),
+                cut: never,
+            },
+        }
+    }
+
     /// The views, for reading.
     pub fn views(&self) -> std::sync::RwLockReadGuard<'_, Views> {
         // Views are only ever changed record by record inside the lock; a panic elsewhere cannot
