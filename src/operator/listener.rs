@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 use hyper::body::Buf;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use warp::http::Method;
 use warp::Filter;
 
-use crate::server::live::until_set;
+use crate::server::live::StopPhase;
 
 use super::changes::{add_provider, checkpoint, remove_provider, terminate};
 use super::errors::{set_content_type, Answer, ApiError, Code};
@@ -30,11 +30,8 @@ use super::OperatorState;
 /// connections (more are answered 503 and closed), each with `server.header_timeout_ms` to send a
 /// request's header (also the longest idle keep-alive), the write timeout on every write, and a
 /// graceful close at the stop, cut off when the stop's grace is over.
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<OperatorState>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<OperatorState>) {
+    let mut stop = state.live.stop.clone();
     let config = &state.live.config;
     let header_timeout = std::time::Duration::from_millis(config.server.header_timeout_ms);
     let write_timeout = std::time::Duration::from_millis(config.websocket.write_timeout_ms);
@@ -44,7 +41,7 @@ pub(crate) async fn serve(
     let mut last_logged: Option<std::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
-            () = until_set(&mut stop) => break,
+            () = stop.reached(StopPhase::Closed) => break,
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
@@ -64,7 +61,7 @@ pub(crate) async fn serve(
         };
         let service = hyper_util::service::TowerToHyperService::new(warp::service(filter.clone()));
         let mut stop = stop.clone();
-        let mut cut = state.live.stopping.cut.clone();
+        let mut cut = stop.clone();
         tasks.spawn(async move {
             let io = hyper_util::rt::TokioIo::new(crate::server::timed::TimedWrites::new(
                 stream,
@@ -79,24 +76,23 @@ pub(crate) async fn serve(
             tokio::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => {}
-                () = until_set(&mut stop) => {
+                () = stop.reached(StopPhase::Closed) => {
                     connection.as_mut().graceful_shutdown();
                     tokio::select! {
                         _ = connection.as_mut() => {}
-                        () = until_set(&mut cut) => {}
+                        () = cut.reached(StopPhase::Cut) => {}
                     }
                 }
-                () = until_set(&mut cut) => {}
+                () = cut.reached(StopPhase::Cut) => {}
             }
             drop(place);
         });
     }
     drop(listener);
     tasks.close();
-    let mut cut = state.live.stopping.cut.clone();
     tokio::select! {
         _ = tasks.wait() => {}
-        () = until_set(&mut cut) => {}
+        () = stop.reached(StopPhase::Cut) => {}
     }
 }
 

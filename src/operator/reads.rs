@@ -12,6 +12,7 @@ use neuron_events::Record;
 use neuron_projections::relationships::{PageQuery, Relationship, Status, Summary};
 use neuron_projections::sessions::SessionStage;
 
+use crate::server::live::StopPhase;
 use crate::server::metrics::Gauges;
 
 use super::errors::{json_reply, set_content_type, Answer, ApiError, Code};
@@ -43,7 +44,7 @@ pub(super) fn ready(state: &OperatorState) -> Answer {
             format!("the event log cannot be written: {failure}"),
         ));
     }
-    if state.live.stopping.is_draining() {
+    if state.live.stop.has_reached(StopPhase::Draining) {
         return Err(ApiError::new(Code::NotReady, "the server is stopping"));
     }
     let board = state.live.witness_board();

@@ -30,7 +30,7 @@ use neuron_events::Event;
 
 use super::head_reads::{gone, read_head, read_waiting, take_head, Reading, Unserved};
 use super::http::{self, Refusal};
-use super::live::{until_set, Live};
+use super::live::{Live, StopPhase};
 use super::refusals::Refusals;
 use super::rewind::Rewind;
 use super::routes::{self, Attempt};
@@ -113,12 +113,12 @@ impl Gateway {
     /// likely) is logged at most once a second and retried after a short pause, so that it never
     /// spins a core.
     pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let mut draining = self.live.stopping.draining.clone();
+        let mut draining = self.live.stop.clone();
         let mut last_logged: Option<Instant> = None;
         let mut suppressed = 0u64;
         loop {
             let accepted = tokio::select! {
-                () = until_set(&mut draining) => break,
+                () = draining.reached(StopPhase::Draining) => break,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
@@ -196,15 +196,7 @@ impl Gateway {
     ) {
         let mut stream = self.timed(stream);
         let limit = http::MAX_WAITING_REQUEST_BYTES;
-        match read_head(
-            &mut stream,
-            deadline,
-            limit,
-            buffer,
-            self.live.stopping.stopping.clone(),
-        )
-        .await
-        {
+        match read_head(&mut stream, deadline, limit, buffer, self.live.stop.clone()).await {
             Ok(head) => self.place(stream, peer, head, connection, tracing::Span::current()),
             Err(unserved) => self.unserved(&mut stream, unserved).await,
         }
@@ -349,7 +341,7 @@ impl Gateway {
                 Ok(committed) => committed.at,
                 Err(_) => return,
             };
-            let mut draining = self.live.stopping.draining.clone();
+            let mut draining = self.live.stop.clone();
             let queue_timeout = Duration::from_millis(self.live.config.websocket.queue_timeout_ms);
             let waited = tokio::select! {
                 slot = self.slots.clone().acquire_owned() => match slot {
@@ -357,7 +349,7 @@ impl Gateway {
                     Err(_) => Waited::Drained,
                 },
                 () = tokio::time::sleep(queue_timeout) => Waited::TimedOut,
-                () = until_set(&mut draining) => Waited::Drained,
+                () = draining.reached(StopPhase::Draining) => Waited::Drained,
                 () = gone(&stream) => Waited::Left,
             };
             let waited_ms = self.millis_since(queued_at);
@@ -431,14 +423,14 @@ impl Gateway {
 
     /// Sends a whole answer and closes, without waiting past the write timeout or the stop's end.
     async fn send(&self, stream: &mut TimedWrites<TcpStream>, answer: &[u8]) {
-        let mut cut = self.live.stopping.cut.clone();
+        let mut cut = self.live.stop.clone();
         let written = async {
             stream.write_all(answer).await?;
             stream.shutdown().await
         };
         tokio::select! {
             _ = written => {}
-            () = until_set(&mut cut) => {}
+            () = cut.reached(StopPhase::Cut) => {}
         }
     }
 
@@ -531,16 +523,16 @@ impl Gateway {
         let io = TokioIo::new(Rewind::new(head, stream));
         // Boxed: the task holds a pointer while the connection waits, not hyper's whole state.
         let mut connection = Box::pin(builder.serve_connection(io, service).with_upgrades());
-        let mut stopping = self.live.stopping.stopping.clone();
-        let mut cut = self.live.stopping.cut.clone();
+        let mut stopping = self.live.stop.clone();
+        let mut cut = self.live.stop.clone();
         tokio::select! {
             _ = connection.as_mut() => {}
-            () = until_set(&mut stopping) => {
+            () = stopping.reached(StopPhase::Stopping) => {
                 // A request not yet read is not read; one being answered is answered.
                 connection.as_mut().graceful_shutdown();
                 tokio::select! {
                     _ = connection.as_mut() => {}
-                    () = until_set(&mut cut) => {}
+                    () = cut.reached(StopPhase::Cut) => {}
                 }
             }
         }
@@ -557,11 +549,11 @@ impl Gateway {
         upgrade: Option<hyper::upgrade::OnUpgrade>,
         slot: OwnedSemaphorePermit,
     ) {
-        let mut cut = self.live.stopping.cut.clone();
+        let mut cut = self.live.stop.clone();
         let upgraded = match upgrade {
             Some(upgrade) => tokio::select! {
                 upgraded = upgrade => upgraded.ok(),
-                () = until_set(&mut cut) => None,
+                () = cut.reached(StopPhase::Cut) => None,
             },
             None => None,
         };

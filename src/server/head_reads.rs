@@ -4,10 +4,9 @@
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 use super::http::{self, Refusal};
-use super::live::until_set;
+use super::live::{Stop, StopPhase};
 use super::timed::TimedWrites;
 
 /// Why a connection's request was not an upgrade to serve.
@@ -29,7 +28,7 @@ pub(super) async fn read_head(
     deadline: tokio::time::Instant,
     limit: usize,
     mut buffer: Vec<u8>,
-    mut stopping: watch::Receiver<bool>,
+    mut stopping: Stop,
 ) -> Result<Box<[u8]>, Unserved> {
     if let Some(done) = take_head(stream.get_ref(), &mut buffer, limit, Reading::Kernel) {
         return done.map(|()| buffer.into());
@@ -41,7 +40,7 @@ pub(super) async fn read_head(
                     return Err(Unserved::Left);
                 },
                 () = tokio::time::sleep_until(deadline) => return Err(Unserved::TimedOut),
-                () = until_set(&mut stopping) => return Err(Unserved::Stopping),
+                () = stopping.reached(StopPhase::Stopping) => return Err(Unserved::Stopping),
             }
             if let Some(done) = take_head(stream.get_ref(), &mut buffer, limit, Reading::Runtime) {
                 return done.map(|()| std::mem::take(&mut buffer).into());

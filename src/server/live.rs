@@ -32,32 +32,63 @@ pub struct ActiveSession {
     pub started: Timestamp,
 }
 
-/// The signals of a stop, in the order they are given (SPEC §2.6).
-#[derive(Clone, Debug)]
-pub struct Stopping {
-    /// Set first: queued connections are answered 503, `/ready` answers 503.
-    pub draining: watch::Receiver<bool>,
-    /// Set next: live sessions close with 1001, connections still reading their request end.
-    pub stopping: watch::Receiver<bool>,
-    /// Set when the grace period is over: whatever still waits on a client gives up at once.
-    pub cut: watch::Receiver<bool>,
+/// How far a stop has gone (SPEC §2.6): one value that only moves forward, so that a later phase
+/// implies every earlier one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StopPhase {
+    /// No stop asked for.
+    Serving,
+    /// Queued connections are answered 503, `/ready` answers 503, no connection is accepted.
+    Draining,
+    /// Live sessions close with 1001; connections still reading their request end.
+    Stopping,
+    /// The grace period is over (or a write failed): whatever still waits on a client gives up.
+    Cut,
+    /// The log is closed: the operator listener closes last.
+    Closed,
 }
 
-/// Resolves once `signal` is set (at once if it is, or once its sender is gone): a stop's
-/// signal, awaited anywhere. Written on `changed` rather than `wait_for`, whose future is larger
-/// by half: ten thousand queued connections each await one.
-pub async fn until_set(signal: &mut watch::Receiver<bool>) {
-    while !*signal.borrow_and_update() {
-        if signal.changed().await.is_err() {
-            return;
-        }
+/// Gives a stop's phases: the one sender of [`Stop`].
+pub struct StopSignal(watch::Sender<StopPhase>);
+
+impl StopSignal {
+    /// A stop not yet asked for, and the receiver every listener and session clones.
+    pub fn new() -> (Self, Stop) {
+        let (sender, receiver) = watch::channel(StopPhase::Serving);
+        (Self(sender), Stop(receiver))
+    }
+
+    /// Moves the stop on to `phase`; a phase already passed changes nothing.
+    pub fn advance(&self, phase: StopPhase) {
+        self.0.send_if_modified(|now| {
+            let later = phase > *now;
+            if later {
+                *now = phase;
+            }
+            later
+        });
     }
 }
 
-impl Stopping {
-    /// Whether the stop has begun.
-    pub fn is_draining(&self) -> bool {
-        *self.draining.borrow()
+/// Where the stop stands, as a listener or a session sees it.
+#[derive(Clone, Debug)]
+pub struct Stop(watch::Receiver<StopPhase>);
+
+impl Stop {
+    /// Whether the stop has reached `phase`.
+    pub fn has_reached(&self, phase: StopPhase) -> bool {
+        *self.0.borrow() >= phase
+    }
+
+    /// Resolves once the stop reaches `phase` (at once if it has, or once the signal is gone).
+    /// Written on `changed` rather than `wait_for`, whose future is larger by half: ten thousand
+    /// queued connections each await one.
+    pub async fn reached(&mut self, phase: StopPhase) {
+        while *self.0.borrow_and_update() < phase {
+            if self.0.changed().await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -88,8 +119,8 @@ pub struct Live {
     pub ids: Arc<dyn IdSource>,
     /// The clock stamped on records.
     pub clock: Arc<dyn Clock>,
-    /// The stop's signals.
-    pub stopping: Stopping,
+    /// How far the server's stop has gone.
+    pub stop: Stop,
 }
 
 impl Live {
@@ -103,7 +134,7 @@ impl Live {
         views: Views,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let (never_given, never) = watch::channel(false);
+        let (never_given, never) = StopSignal::new();
         std::mem::forget(never_given);
         Self {
             config: Config::default(),
@@ -116,11 +147,7 @@ impl Live {
             pairs: Default::default(),
             ids: Arc::new(crate::ids::SeededIds::new(1)),
             clock,
-            stopping: Stopping {
-                draining: never.clone(),
-                stopping: never.clone(),
-                cut: never,
-            },
+            stop: never,
         }
     }
 

@@ -41,7 +41,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use neuron_events::event::*;
@@ -54,16 +53,8 @@ use crate::ids::IdSource;
 use crate::operator::{self, OperatorState};
 pub use error::ServerError;
 pub use live::ActiveSession;
-use live::{Live, Stopping};
+use live::{Live, StopPhase, StopSignal};
 pub use options::{Options, StartOver};
-
-/// The senders of a stop's signals.
-struct Signals {
-    drain: watch::Sender<bool>,
-    stop: watch::Sender<bool>,
-    cut: watch::Sender<bool>,
-    admin: watch::Sender<bool>,
-}
 
 /// The live state the listeners share, built over the journal and views just opened, with the
 /// signals that stop them in phases; also the operator API's own stop signal.
@@ -73,11 +64,8 @@ fn live(
     reader: Arc<dyn LogReader>,
     ids: Arc<dyn IdSource>,
     clock: Arc<dyn Clock>,
-) -> (Arc<Live>, Signals, watch::Receiver<bool>) {
-    let (drain, draining) = watch::channel(false);
-    let (stop, stopping) = watch::channel(false);
-    let (cut, cutting) = watch::channel(false);
-    let (admin_stop, admin_stopping) = watch::channel(false);
+) -> (Arc<Live>, StopSignal) {
+    let (signal, stop) = StopSignal::new();
     let live = Arc::new(Live {
         config,
         journal: serving.journal,
@@ -89,19 +77,9 @@ fn live(
         pairs: Default::default(),
         ids,
         clock,
-        stopping: Stopping {
-            draining,
-            stopping,
-            cut: cutting,
-        },
-    });
-    let signals = Signals {
-        drain,
         stop,
-        cut,
-        admin: admin_stop,
-    };
-    (live, signals, admin_stopping)
+    });
+    (live, signal)
 }
 
 /// A running server.
@@ -111,7 +89,7 @@ pub struct Server {
     live: Arc<Live>,
     gateway: Arc<gateway::Gateway>,
     refusals: Arc<refusals::Refusals>,
-    signals: Signals,
+    signal: StopSignal,
     serving: tokio::task::JoinHandle<()>,
     summaries: tokio::task::JoinHandle<()>,
     admin_serving: tokio::task::JoinHandle<()>,
@@ -157,8 +135,7 @@ impl Server {
         let listeners = start::bind_both(&checked, &data_dir).await?;
         serving.journal.append_all(startup).await?;
         start::settle_conflicts(&serving, options.acknowledge_rollback).await?;
-        let (live, signals, admin_stopping) =
-            live(config, serving, reader.clone(), options.ids, options.clock);
+        let (live, signal) = live(config, serving, reader.clone(), options.ids, options.clock);
         let witnesses = Arc::new(witnesses::Witnesses::new(
             live.clone(),
             live.witnesses.clone(),
@@ -186,11 +163,7 @@ impl Server {
             checked.admin_tokens,
             admin_addr,
         ));
-        let admin_serving = tokio::spawn(operator::serve(
-            listeners.admin,
-            admin_state,
-            admin_stopping,
-        ));
+        let admin_serving = tokio::spawn(operator::serve(listeners.admin, admin_state));
         info!(%addr, max_connections = budget, "listening for handshakes");
         info!(addr = %admin_addr, "operator API listening");
         Ok(Self {
@@ -199,7 +172,7 @@ impl Server {
             live,
             gateway,
             refusals,
-            signals,
+            signal,
             serving,
             summaries,
             admin_serving,
@@ -248,9 +221,7 @@ impl Server {
         self.summaries.abort();
         self.admin_serving.abort();
         self.witnessing.abort();
-        let _ = self.signals.drain.send(true);
-        let _ = self.signals.stop.send(true);
-        let _ = self.signals.cut.send(true);
+        self.signal.advance(StopPhase::Cut);
         ServerError::LogFailed { reason }
     }
 
@@ -274,12 +245,12 @@ impl Server {
             .await;
         // Queued connections first (each gets 503 and its record), then live sessions (1001),
         // so that the closing records come in a fixed order.
-        let _ = self.signals.drain.send(true);
+        self.signal.advance(StopPhase::Draining);
         let _ = self.serving.await;
         let waiting = self.gateway.waiting();
         waiting.close();
         let _ = tokio::time::timeout_at(deadline, waiting.wait()).await;
-        let _ = self.signals.stop.send(true);
+        self.signal.advance(StopPhase::Stopping);
         let tasks = self.gateway.tasks();
         tasks.close();
         if tokio::time::timeout_at(deadline, tasks.wait())
@@ -290,11 +261,11 @@ impl Server {
                 open = tasks.len(),
                 "connections still open at the end of the grace period: cut off"
             );
-            let _ = self.signals.cut.send(true);
+            self.signal.advance(StopPhase::Cut);
             // Every wait on a client ends at the cut; what remains is committing records.
             let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
         }
-        let _ = self.signals.cut.send(true);
+        self.signal.advance(StopPhase::Cut);
         self.summaries.abort();
         self.witnessing.abort();
         let closed = async {
@@ -324,7 +295,7 @@ impl Server {
         // Closed above unless a write failed; then only the writer's end is waited for.
         let _ = self.live.journal.close().await;
         // The operator listener answers (not ready) until the log is closed.
-        let _ = self.signals.admin.send(true);
+        self.signal.advance(StopPhase::Closed);
         let mut admin_serving = self.admin_serving;
         if tokio::time::timeout(ADMIN_CLOSE, &mut admin_serving)
             .await

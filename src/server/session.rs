@@ -21,7 +21,7 @@ use tracing::warn;
 use neuron_events::event::EventData;
 use neuron_events::{Committed, Event};
 
-use super::live::{until_set, Live};
+use super::live::{Live, StopPhase};
 use neuron_handshake::machine::{self as handshake, Context, Effect, Input, Phase};
 use neuron_handshake::wire::ServerMessage;
 use neuron_handshake::CloseCode as Close;
@@ -77,12 +77,12 @@ pub(crate) async fn run(
     let mut phase = Phase::AwaitingAuth;
     let mut deadline =
         tokio::time::Instant::now() + Duration::from_millis(websocket.auth_timeout_ms);
-    let mut stopping = live.stopping.stopping.clone();
-    let mut cut = live.stopping.cut.clone();
+    let mut stopping = live.stop.clone();
+    let mut cut = live.stop.clone();
     let mut closing = false;
     while phase != Phase::Ended {
         let input = tokio::select! {
-            () = until_set(&mut stopping) => Input::ShuttingDown,
+            () = stopping.reached(StopPhase::Stopping) => Input::ShuttingDown,
             () = tokio::time::sleep_until(deadline) => match phase {
                 Phase::Challenged(_) => Input::ChallengeTimerFired,
                 _ => Input::AuthTimerFired,
@@ -114,12 +114,12 @@ pub(crate) async fn run(
         let mut frames = futures_util::stream::iter(frames.into_iter().map(Ok));
         let sent = tokio::select! {
             sent = socket.send_all(&mut frames) => sent,
-            () = until_set(&mut cut) => Err(tungstenite::Error::ConnectionClosed),
+            () = cut.reached(StopPhase::Cut) => Err(tungstenite::Error::ConnectionClosed),
         };
         if let (Err(error), false) = (sent, phase == Phase::Ended) {
             // The session has not ended and cannot be written to: its end is recorded, and
             // nothing more is sent.
-            let input = if *live.stopping.cut.borrow() {
+            let input = if live.stop.has_reached(StopPhase::Cut) {
                 Input::ShuttingDown
             } else if matches!(&error, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
             {
@@ -142,7 +142,7 @@ pub(crate) async fn run(
         let drain = async { while let Some(Ok(_)) = socket.next().await {} };
         tokio::select! {
             _ = tokio::time::timeout(CLOSE_GRACE, drain) => {}
-            () = until_set(&mut cut) => {}
+            () = cut.reached(StopPhase::Cut) => {}
         }
     }
 }

@@ -24,7 +24,7 @@ use neuron_events::store::Nodes;
 use neuron_events::tree;
 use neuron_events::Event;
 
-use super::live::Live;
+use super::live::{Live, StopPhase};
 use super::witness_board::{WitnessBoard, WitnessState};
 
 /// The content type of a 409's body: the witness's latest cosigned size.
@@ -137,11 +137,11 @@ impl Witnesses {
     /// Sends the latest checkpoint to every witness, every interval, until the stop begins.
     pub(crate) async fn run(self: Arc<Self>) {
         let interval = Duration::from_millis(self.live.config.audit.witness_interval_ms);
-        let mut stopping = self.live.stopping.draining.clone();
+        let mut stopping = self.live.stop.clone();
         loop {
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
-                () = super::live::until_set(&mut stopping) => return,
+                () = stopping.reached(StopPhase::Draining) => return,
             }
             self.round().await;
         }
