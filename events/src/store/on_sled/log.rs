@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::keys::{legacy_head, LEGACY_HEAD_KEY};
-use super::recover::{is_lock_error, recover, LOCK_WAIT, SLED_CACHE_BYTES};
+use super::recover::{held_by_another, recover, LOCK_WAIT, SLED_CACHE_BYTES};
 use super::tree_blocks::TREE_PREFIX;
 use crate::checkpoint::sync_directory;
 use crate::evidence::HeadFile;
@@ -83,20 +83,15 @@ impl SledLog {
         // moment after the last handle is dropped: a log reopened at once (a restart in the same
         // process) waits for that rather than failing.
         let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match recover(&config, path)? {
-                Ok(db) => break db,
-                Err(error) if is_lock_error(&error) && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(error) if is_lock_error(&error) => {
-                    return Err(Error::Locked {
-                        path: path.to_path_buf(),
-                    })
-                }
-                Err(error) => return Err(error.into()),
+        while held_by_another(path) {
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                });
             }
-        };
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let db = recover(&config, path)??;
         let data_path = path.join("db");
         let data_file = File::open(&data_path).map_err(|source| Error::Io {
             action: "open",

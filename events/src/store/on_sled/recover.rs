@@ -50,6 +50,15 @@ pub(super) fn recover(config: &sled::Config, path: &Path) -> Result<sled::Result
     })
 }
 
-pub(super) fn is_lock_error(error: &sled::Error) -> bool {
-    matches!(error, sled::Error::Io(error) if error.to_string().contains("could not acquire lock"))
+/// Whether another handle (another process, or one of this process just dropped) holds the lock
+/// sled takes on a store's data file. sled reports a held lock only as words in an I/O error, so
+/// the lock is asked about first, the way sled takes it (an exclusive `flock` on `db`), and
+/// released at once: a store that a later holder takes in between fails to open with sled's own
+/// error, never mistaken for something else.
+pub(super) fn held_by_another(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path.join("db")) else {
+        // No data file yet (a new store), or one this process may not read: sled decides.
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
