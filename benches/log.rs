@@ -365,8 +365,10 @@ fn vary(event: &Event, round: u64) -> Event {
         }
         EventData::HandshakeCompleted(data) => relationship(&mut data.relationship_id),
         EventData::RelationshipTerminated(data) => relationship(&mut data.relationship_id),
-        EventData::ChallengeIssued(data) if data.relationship != "new" => {
-            relationship(&mut data.relationship)
+        EventData::ChallengeIssued(data) => {
+            if let Some(id) = &mut data.relationship {
+                relationship(id)
+            }
         }
         _ => {}
     }

@@ -86,13 +86,10 @@ pub fn describe(event: &EventData) -> String {
             data.consented_actions.join(", "),
             Timestamp::saturating_from_millis(data.exp.saturating_mul(1000))
         ),
-        EventData::ChallengeIssued(data) if data.existing_relationship().is_none() => {
-            "challenge sent (no relationship yet)".into()
-        }
-        EventData::ChallengeIssued(data) => format!(
-            "challenge sent (existing relationship {})",
-            data.relationship
-        ),
+        EventData::ChallengeIssued(data) => match &data.relationship {
+            None => "challenge sent (no relationship yet)".into(),
+            Some(id) => format!("challenge sent (existing relationship {id})"),
+        },
         EventData::ChallengeVerified(_) => "challenge answered: key possession proven".into(),
         EventData::RelationshipEstablished(data) => format!(
             "relationship {} established between {} and provider {} (key {})",

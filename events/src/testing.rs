@@ -130,7 +130,7 @@ pub fn story() -> Vec<Event> {
             "s1",
             EventData::ChallengeIssued(ChallengeIssued {
                 nonce: "ab".repeat(32),
-                relationship: "new".into(),
+                relationship: None,
             }),
         ),
         session("s1", EventData::ChallengeVerified(ChallengeVerified {})),
@@ -178,7 +178,7 @@ pub fn story() -> Vec<Event> {
                 stage: Stage::Consent,
                 code: ErrorCode::ConsentFailed,
                 reason: "consent token signature does not verify".into(),
-                provider_npi: "unknown".into(),
+                provider_npi: None,
             }),
         ),
         session(
@@ -227,7 +227,7 @@ pub fn story() -> Vec<Event> {
             "s5",
             EventData::ChallengeIssued(ChallengeIssued {
                 nonce: "cd".repeat(32),
-                relationship: RELATIONSHIP_ID.into(),
+                relationship: Some(RELATIONSHIP_ID.into()),
             }),
         ),
         session("s5", EventData::ChallengeVerified(ChallengeVerified {})),

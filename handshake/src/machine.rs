@@ -158,9 +158,7 @@ fn failed(refusal: Refusal, mut events: Vec<EventData>) -> Transition {
         stage: refusal.stage,
         code: refusal.code,
         reason: refusal.reason,
-        provider_npi: refusal
-            .provider_npi
-            .unwrap_or_else(|| HandshakeFailed::NO_PROVIDER.to_string()),
+        provider_npi: refusal.provider_npi,
     }));
     ended(events, effects)
 }
@@ -352,10 +350,9 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
         }),
         EventData::ChallengeIssued(ChallengeIssued {
             nonce: nonce_hex.clone(),
-            relationship: existing.as_ref().map_or_else(
-                || ChallengeIssued::NEW.to_string(),
-                |relationship| relationship.id.to_string(),
-            ),
+            relationship: existing
+                .as_ref()
+                .map(|relationship| relationship.id.to_string()),
         }),
     ];
     let effects = vec![

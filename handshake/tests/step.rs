@@ -141,7 +141,7 @@ fn a_new_patient_is_challenged_then_gets_a_new_relationship() {
         ]
     );
     assert!(
-        matches!(&challenged.events[2], EventData::ChallengeIssued(issued) if issued.relationship == "new" && issued.nonce == "07".repeat(32))
+        matches!(&challenged.events[2], EventData::ChallengeIssued(issued) if issued.relationship.is_none() && issued.nonce == "07".repeat(32))
     );
     assert_eq!(challenged.effects[1], Effect::StartChallengeTimer);
     assert!(matches!(challenged.next, Phase::Challenged(_)));
@@ -180,7 +180,7 @@ fn an_existing_relationship_still_requires_the_challenge_and_the_same_key() {
     let context = context(&views.providers, &views.relationships, NOW_SECONDS);
     let challenged = step(&Phase::AwaitingAuth, Input::Text(good_auth()), &context);
     assert!(
-        matches!(&challenged.events[2], EventData::ChallengeIssued(issued) if issued.relationship == "rel-1")
+        matches!(&challenged.events[2], EventData::ChallengeIssued(issued) if issued.relationship.as_deref() == Some("rel-1"))
     );
     let completed = step(
         &challenged.next,
@@ -207,7 +207,7 @@ fn an_existing_relationship_still_requires_the_challenge_and_the_same_key() {
     );
     let refused = step(&Phase::AwaitingAuth, Input::Text(replay), &context);
     assert_eq!(error_of(&refused), (ErrorCode::ConsentFailed, 4003));
-    assert_eq!(failure(&refused).provider_npi, PROVIDER);
+    assert_eq!(failure(&refused).provider_npi.as_deref(), Some(PROVIDER));
 }
 
 #[test]
@@ -223,18 +223,12 @@ fn consent_failures_get_their_codes_and_an_unverified_token_names_no_provider() 
         frame.to_string()
     };
     let cases = [
-        (
-            tampered,
-            ErrorCode::ConsentFailed,
-            4003,
-            "unknown",
-            "signature",
-        ),
+        (tampered, ErrorCode::ConsentFailed, 4003, None, "signature"),
         (
             auth_frame(&key, "not claims", PATIENT),
             ErrorCode::InvalidMessage,
             4003,
-            "unknown",
+            None,
             "claims",
         ),
         (
@@ -245,7 +239,7 @@ fn consent_failures_get_their_codes_and_an_unverified_token_names_no_provider() 
             ),
             ErrorCode::ConsentFailed,
             4003,
-            PROVIDER,
+            Some(PROVIDER),
             "expired",
         ),
         (
@@ -256,14 +250,14 @@ fn consent_failures_get_their_codes_and_an_unverified_token_names_no_provider() 
             ),
             ErrorCode::ConsentFailed,
             4003,
-            PROVIDER,
+            Some(PROVIDER),
             "future",
         ),
         (
             auth_frame(&key, &good_claims, "someone-else"),
             ErrorCode::ConsentFailed,
             4003,
-            PROVIDER,
+            Some(PROVIDER),
             "patient_agent_id",
         ),
         (
@@ -274,7 +268,7 @@ fn consent_failures_get_their_codes_and_an_unverified_token_names_no_provider() 
             ),
             ErrorCode::ProviderNotFound,
             4003,
-            "1234567894",
+            Some("1234567894"),
             "check digit",
         ),
         (
@@ -285,7 +279,7 @@ fn consent_failures_get_their_codes_and_an_unverified_token_names_no_provider() 
             ),
             ErrorCode::ProviderNotFound,
             4003,
-            "1003000126",
+            Some("1003000126"),
             "not a provider",
         ),
     ];
@@ -302,7 +296,7 @@ fn consent_failures_get_their_codes_and_an_unverified_token_names_no_provider() 
         assert_eq!(error_of(&transition), (code, close), "{words}");
         let failed = failure(&transition);
         assert_eq!(
-            (failed.stage, failed.provider_npi.as_str()),
+            (failed.stage, failed.provider_npi.as_deref()),
             (Stage::Consent, provider),
             "{words}"
         );
@@ -543,7 +537,7 @@ fn of_two_sessions_challenged_as_new_the_second_to_decide_sees_the_first_ones_re
     let another_key = challenge(&other_key);
     for challenged in [&first, &same_key, &another_key] {
         assert!(
-            matches!(&challenged.events[2], EventData::ChallengeIssued(issued) if issued.relationship == "new")
+            matches!(&challenged.events[2], EventData::ChallengeIssued(issued) if issued.relationship.is_none())
         );
     }
 

@@ -31,7 +31,7 @@ use entries::{Entries, Entry, ProviderEntries, NONE};
 use ids::{id_hash, parse_uuid, Id};
 pub use paging::{Page, PageCandidates, PageQuery};
 
-use neuron_events::event::{EventData, RelationshipEstablished, RelationshipStatus};
+use neuron_events::event::{EventData, RelationshipEstablished, RelationshipStatus, TerminatedBy};
 use neuron_events::{b64, Record, Timestamp};
 use serde::Serialize;
 
@@ -55,7 +55,7 @@ pub struct Termination {
     /// Why, as given.
     pub reason: String,
     /// Who asked.
-    pub by: String,
+    pub by: TerminatedBy,
 }
 
 /// One care relationship in full.

@@ -210,8 +210,8 @@ impl SessionsView {
                 session.stage = SessionStage::Failed;
                 session.failure_code = Some(failed.code);
                 session.failure_reason = Some(failed.reason.clone());
-                if let Some(provider) = failed.provider() {
-                    session.provider_npi = Some(provider.to_string());
+                if let Some(provider) = &failed.provider_npi {
+                    session.provider_npi = Some(provider.clone());
                 }
                 *self.tally.failed.entry(failed.code).or_default() += 1;
             }

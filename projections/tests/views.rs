@@ -404,7 +404,7 @@ fn an_ended_session_is_not_reopened_by_later_records() {
                 "a",
                 EventData::ChallengeIssued(ChallengeIssued {
                     nonce: "n".into(),
-                    relationship: "new".into(),
+                    relationship: None,
                 }),
             ),
         ]),
@@ -482,7 +482,7 @@ fn any_event() -> impl Strategy<Value = Event> {
         }),
         Just(EventData::ChallengeIssued(ChallengeIssued {
             nonce: "n".into(),
-            relationship: "new".into()
+            relationship: None
         })),
         (id.clone(), patient, npi.clone()).prop_map(
             |(relationship_id, patient_agent_id, provider_npi)| EventData::RelationshipEstablished(
@@ -514,7 +514,7 @@ fn any_event() -> impl Strategy<Value = Event> {
             stage: Stage::Consent,
             code: ErrorCode::ConsentFailed,
             reason: "r".into(),
-            provider_npi: "unknown".into()
+            provider_npi: None
         })),
         Just(EventData::ConnectionTimeout(ConnectionTimeout {
             stage: Stage::Challenge,

@@ -359,7 +359,7 @@ mod tests {
                 stage: Stage::Consent,
                 code,
                 reason: "why".into(),
-                provider_npi: String::new(),
+                provider_npi: None,
             }))
             .map(|audit| (audit.pattern, audit.outcome))
         };

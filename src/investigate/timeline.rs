@@ -54,12 +54,16 @@ pub(super) fn mentions(record: &Record, subject: &Subject) -> bool {
         (Subject::Relationship(id), EventData::HandshakeCompleted(data)) => {
             &data.relationship_id == id
         }
-        (Subject::Relationship(id), EventData::ChallengeIssued(data)) => &data.relationship == id,
+        (Subject::Relationship(id), EventData::ChallengeIssued(data)) => {
+            data.relationship.as_ref() == Some(id)
+        }
         (Subject::Relationship(id), EventData::RelationshipTerminated(data)) => {
             &data.relationship_id == id
         }
         (Subject::Provider(npi), EventData::ConsentVerified(data)) => &data.provider_npi == npi,
-        (Subject::Provider(npi), EventData::HandshakeFailed(data)) => &data.provider_npi == npi,
+        (Subject::Provider(npi), EventData::HandshakeFailed(data)) => {
+            data.provider_npi.as_ref() == Some(npi)
+        }
         (Subject::Provider(npi), EventData::HandshakeCompleted(data)) => &data.provider_npi == npi,
         (Subject::Provider(npi), EventData::RelationshipTerminated(data)) => {
             &data.provider_npi == npi

@@ -1,6 +1,7 @@
 //! Who may ask: bearer tokens checked by hash in constant time, and browsers refused (a foreign
 //! `Origin`, a `Host` that does not name the listener, a change not declared JSON).
 
+use neuron_events::event::TerminatedBy;
 use warp::http::HeaderMap;
 
 use super::errors::{ApiError, Code};
@@ -17,10 +18,12 @@ pub(super) enum Caller {
 }
 
 impl Caller {
-    pub(super) fn recorded_as(&self) -> String {
-        match self {
-            Self::Open => "api".into(),
-            Self::Token(id) => format!("api:{id}"),
+    pub(super) fn recorded_as(&self) -> TerminatedBy {
+        TerminatedBy::Api {
+            token: match self {
+                Self::Open => None,
+                Self::Token(id) => Some(id.clone()),
+            },
         }
     }
 }

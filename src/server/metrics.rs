@@ -9,14 +9,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use neuron_events::event::{EventData, LogCheckpoint};
+use neuron_events::event::{ErrorCode, EventData, LogCheckpoint, RejectReason};
 use neuron_events::{BatchReport, Record, Timestamp};
 
 /// The content type of [`Metrics::render`]'s text.
@@ -35,13 +35,53 @@ const BATCH_RECORDS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
-/// `neuron_handshakes_total`'s labels.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Ended {
-    /// completed, failed, timeout, closed, queue_timeout, rejected.
-    outcome: &'static str,
-    /// The error code, the close code, the rejection's reason, or `none`.
-    code: String,
+/// How a session ended, as `neuron_handshakes_total` labels it: `outcome` (the variant's word)
+/// and `code` (the error code, the close code, the rejection's reason, or `none`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Outcome {
+    /// `completed`: a relationship given.
+    Completed,
+    /// `failed` with the error code sent.
+    Failed(ErrorCode),
+    /// `timeout` with the timeout's code.
+    Timeout(ErrorCode),
+    /// `closed` with the close code, if the close frame had one.
+    Closed(Option<u16>),
+    /// `queue_timeout`: gave up waiting for a slot.
+    QueueTimeout,
+    /// `rejected` with the reason.
+    Rejected(RejectReason),
+}
+
+impl Outcome {
+    /// The `outcome` label.
+    fn word(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed(_) => "failed",
+            Self::Timeout(_) => "timeout",
+            Self::Closed(_) => "closed",
+            Self::QueueTimeout => "queue_timeout",
+            Self::Rejected(_) => "rejected",
+        }
+    }
+}
+
+impl EncodeLabelSet for Outcome {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("outcome", self.word()).encode(encoder.encode_label())?;
+        let code = encoder.encode_label();
+        match *self {
+            Self::Failed(code_sent) | Self::Timeout(code_sent) => {
+                ("code", code_sent.as_str()).encode(code)
+            }
+            Self::Closed(Some(close)) => ("code", u64::from(close)).encode(code),
+            Self::Rejected(reason) => ("code", reason.as_str()).encode(code),
+            Self::Completed | Self::Closed(None) | Self::QueueTimeout => {
+                ("code", "none").encode(code)
+            }
+        }
+    }
 }
 
 /// `neuron_connections_refused_total`'s label.
@@ -93,7 +133,7 @@ pub struct CheckpointSeen {
 pub struct Metrics {
     registry: Registry,
     /// Terminal events by outcome and code.
-    handshakes: Family<Ended, Counter>,
+    handshakes: Family<Outcome, Counter>,
     /// Connections turned away before a session existed, by reason (from the summaries).
     refused: Family<Reason, Counter>,
     handshake_seconds: Histogram,
@@ -287,7 +327,7 @@ impl Metrics {
     pub fn observe(&mut self, record: &Record) {
         self.recall(record);
         let session = record.session.as_deref().unwrap_or_default();
-        let outcome: Option<(&'static str, String)> = match &record.event {
+        let outcome = match &record.event {
             EventData::ConnectionQueued(_) => {
                 self.queued.insert(session.to_string());
                 None
@@ -301,17 +341,12 @@ impl Metrics {
                 self.accepted_at.insert(session.to_string(), record.at);
                 None
             }
-            EventData::HandshakeCompleted(_) => Some(("completed", "none".into())),
-            EventData::HandshakeFailed(failed) => Some(("failed", failed.code.as_str().into())),
-            EventData::ConnectionTimeout(timeout) => {
-                Some(("timeout", timeout.code.as_str().into()))
-            }
+            EventData::HandshakeCompleted(_) => Some(Outcome::Completed),
+            EventData::HandshakeFailed(failed) => Some(Outcome::Failed(failed.code)),
+            EventData::ConnectionTimeout(timeout) => Some(Outcome::Timeout(timeout.code)),
             EventData::ConnectionClosed(closed) => {
                 self.queued.remove(session);
-                let code = closed
-                    .code
-                    .map_or_else(|| "none".to_string(), |code| code.to_string());
-                Some(("closed", code))
+                Some(Outcome::Closed(closed.code))
             }
             EventData::ConnectionRefused(refused) => {
                 let reason = Reason {
@@ -323,13 +358,13 @@ impl Metrics {
             EventData::ConnectionQueueTimeout(timeout) => {
                 self.queued.remove(session);
                 self.queue_wait_seconds.observe(seconds(timeout.waited_ms));
-                Some(("queue_timeout", "none".into()))
+                Some(Outcome::QueueTimeout)
             }
             EventData::ConnectionRejected(rejected) => {
                 if self.queued.remove(session) {
                     self.queue_wait_seconds.observe(seconds(rejected.waited_ms));
                 }
-                Some(("rejected", rejected.reason.as_str().into()))
+                Some(Outcome::Rejected(rejected.reason))
             }
             EventData::ServerStarted(_) => {
                 self.accepted_at.clear();
@@ -348,10 +383,8 @@ impl Metrics {
             }
             _ => None,
         };
-        if let Some((outcome, code)) = outcome {
-            self.handshakes
-                .get_or_create(&Ended { outcome, code })
-                .inc();
+        if let Some(outcome) = outcome {
+            self.handshakes.get_or_create(&outcome).inc();
             if let Some(accepted) = self.accepted_at.remove(session) {
                 let seconds = (record.at.millis() - accepted.millis()).max(0) as f64 / 1000.0;
                 self.handshake_seconds.observe(seconds);
@@ -371,14 +404,10 @@ impl Metrics {
         self.last_checkpoint.as_ref()
     }
 
-    /// Handshakes ended with `outcome` and `code` since start.
-    pub fn outcome(&self, outcome: &'static str, code: &str) -> u64 {
-        let ended = Ended {
-            outcome,
-            code: code.to_string(),
-        };
+    /// Handshakes ended so since start.
+    pub fn outcome(&self, outcome: Outcome) -> u64 {
         self.handshakes
-            .get(&ended)
+            .get(&outcome)
             .map_or(0, |counter| counter.get())
     }
 
@@ -467,7 +496,7 @@ mod tests {
                 provider_endpoint: "http://x".into(),
             }),
         ));
-        assert_eq!(metrics.outcome("completed", "none"), 1);
+        assert_eq!(metrics.outcome(Outcome::Completed), 1);
         let text = metrics.render(&Gauges::default());
         for line in [
             "# TYPE neuron_handshake_duration_seconds histogram",
@@ -482,6 +511,53 @@ mod tests {
             assert!(text.lines().any(|seen| seen == line), "{line} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn every_outcome_is_labelled_with_its_word_and_code() {
+        let mut metrics = Metrics::default();
+        let ended = [
+            EventData::HandshakeFailed(HandshakeFailed {
+                stage: Stage::Consent,
+                code: ErrorCode::ConsentFailed,
+                reason: "bad signature".into(),
+                provider_npi: None,
+            }),
+            EventData::ConnectionTimeout(ConnectionTimeout {
+                stage: Stage::Challenge,
+                code: ErrorCode::ChallengeTimeout,
+            }),
+            EventData::ConnectionClosed(ConnectionClosed {
+                by: ClosedBy::Client,
+                code: Some(1006),
+                stage: Stage::Auth,
+                reason: None,
+            }),
+            EventData::ConnectionClosed(ConnectionClosed {
+                by: ClosedBy::Client,
+                code: None,
+                stage: Stage::Queue,
+                reason: None,
+            }),
+        ];
+        for (seq, event) in (1..).zip(ended) {
+            metrics.observe(&record(seq, 1_000, &format!("s{seq}"), event));
+        }
+        assert_eq!(
+            metrics.outcome(Outcome::Failed(ErrorCode::ConsentFailed)),
+            1
+        );
+        assert_eq!(metrics.outcome(Outcome::Closed(Some(1006))), 1);
+        assert_eq!(metrics.outcome(Outcome::Closed(Some(1000))), 0);
+        let text = metrics.render(&Gauges::default());
+        for line in [
+            "neuron_handshakes_total{outcome=\"failed\",code=\"CONSENT_FAILED\"} 1",
+            "neuron_handshakes_total{outcome=\"timeout\",code=\"CHALLENGE_TIMEOUT\"} 1",
+            "neuron_handshakes_total{outcome=\"closed\",code=\"1006\"} 1",
+            "neuron_handshakes_total{outcome=\"closed\",code=\"none\"} 1",
+        ] {
+            assert!(text.lines().any(|seen| seen == line), "{line} in\n{text}");
+        }
     }
 
     #[test]
@@ -547,8 +623,11 @@ mod tests {
             "waits",
             EventData::ConnectionQueueTimeout(ConnectionQueueTimeout { waited_ms: 2_000 }),
         ));
-        assert_eq!(metrics.outcome("rejected", "queue_full"), 1);
-        assert_eq!(metrics.outcome("queue_timeout", "none"), 1);
+        assert_eq!(
+            metrics.outcome(Outcome::Rejected(RejectReason::QueueFull)),
+            1
+        );
+        assert_eq!(metrics.outcome(Outcome::QueueTimeout), 1);
         let text = metrics.render(&Gauges::default());
         assert!(
             text.contains("\nneuron_queue_wait_seconds_count 1\n"),

@@ -129,7 +129,7 @@ fn session_story(index: usize) -> Vec<Event> {
         })),
         event(EventData::ChallengeIssued(ChallengeIssued {
             nonce: "00".repeat(32),
-            relationship: "new".into(),
+            relationship: None,
         })),
         event(EventData::ChallengeVerified(ChallengeVerified {})),
         event(EventData::RelationshipEstablished(

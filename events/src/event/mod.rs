@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 mod log_kinds;
+mod sentinel;
 
 pub use log_kinds::*;
 
@@ -243,19 +244,10 @@ pub struct ConsentVerified {
 pub struct ChallengeIssued {
     /// The nonce, 64 lowercase hex characters.
     pub nonce: String,
-    /// [`ChallengeIssued::NEW`], or the id of the existing relationship the key was matched
-    /// against.
-    pub relationship: String,
-}
-
-impl ChallengeIssued {
-    /// What `relationship` says when no relationship existed yet.
-    pub const NEW: &'static str = "new";
-
-    /// The existing relationship the challenge was issued for, if any.
-    pub fn existing_relationship(&self) -> Option<&str> {
-        (self.relationship != Self::NEW).then_some(self.relationship.as_str())
-    }
+    /// The existing relationship the key was matched against; `None` when none existed yet
+    /// (written `"new"`).
+    #[serde(with = "sentinel::new_when_none")]
+    pub relationship: Option<String>,
 }
 
 /// `connection.challenge_verified`
@@ -301,18 +293,10 @@ pub struct HandshakeFailed {
     pub code: ErrorCode,
     /// What was wrong, in words, never containing a secret.
     pub reason: String,
-    /// The provider, or `"unknown"` when the token did not verify.
-    pub provider_npi: String,
-}
-
-impl HandshakeFailed {
-    /// What `provider_npi` says when the token did not verify far enough to name one.
-    pub const NO_PROVIDER: &'static str = "unknown";
-
-    /// The provider the refused token named, if it verified far enough to name one.
-    pub fn provider(&self) -> Option<&str> {
-        (self.provider_npi != Self::NO_PROVIDER).then_some(self.provider_npi.as_str())
-    }
+    /// The provider the refused token named; `None` when the token did not verify far enough to
+    /// name one (written `"unknown"`).
+    #[serde(with = "sentinel::unknown_when_none")]
+    pub provider_npi: Option<String>,
 }
 
 /// `connection.timeout`
@@ -375,8 +359,65 @@ pub struct RelationshipTerminated {
     pub provider_npi: String,
     /// Why, as the operator gave it.
     pub reason: String,
-    /// Who asked (`api`, an operator name, …).
-    pub by: String,
+    /// Who asked.
+    pub by: TerminatedBy,
+}
+
+/// Who ended a relationship: `termination.relationship_terminated`'s `by`, written as one string
+/// (`api`, `api:{token}`, or whatever another writer of the log put there), read back to the
+/// same string.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TerminatedBy {
+    /// The operator API; with the configured bearer token that authorised the call (the first 16
+    /// hex digits of its hash) when tokens are configured.
+    Api {
+        /// Names the token, never the token itself.
+        token: Option<String>,
+    },
+    /// A `by` this version does not write (a log from another tool or version), kept as written.
+    Other(String),
+}
+
+impl TerminatedBy {
+    const API: &'static str = "api";
+}
+
+impl std::fmt::Display for TerminatedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Api { token: None } => f.write_str(Self::API),
+            Self::Api { token: Some(token) } => write!(f, "{}:{token}", Self::API),
+            Self::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl From<&str> for TerminatedBy {
+    fn from(text: &str) -> Self {
+        match text.strip_prefix(Self::API) {
+            Some("") => Self::Api { token: None },
+            Some(token) => match token.strip_prefix(':') {
+                Some(token) => Self::Api {
+                    token: Some(token.to_string()),
+                },
+                None => Self::Other(text.to_string()),
+            },
+            None => Self::Other(text.to_string()),
+        }
+    }
+}
+
+impl Serialize for TerminatedBy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TerminatedBy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(Self::from(text.as_ref()))
+    }
 }
 
 /// `server.clock_behind`: the wall clock read earlier than the log's latest record. Records are
@@ -570,6 +611,34 @@ mod tests {
             let read: T = serde_json::from_str(&format!("\"{word}\"")).unwrap();
             assert_eq!(read, variant);
         }
+    }
+
+    #[test]
+    fn who_ended_a_relationship_reads_back_as_written() {
+        for (text, by) in [
+            ("api", TerminatedBy::Api { token: None }),
+            (
+                "api:0123456789abcdef",
+                TerminatedBy::Api {
+                    token: Some("0123456789abcdef".into()),
+                },
+            ),
+            ("apiary", TerminatedBy::Other("apiary".into())),
+            ("dr. jones", TerminatedBy::Other("dr. jones".into())),
+            ("", TerminatedBy::Other(String::new())),
+        ] {
+            let json = serde_json::to_string(&text).unwrap();
+            let read: TerminatedBy = serde_json::from_str(&json).unwrap();
+            assert_eq!(read, by, "{text}");
+            assert_eq!(serde_json::to_string(&read).unwrap(), json, "{text}");
+        }
+        let escaped: TerminatedBy = serde_json::from_str(r#""api:\u0041""#).unwrap();
+        assert_eq!(
+            escaped,
+            TerminatedBy::Api {
+                token: Some("A".into())
+            }
+        );
     }
 
     #[test]
