@@ -8,8 +8,8 @@ use neuron_events::event::{ErrorCode, Stage};
 use neuron_events::Timestamp;
 use neuron_projections::ProvidersView;
 
+use crate::failure::Failure;
 use crate::npi;
-use crate::refusal::Refusal;
 use crate::wire::Auth;
 
 /// How far in the future a token's `iat` may lie.
@@ -35,9 +35,9 @@ pub struct Claims {
     pub nonce: Option<String>,
 }
 
-/// A refusal at the consent stage (closed with 4003, SPEC §2.2).
-fn refuse(code: ErrorCode, reason: impl Into<String>, provider_npi: Option<&str>) -> Refusal {
-    Refusal::new(Stage::Consent, code, reason).naming(provider_npi)
+/// A failure at the consent stage (closed with 4003, SPEC §2.2).
+fn refuse(code: ErrorCode, reason: impl Into<String>, provider_npi: Option<&str>) -> Failure {
+    Failure::new(Stage::Consent, code, reason).naming(provider_npi)
 }
 
 /// A consent that passed every check, with the patient's key, decompressed once for the challenge.
@@ -52,8 +52,8 @@ pub struct Verified {
 /// Verifies the consent of an auth message at `now` against the registered `providers`.
 ///
 /// # Errors
-/// The [`Refusal`] of SPEC §2.2 for the first check that fails.
-pub fn verify(auth: &Auth, now: Timestamp, providers: &ProvidersView) -> Result<Verified, Refusal> {
+/// The [`Failure`] of SPEC §2.2 for the first check that fails.
+pub fn verify(auth: &Auth, now: Timestamp, providers: &ProvidersView) -> Result<Verified, Failure> {
     let key = VerifyingKey::from_bytes(&auth.patient_public_key).map_err(|_| {
         refuse(
             ErrorCode::ConsentFailed,

@@ -5,7 +5,7 @@
 //! - [`wire`]: the v1 client frames parsed and validated into domain values; the server's frames.
 //! - [`consent`]: strict Ed25519 verification of a consent token and its claims.
 //! - [`npi`]: the NPI check digit.
-//! - [`refusal`]: close codes, and the refusal a handshake ends with when it does not complete.
+//! - [`failure`]: close codes, and the failure a handshake ends with when it does not complete.
 //! - [`machine`]: `step(&phase, input, &context) -> Transition`, the handshake itself.
 
 // Every error this crate's own code meets is handled; its tests may unwrap (a panic is a failed
@@ -13,10 +13,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod consent;
+pub mod failure;
 pub mod machine;
 pub mod npi;
-pub mod refusal;
 pub mod wire;
 
+pub use failure::{CloseCode, Failure};
 pub use machine::{step, Context, Effect, Input, Phase, Transition};
-pub use refusal::{CloseCode, Refusal};

@@ -8,11 +8,11 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use neuron_events::b64;
 use neuron_events::event::*;
 use neuron_events::Timestamp;
-use neuron_projections::relationships::Status;
+use neuron_projections::relationships::Standing;
 use neuron_projections::{ProvidersView, RelationshipsView};
 
 use crate::consent::{self, Claims};
-use crate::refusal::{CloseCode, Refusal};
+use crate::failure::{CloseCode, Failure};
 use crate::wire::{self, ClientMessage, ServerMessage};
 
 /// Where a session stands.
@@ -150,15 +150,15 @@ fn error_effects(code: ErrorCode, message: &str, close: CloseCode) -> Vec<Effect
     ]
 }
 
-/// The handshake ends refused: `events`, then the refusal's record; its error frame, then its
+/// The handshake ends refused: `events`, then the failure's record; its error frame, then its
 /// close.
-fn failed(refusal: Refusal, mut events: Vec<EventData>) -> Transition {
-    let effects = error_effects(refusal.code, &refusal.reason, refusal.close);
+fn failed(failure: Failure, mut events: Vec<EventData>) -> Transition {
+    let effects = error_effects(failure.code, &failure.reason, failure.close);
     events.push(EventData::HandshakeFailed(HandshakeFailed {
-        stage: refusal.stage,
-        code: refusal.code,
-        reason: refusal.reason,
-        provider_npi: refusal.provider_npi,
+        stage: failure.stage,
+        code: failure.code,
+        reason: failure.reason,
+        provider_npi: failure.provider_npi,
     }));
     ended(events, effects)
 }
@@ -250,7 +250,7 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
             effects: Vec::new(),
         },
         (phase, Input::Binary) => failed(
-            Refusal::new(
+            Failure::new(
                 stage,
                 ErrorCode::InvalidMessage,
                 "binary frames are not accepted",
@@ -259,7 +259,7 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
             Vec::new(),
         ),
         (phase, Input::Oversized) => failed(
-            Refusal::new(
+            Failure::new(
                 stage,
                 ErrorCode::InvalidMessage,
                 "frame larger than max_payload_bytes",
@@ -270,12 +270,12 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
         ),
         (Phase::AwaitingAuth, Input::Text(text)) => match wire::parse(&text) {
             Err(wire::Invalid(reason)) => failed(
-                Refusal::new(stage, ErrorCode::InvalidMessage, reason),
+                Failure::new(stage, ErrorCode::InvalidMessage, reason),
                 Vec::new(),
             ),
             Ok(ClientMessage::Auth(auth)) => on_auth(auth, context),
             Ok(other) => failed(
-                Refusal::new(
+                Failure::new(
                     stage,
                     ErrorCode::InvalidMessage,
                     format!("expected handshake.auth, got {}", other.type_name()),
@@ -287,14 +287,14 @@ pub fn step(phase: &Phase, input: Input, context: &Context<'_>) -> Transition {
             let provider = Some(challenge.claims.provider_npi.as_str());
             match wire::parse(&text) {
                 Err(wire::Invalid(reason)) => failed(
-                    Refusal::new(stage, ErrorCode::InvalidMessage, reason).naming(provider),
+                    Failure::new(stage, ErrorCode::InvalidMessage, reason).naming(provider),
                     Vec::new(),
                 ),
                 Ok(ClientMessage::ChallengeResponse { signed_nonce }) => {
                     on_response(challenge, &signed_nonce, context)
                 }
                 Ok(other) => failed(
-                    Refusal::new(
+                    Failure::new(
                         stage,
                         ErrorCode::InvalidMessage,
                         format!(
@@ -324,7 +324,7 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
     });
     let (claims, key) = match consent::verify(&auth, context.now, context.providers) {
         Ok(verified) => (verified.claims, verified.key),
-        Err(refusal) => return failed(refusal, vec![started]),
+        Err(failure) => return failed(failure, vec![started]),
     };
     let existing = context
         .relationships
@@ -332,7 +332,7 @@ fn on_auth(auth: wire::Auth, context: &Context<'_>) -> Transition {
     if let Some(existing) = &existing {
         if !existing.has_key(&auth.patient_public_key) {
             return failed(
-                Refusal::new(Stage::Consent, ErrorCode::ConsentFailed, KEY_DIFFERS)
+                Failure::new(Stage::Consent, ErrorCode::ConsentFailed, KEY_DIFFERS)
                     .naming(Some(&claims.provider_npi)),
                 vec![started],
             );
@@ -389,7 +389,7 @@ fn on_response(
         .verify_strict(&challenge.nonce, &Signature::from_bytes(signed_nonce));
     if verified.is_err() {
         return failed(
-            Refusal::new(
+            Failure::new(
                 Stage::Challenge,
                 ErrorCode::ConsentFailed,
                 "signed_nonce does not verify under patient_public_key",
@@ -400,7 +400,7 @@ fn on_response(
     }
     if claims.exp <= context.now.seconds() {
         return failed(
-            Refusal::new(
+            Failure::new(
                 Stage::Challenge,
                 ErrorCode::ConsentFailed,
                 "consent token expired before the challenge was answered",
@@ -416,7 +416,7 @@ fn on_response(
     // made during the handshake wins (SPEC 2.3 step 7).
     if !context.providers.is_registered(&claims.provider_npi) {
         return failed(
-            Refusal::new(
+            Failure::new(
                 Stage::Challenge,
                 ErrorCode::ProviderNotFound,
                 format!(
@@ -432,10 +432,10 @@ fn on_response(
         let still_active = context
             .relationships
             .get(id)
-            .is_some_and(|relationship| relationship.status == Status::Active);
+            .is_some_and(|relationship| relationship.status == Standing::Active);
         if !still_active {
             return failed(
-                Refusal::new(
+                Failure::new(
                     Stage::Challenge,
                     ErrorCode::ConsentFailed,
                     format!("relationship {id} was terminated during the handshake"),
@@ -456,7 +456,7 @@ fn on_response(
         // Established by another session while this one was challenged, with another key.
         Some(_) => {
             return failed(
-                Refusal::new(
+                Failure::new(
                     Stage::Challenge,
                     ErrorCode::ConsentFailed,
                     ESTABLISHED_MEANWHILE,

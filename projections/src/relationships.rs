@@ -38,7 +38,7 @@ use serde::Serialize;
 /// Whether a relationship is in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub enum Standing {
     /// In force: handshakes with the same key reuse it.
     Active,
     /// Ended for good.
@@ -74,7 +74,7 @@ pub struct Relationship {
     /// The consented actions, exactly as given.
     pub consented_actions: Vec<String>,
     /// Active or terminated.
-    pub status: Status,
+    pub status: Standing,
     /// When it was established.
     pub established_at: Timestamp,
     /// The record that established it.
@@ -100,7 +100,7 @@ pub struct Summary<'a> {
     /// The provider.
     pub provider_npi: Cow<'a, str>,
     /// Active or terminated.
-    pub status: Status,
+    pub status: Standing,
     /// The record that established it.
     pub established_seq: u64,
     /// The record that ended it, once terminated.
@@ -275,11 +275,11 @@ impl RelationshipsView {
         }
     }
 
-    fn status(&self, slot: u32) -> Status {
+    fn status(&self, slot: u32) -> Standing {
         if self.terminations.contains_key(&slot) {
-            Status::Terminated
+            Standing::Terminated
         } else {
-            Status::Active
+            Standing::Active
         }
     }
 
@@ -462,7 +462,7 @@ impl RelationshipsView {
     }
 
     /// The relationships with a status, ordered by id.
-    pub fn by_status(&self, status: Status) -> impl Iterator<Item = Summary<'_>> {
+    pub fn by_status(&self, status: Standing) -> impl Iterator<Item = Summary<'_>> {
         self.all().filter(move |summary| summary.status == status)
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use neuron_events::b64;
 use neuron_events::event::*;
 use neuron_events::{Digest, Record, Timestamp};
-use neuron_projections::relationships::{PageQuery, Relationship, Status};
+use neuron_projections::relationships::{PageQuery, Relationship, Standing};
 use neuron_projections::RelationshipsView;
 use proptest::prelude::*;
 
@@ -141,7 +141,7 @@ impl Model {
                         patient_public_key: e.patient_public_key.clone(),
                         patient_endpoint: e.patient_endpoint.clone(),
                         consented_actions: e.consented_actions.clone(),
-                        status: Status::Active,
+                        status: Standing::Active,
                         established_at: record.at,
                         established_seq: record.seq,
                         established_by_session: record.session.clone(),
@@ -161,8 +161,8 @@ impl Model {
             }
             EventData::RelationshipTerminated(t) => {
                 if let Some(r) = self.by_id.get_mut(&t.relationship_id) {
-                    if r.status == Status::Active {
-                        r.status = Status::Terminated;
+                    if r.status == Standing::Active {
+                        r.status = Standing::Terminated;
                         r.termination = Some(neuron_projections::relationships::Termination {
                             at: record.at,
                             seq: record.seq,
@@ -222,7 +222,7 @@ proptest! {
             prop_assert_eq!(&conflicts, &model.conflicts);
         }
 
-        let active = model.by_id.values().filter(|r| r.status == Status::Active).count();
+        let active = model.by_id.values().filter(|r| r.status == Standing::Active).count();
         prop_assert_eq!(compact.counts(), (active, model.by_id.len() - active));
         for id in IDS.iter().chain(["aaaaaaaaaaaaaaa", "b", ""].iter()) {
             let found = compact.get(id).map(|s| s.id.to_string());
@@ -253,7 +253,7 @@ proptest! {
 
         // Paging two at a time visits every relationship the filters select once, in order.
         let providers = [None, Some(PROVIDERS[0]), Some(PROVIDERS[1]), Some("1003000126")];
-        let statuses = [None, Some(Status::Active), Some(Status::Terminated)];
+        let statuses = [None, Some(Standing::Active), Some(Standing::Terminated)];
         for provider_npi in providers {
             for status in statuses {
                 let mut paged = Vec::new();

@@ -6,7 +6,7 @@ use neuron_events::testing::{
     fixed_log, snapshot_settings, OTHER_PROVIDER, PATIENT, PROVIDER, RELATIONSHIP_ID,
 };
 use neuron_events::{Digest, Record, Timestamp};
-use neuron_projections::relationships::Status;
+use neuron_projections::relationships::Standing;
 use neuron_projections::sessions::SessionStage;
 use neuron_projections::{replay, Until, Views};
 use proptest::prelude::*;
@@ -28,7 +28,7 @@ fn the_fixed_story_folds_into_the_expected_views() {
     let views = replay(fixed_records(), Until::End);
     let summary = views.relationships.get(RELATIONSHIP_ID).unwrap();
     let relationship = views.relationships.full(&summary).unwrap();
-    assert_eq!(relationship.status, Status::Terminated);
+    assert_eq!(relationship.status, Standing::Terminated);
     assert_eq!(relationship.existing_handshakes, 1);
     assert_eq!(relationship.established_by_session.as_deref(), Some("s1"));
     assert_eq!(
@@ -38,7 +38,7 @@ fn the_fixed_story_folds_into_the_expected_views() {
     assert!(views.relationships.active_for(PATIENT, PROVIDER).is_none());
     assert_eq!(views.relationships.by_patient(PATIENT).count(), 1);
     assert_eq!(views.relationships.by_provider(PROVIDER).count(), 1);
-    assert_eq!(views.relationships.by_status(Status::Active).count(), 0);
+    assert_eq!(views.relationships.by_status(Standing::Active).count(), 0);
 
     assert!(views.providers.is_registered(PROVIDER));
     assert!(!views.providers.is_registered(OTHER_PROVIDER));
@@ -265,7 +265,7 @@ fn termination_is_permanent_and_a_new_handshake_makes_a_new_relationship() {
     );
     let summary = views.relationships.get("r1").unwrap();
     let first = views.relationships.full(&summary).unwrap();
-    assert_eq!(first.status, Status::Terminated);
+    assert_eq!(first.status, Standing::Terminated);
     assert_eq!(
         first.termination.as_ref().unwrap().seq,
         2,
@@ -365,14 +365,14 @@ fn relationships_page_in_id_order_with_filters_and_a_cursor() {
 
     let provider_active = PageQuery {
         provider_npi: Some(OTHER_PROVIDER),
-        status: Some(Status::Active),
+        status: Some(Standing::Active),
         limit: 10,
         ..PageQuery::default()
     };
     assert_eq!(ids(provider_active), (vec!["r4".into()], None));
     let terminated_bob = PageQuery {
         patient_agent_id: Some("bob"),
-        status: Some(Status::Terminated),
+        status: Some(Standing::Terminated),
         limit: 10,
         ..PageQuery::default()
     };
@@ -558,6 +558,6 @@ proptest! {
         prop_assert_eq!(&at_once, &stepwise);
         prop_assert_eq!(serde_json::to_string(&at_once).unwrap(), serde_json::to_string(&stepwise).unwrap());
         prop_assert!(at_once.sessions.live().all(|session| !session.stage.is_ended()));
-        prop_assert!(at_once.relationships.all().filter(|r| r.status == Status::Active).count() >= at_once.relationships.counts().0);
+        prop_assert!(at_once.relationships.all().filter(|r| r.status == Standing::Active).count() >= at_once.relationships.counts().0);
     }
 }

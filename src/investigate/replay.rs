@@ -91,7 +91,7 @@ fn providers_text(text: &mut String, views: &neuron_projections::Views) {
 
 /// The relationships, with their counts and any anomaly.
 fn relationships_text(text: &mut String, views: &neuron_projections::Views, limit: usize) {
-    use neuron_projections::relationships::Status;
+    use neuron_projections::relationships::Standing;
     let (active, terminated) = views.relationships.counts();
     text.push_str(&format!(
         "\nrelationships: {active} active, {terminated} terminated\n"
@@ -103,7 +103,7 @@ fn relationships_text(text: &mut String, views: &neuron_projections::Views, limi
         .filter_map(|summary| views.relationships.full(&summary));
     for relationship in shown {
         let status = match (&relationship.status, &relationship.termination) {
-            (Status::Terminated, Some(end)) => {
+            (Standing::Terminated, Some(end)) => {
                 format!("terminated {} ({})", end.at, safe(&end.reason))
             }
             _ => "active".to_string(),

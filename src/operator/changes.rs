@@ -7,7 +7,7 @@ use warp::http::StatusCode;
 
 use neuron_events::event::{ChangeSource, EventData, ProviderChanged, RelationshipTerminated};
 use neuron_events::Event;
-use neuron_projections::relationships::Status;
+use neuron_projections::relationships::Standing;
 
 use neuron_handshake::npi;
 
@@ -55,7 +55,7 @@ pub(super) async fn terminate(call: &Call<'_>, id: &str) -> Answer {
             )
             .field("provider_npi"));
         }
-        if relationship.status == Status::Terminated {
+        if relationship.status == Standing::Terminated {
             return Err(ApiError::new(
                 Code::AlreadyTerminated,
                 format!("relationship {id} is already terminated"),

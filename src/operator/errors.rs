@@ -1,4 +1,4 @@
-//! The operator API's refusals: a status, a code, a message, the field at fault, as JSON.
+//! The operator API's error answers: a status, a code, a message, the field at fault, as JSON.
 
 use serde::Serialize;
 use serde_json::{json, Value};

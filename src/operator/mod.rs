@@ -9,7 +9,7 @@
 //! - `reads`, `changes`, `export`, `proofs`: the endpoints. Every change is an event, committed before it
 //!   is answered; changes are made one at a time so that a check and its event cannot interleave
 //!   with another change.
-//! - `errors`: the refusals, as JSON with a code.
+//! - `errors`: the error answers, as JSON with a code.
 //! - `openapi`: the description, as this listener serves it.
 
 use std::net::SocketAddr;

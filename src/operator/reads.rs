@@ -9,7 +9,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 
 use neuron_events::Record;
-use neuron_projections::relationships::{PageQuery, Relationship, Status, Summary};
+use neuron_projections::relationships::{PageQuery, Relationship, Standing, Summary};
 use neuron_projections::sessions::SessionStage;
 
 use crate::server::live::StopPhase;
@@ -132,8 +132,8 @@ pub(super) async fn relationships(state: &OperatorState, raw_query: &str) -> Ans
     let parameters: RelationshipParameters = query(raw_query)?;
     let status = match parameters.status.as_deref() {
         None => None,
-        Some("active") => Some(Status::Active),
-        Some("terminated") => Some(Status::Terminated),
+        Some("active") => Some(Standing::Active),
+        Some("terminated") => Some(Standing::Terminated),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "status",

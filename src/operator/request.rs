@@ -42,7 +42,7 @@ impl Call<'_> {
         // Read again from the bytes, not the object: a JSON object keeps the last of a field given
         // twice, the struct refuses it.
         let mut fields = serde_json::Deserializer::from_slice(self.body);
-        serde_path_to_error::deserialize(&mut fields).map_err(|error| refusal("body", &error))
+        serde_path_to_error::deserialize(&mut fields).map_err(|error| bad_request("body", &error))
     }
 }
 
@@ -50,11 +50,14 @@ impl Call<'_> {
 /// twice, is refused by name.
 pub(super) fn query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
     let parameters = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
-    serde_path_to_error::deserialize(parameters).map_err(|error| refusal("query", &error))
+    serde_path_to_error::deserialize(parameters).map_err(|error| bad_request("query", &error))
 }
 
-/// A refusal naming the field serde stopped at (`whole` when the fault is not one field's).
-fn refusal<E: std::fmt::Display>(whole: &str, error: &serde_path_to_error::Error<E>) -> ApiError {
+/// The bad request naming the field serde stopped at (`whole` when the fault is not one field's).
+fn bad_request<E: std::fmt::Display>(
+    whole: &str,
+    error: &serde_path_to_error::Error<E>,
+) -> ApiError {
     let path = error.path().to_string();
     let inner = error.inner().to_string();
     // serde names a field given twice in its message only ("duplicate field `limit`").

@@ -29,7 +29,7 @@ use neuron_events::event::*;
 use neuron_events::Event;
 
 use super::head_reads::{gone, read_head, read_waiting, take_head, Reading, Unserved};
-use super::http::{self, Refusal};
+use super::http::{self, Answer};
 use super::live::{Live, StopPhase};
 use super::refusals::Refusals;
 use super::rewind::Rewind;
@@ -246,7 +246,7 @@ impl Gateway {
     /// Answers (or just closes) a connection whose request will not be served.
     async fn unserved(&self, stream: &mut TimedWrites<TcpStream>, unserved: Unserved) {
         match unserved {
-            Unserved::Refused(refusal) => self.answer(stream, refusal).await,
+            Unserved::Answered(answer) => self.answer(stream, answer).await,
             Unserved::Stopping => self.answer(stream, self.unavailable()).await,
             Unserved::TimedOut | Unserved::Left => {}
         }
@@ -269,8 +269,8 @@ impl Gateway {
         let _ = stream.try_write(&self.unavailable().response());
     }
 
-    fn unavailable(&self) -> Refusal {
-        Refusal::Unavailable {
+    fn unavailable(&self) -> Answer {
+        Answer::Unavailable {
             retry_after: self
                 .live
                 .config
@@ -416,9 +416,9 @@ impl Gateway {
         Duration::from_millis(self.live.config.websocket.write_timeout_ms)
     }
 
-    /// Sends a refusal and closes, without waiting past the write timeout or the stop's end.
-    async fn answer(&self, stream: &mut TimedWrites<TcpStream>, refusal: Refusal) {
-        self.send(stream, &refusal.response()).await;
+    /// Sends an answer and closes, without waiting past the write timeout or the stop's end.
+    async fn answer(&self, stream: &mut TimedWrites<TcpStream>, answer: Answer) {
+        self.send(stream, &answer.response()).await;
     }
 
     /// Sends a whole answer and closes, without waiting past the write timeout or the stop's end.

@@ -5,14 +5,14 @@
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::http::{self, Refusal};
+use super::http::{self, Answer};
 use super::live::{Stop, StopPhase};
 use super::timed::TimedWrites;
 
 /// Why a connection's request was not an upgrade to serve.
 pub(super) enum Unserved {
-    /// Refused with this status, then closed.
-    Refused(Refusal),
+    /// Answered with this status, then closed.
+    Answered(Answer),
     /// Its header did not arrive in time.
     TimedOut,
     /// The client went away.
@@ -63,7 +63,7 @@ pub(super) fn take_head(
     loop {
         let room = limit.saturating_sub(buffer.len()).min(chunk.len());
         if room == 0 {
-            return Some(Err(Unserved::Refused(Refusal::TooLargeToWait)));
+            return Some(Err(Unserved::Answered(Answer::TooLargeToWait)));
         }
         let read = match reading {
             Reading::Kernel => recv_now(stream, &mut chunk[..room]),
@@ -82,7 +82,7 @@ pub(super) fn take_head(
         match http::head_complete(buffer) {
             Ok(true) => return Some(Ok(())),
             Ok(false) => {}
-            Err(refusal) => return Some(Err(Unserved::Refused(refusal))),
+            Err(answer) => return Some(Err(Unserved::Answered(answer))),
         }
     }
 }

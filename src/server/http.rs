@@ -22,7 +22,7 @@ pub const MAX_WAITING_REQUEST_BYTES: usize = 2 * 1024;
 
 /// Why admission answers a connection itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Answer {
     /// 400: not an HTTP/1.1 request.
     NotHttp,
     /// 431: more than [`MAX_HEADERS`] headers.
@@ -37,7 +37,7 @@ pub enum Refusal {
     },
 }
 
-impl Refusal {
+impl Answer {
     /// The status line's code.
     pub fn status(self) -> u16 {
         match self {
@@ -79,16 +79,16 @@ impl Refusal {
 /// Whether `buffer` holds a whole request head: `Ok(false)` while it does not yet.
 ///
 /// # Errors
-/// [`Refusal::NotHttp`] for bytes that are no HTTP/1 request head, whatever follows;
-/// [`Refusal::TooManyHeaders`] past [`MAX_HEADERS`].
-pub fn head_complete(buffer: &[u8]) -> Result<bool, Refusal> {
+/// [`Answer::NotHttp`] for bytes that are no HTTP/1 request head, whatever follows;
+/// [`Answer::TooManyHeaders`] past [`MAX_HEADERS`].
+pub fn head_complete(buffer: &[u8]) -> Result<bool, Answer> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     match httparse::Request::new(&mut headers).parse(buffer) {
         Ok(httparse::Status::Complete(_)) => Ok(true),
         Ok(httparse::Status::Partial) => Ok(false),
         // Too many for hyper too, which would answer the same once the connection had waited.
-        Err(httparse::Error::TooManyHeaders) => Err(Refusal::TooManyHeaders),
-        Err(_) => Err(Refusal::NotHttp),
+        Err(httparse::Error::TooManyHeaders) => Err(Answer::TooManyHeaders),
+        Err(_) => Err(Answer::NotHttp),
     }
 }
 
@@ -111,18 +111,18 @@ mod tests {
         );
         assert_eq!(
             head_complete(b"not http at all\r\n\r\n"),
-            Err(Refusal::NotHttp)
+            Err(Answer::NotHttp)
         );
         let many: String = (0..MAX_HEADERS + 1)
             .map(|i| format!("X-{i}: y\r\n"))
             .collect();
         let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        assert_eq!(head_complete(many.as_bytes()), Err(Refusal::TooManyHeaders));
+        assert_eq!(head_complete(many.as_bytes()), Err(Answer::TooManyHeaders));
     }
 
     #[test]
-    fn a_refusal_closes_the_connection_and_says_when_to_retry() {
-        let text = String::from_utf8(Refusal::Unavailable { retry_after: 30 }.response())
+    fn an_answer_closes_the_connection_and_says_when_to_retry() {
+        let text = String::from_utf8(Answer::Unavailable { retry_after: 30 }.response())
             .unwrap_or_default();
         assert!(
             text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
@@ -130,7 +130,7 @@ mod tests {
         );
         assert!(text.contains("Retry-After: 30\r\n") && text.contains("Connection: close\r\n"));
         assert!(text.ends_with("\r\n\r\nno handshake slot available"));
-        let text = String::from_utf8(Refusal::TooLargeToWait.response()).unwrap_or_default();
+        let text = String::from_utf8(Answer::TooLargeToWait.response()).unwrap_or_default();
         assert!(
             text.starts_with("HTTP/1.1 431 ") && text.contains("2 KiB"),
             "{text}"

@@ -95,9 +95,9 @@ impl Attempt {
     }
 }
 
-/// Why a request is refused, where warp's own answer is not the one SPEC §2 gives.
+/// Why a request is not served, where warp's own answer is not the one SPEC §2 gives.
 #[derive(Debug)]
-enum Refused {
+enum NotServed {
     /// 426: a WebSocket version other than 13.
     Version,
     /// 400: an upgrade over HTTP/1.0.
@@ -106,7 +106,7 @@ enum Refused {
     Parameter(String),
 }
 
-impl warp::reject::Reject for Refused {}
+impl warp::reject::Reject for NotServed {}
 
 /// The handshake port's filter for the configured handshake `path`.
 pub(crate) fn routes(path: String) -> BoxedFilter<(Response,)> {
@@ -135,7 +135,7 @@ pub(crate) fn routes(path: String) -> BoxedFilter<(Response,)> {
         .and(attempt)
         .and_then(|query: String, attempt: Arc<Attempt>| async move {
             if !query.is_empty() {
-                return Err(warp::reject::custom(Refused::Parameter(
+                return Err(warp::reject::custom(NotServed::Parameter(
                     "the checkpoint takes no parameter".into(),
                 )));
             }
@@ -147,7 +147,7 @@ pub(crate) fn routes(path: String) -> BoxedFilter<(Response,)> {
         .and(attempt)
         .and_then(|query: String, attempt: Arc<Attempt>| async move {
             let (from, to) = consistency_query(&query)
-                .map_err(|reason| warp::reject::custom(Refused::Parameter(reason)))?;
+                .map_err(|reason| warp::reject::custom(NotServed::Parameter(reason)))?;
             Ok::<_, Rejection>(evidence(audit::consistency(&attempt.live, from, to).await))
         });
     handshake
@@ -155,7 +155,7 @@ pub(crate) fn routes(path: String) -> BoxedFilter<(Response,)> {
         .unify()
         .or(consistency)
         .unify()
-        .recover(refusal)
+        .recover(answer_rejection)
         .unify()
         .boxed()
 }
@@ -166,7 +166,7 @@ fn version_13() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::optional::<String>("sec-websocket-version")
         .and_then(|version: Option<String>| async move {
             match version.as_deref().map(str::trim) {
-                Some(version) if version != "13" => Err(warp::reject::custom(Refused::Version)),
+                Some(version) if version != "13" => Err(warp::reject::custom(NotServed::Version)),
                 // Missing: `ws()` refuses it (400).
                 _ => Ok(()),
             }
@@ -178,7 +178,7 @@ fn version_13() -> impl Filter<Extract = (), Error = Rejection> + Clone {
 /// (the upgraded connection goes to the gateway, see the module's note).
 async fn upgrade(ws: warp::ws::Ws, attempt: Arc<Attempt>) -> Response {
     if !attempt.can_upgrade() {
-        return refusal_of(&Refused::NotHttp11);
+        return answer_of(&NotServed::NotHttp11);
     }
     let live = &attempt.live;
     let session = attempt
@@ -255,10 +255,10 @@ fn consistency_query(query: &str) -> Result<(u64, u64), String> {
     }
 }
 
-/// The answer to a refused request: the statuses of SPEC §2, with a short text saying why.
-async fn refusal(rejection: Rejection) -> Result<Response, Infallible> {
-    Ok(if let Some(refused) = rejection.find::<Refused>() {
-        refusal_of(refused)
+/// The answer to a request not served: the statuses of SPEC §2, with a short text saying why.
+async fn answer_rejection(rejection: Rejection) -> Result<Response, Infallible> {
+    Ok(if let Some(not_served) = rejection.find::<NotServed>() {
+        answer_of(not_served)
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
         response
@@ -276,9 +276,9 @@ async fn refusal(rejection: Rejection) -> Result<Response, Infallible> {
     })
 }
 
-fn refusal_of(refused: &Refused) -> Response {
-    match refused {
-        Refused::Version => {
+fn answer_of(not_served: &NotServed) -> Response {
+    match not_served {
+        NotServed::Version => {
             let mut response = text(
                 StatusCode::UPGRADE_REQUIRED,
                 "WebSocket version 13 is required",
@@ -289,11 +289,11 @@ fn refusal_of(refused: &Refused) -> Response {
             );
             response
         }
-        Refused::NotHttp11 => text(
+        NotServed::NotHttp11 => text(
             StatusCode::BAD_REQUEST,
             "a WebSocket upgrade needs HTTP/1.1",
         ),
-        Refused::Parameter(reason) => text(StatusCode::BAD_REQUEST, reason),
+        NotServed::Parameter(reason) => text(StatusCode::BAD_REQUEST, reason),
     }
 }
 

@@ -246,7 +246,10 @@ pub struct ChallengeIssued {
     pub nonce: String,
     /// The existing relationship the key was matched against; `None` when none existed yet
     /// (written `"new"`).
-    #[serde(with = "sentinel::new_when_none")]
+    #[serde(
+        serialize_with = "sentinel::write_new",
+        deserialize_with = "sentinel::read_new"
+    )]
     pub relationship: Option<String>,
 }
 
@@ -295,7 +298,10 @@ pub struct HandshakeFailed {
     pub reason: String,
     /// The provider the refused token named; `None` when the token did not verify far enough to
     /// name one (written `"unknown"`).
-    #[serde(with = "sentinel::unknown_when_none")]
+    #[serde(
+        serialize_with = "sentinel::write_unknown",
+        deserialize_with = "sentinel::read_unknown"
+    )]
     pub provider_npi: Option<String>,
 }
 
@@ -639,6 +645,67 @@ mod tests {
                 token: Some("A".into())
             }
         );
+    }
+
+    #[test]
+    fn an_absent_relationship_is_written_new_and_read_back_absent() {
+        let issued = ChallengeIssued {
+            nonce: "07".repeat(32),
+            relationship: None,
+        };
+        let json = serde_json::to_string(&issued).unwrap();
+        assert_eq!(
+            json,
+            format!(r#"{{"nonce":"{}","relationship":"new"}}"#, "07".repeat(32))
+        );
+        assert_eq!(
+            serde_json::from_str::<ChallengeIssued>(&json).unwrap(),
+            issued
+        );
+
+        let existing = ChallengeIssued {
+            relationship: Some("0b8f6c2e-3d41-4f7a-9c15-2a6e8d9b7f10".into()),
+            ..issued
+        };
+        let json = serde_json::to_string(&existing).unwrap();
+        assert!(json.ends_with(r#""relationship":"0b8f6c2e-3d41-4f7a-9c15-2a6e8d9b7f10"}"#));
+        assert_eq!(
+            serde_json::from_str::<ChallengeIssued>(&json).unwrap(),
+            existing
+        );
+    }
+
+    #[test]
+    fn an_absent_provider_is_written_unknown_and_read_back_absent() {
+        let failed = HandshakeFailed {
+            stage: Stage::Consent,
+            code: ErrorCode::ConsentFailed,
+            reason: "bad signature".into(),
+            provider_npi: None,
+        };
+        let json = serde_json::to_string(&failed).unwrap();
+        assert!(json.ends_with(r#""provider_npi":"unknown"}"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<HandshakeFailed>(&json).unwrap(),
+            failed
+        );
+
+        let named = HandshakeFailed {
+            provider_npi: Some("1234567893".into()),
+            ..failed
+        };
+        let json = serde_json::to_string(&named).unwrap();
+        assert!(json.ends_with(r#""provider_npi":"1234567893"}"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<HandshakeFailed>(&json).unwrap(),
+            named
+        );
+    }
+
+    #[test]
+    fn a_word_that_is_not_a_string_is_refused() {
+        let error = serde_json::from_str::<ChallengeIssued>(r#"{"nonce":"00","relationship":7}"#);
+        assert!(error.is_err());
     }
 
     #[test]

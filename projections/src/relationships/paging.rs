@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::ids::prefix_of;
-use super::{RelationshipsView, Status, Summary};
+use super::{RelationshipsView, Standing, Summary};
 
 impl RelationshipsView {
     /// Every relationship, ordered by id (a stable order for paging).
@@ -159,7 +159,7 @@ pub struct PageQuery<'a> {
     /// Only this provider's.
     pub provider_npi: Option<&'a str>,
     /// Only those in this status.
-    pub status: Option<Status>,
+    pub status: Option<Standing>,
     /// Only ids greater than this one (the previous page's cursor).
     pub after: Option<&'a str>,
     /// At most this many (at least 1).

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::server::error::{io_error, ServerError};
 use crate::server::metrics::Metrics;
 
-use super::open::{refusal, Store};
+use super::open::{store_error, Store};
 
 /// The journal that appends to the store, and the views and metrics it keeps current: both are
 /// rebuilt from the stored log first, then fed every committed batch.
@@ -33,7 +33,7 @@ pub(in crate::server) fn journal_over(
     clock: Arc<dyn Clock>,
     config: &Config,
 ) -> Result<Serving, ServerError> {
-    let refuse = refusal(store.place.clone());
+    let refuse = store_error(store.place.clone());
     let mut recalled = Metrics::default();
     let views =
         rebuild(store.log.as_ref(), store.head, &mut recalled).map_err(|error| match error {

@@ -85,11 +85,11 @@ pub(in crate::server) fn open_store(
                 if key_on_disk && !log_dir.exists() && start_over != StartOver::Log {
                     return Err(log_missing(&place));
                 }
-                let log = SledLog::open(&log_dir).map_err(refusal(place.clone()))?;
+                let log = SledLog::open(&log_dir).map_err(store_error(place.clone()))?;
                 (Box::new(log), place)
             }
         };
-    let refuse = refusal(place.clone());
+    let refuse = store_error(place.clone());
     let head = neuron_events::evidence::check(log.as_ref()).map_err(&refuse)?;
     if config.storage.backend == Backend::Sled {
         decision = lost(log.as_ref(), head.seq, &place)?;
@@ -222,7 +222,7 @@ fn take_over_postgres(
     }
     before(&log, &location.describe())?;
     log.take_over(Some(&config.origin()))
-        .map_err(refusal(location.describe()))?;
+        .map_err(store_error(location.describe()))?;
     info!(
         log = %location.describe(),
         epoch = log.epoch().unwrap_or_default(),
@@ -233,7 +233,9 @@ fn take_over_postgres(
 
 /// How a log error met while opening the store is reported: damage and lost records refuse the
 /// store by name; anything else is the log's error.
-pub(in crate::server) fn refusal(place: String) -> impl Fn(neuron_events::Error) -> ServerError {
+pub(in crate::server) fn store_error(
+    place: String,
+) -> impl Fn(neuron_events::Error) -> ServerError {
     move |error| match error {
         neuron_events::Error::AcknowledgedButAbsent { .. }
         | neuron_events::Error::HeadEvidence { .. }

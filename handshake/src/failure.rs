@@ -1,4 +1,4 @@
-//! How a handshake ends when it does not complete: the WebSocket close code, and the refusal that
+//! How a handshake ends when it does not complete: the WebSocket close code, and the failure that
 //! carries everything its error frame, its close and its record say.
 
 use neuron_events::event::{ErrorCode, Stage};
@@ -65,7 +65,7 @@ impl CloseCode {
 /// Why a handshake was refused: the stage, the code, words for the patient and the log, the
 /// provider when the token verified far enough to name one, and the close.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub struct Failure {
     /// Where the handshake stood.
     pub stage: Stage,
     /// The error code.
@@ -78,10 +78,10 @@ pub struct Refusal {
     pub close: CloseCode,
 }
 
-impl Refusal {
-    /// A refusal at `stage` with `code`, closed as SPEC §2.2 says for them.
+impl Failure {
+    /// A failure at `stage` with `code`, closed as SPEC §2.2 says for them.
     pub fn new(stage: Stage, code: ErrorCode, reason: impl Into<String>) -> Self {
-        Refusal {
+        Failure {
             stage,
             code,
             reason: reason.into(),

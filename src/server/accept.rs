@@ -1,0 +1,48 @@
+//! The accept loop both listeners run: connections handed on until the stop reaches a phase,
+//! accept errors (out of file descriptors, most likely) logged at most once a second and retried
+//! after a short pause, so that a failing `accept` never spins a core or floods the log.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tracing::warn;
+
+use super::live::{Stop, StopPhase};
+
+/// How long an accept error pauses the loop.
+const PAUSE: Duration = Duration::from_millis(20);
+/// How often an accept error is logged at most.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Accepts from `listener` until `stop` reaches `until`, handing each connection to `admit`.
+/// `listener_name` (`handshake`, `operator`) names the listener in the log.
+pub(crate) async fn accept_until(
+    listener: &TcpListener,
+    mut stop: Stop,
+    until: StopPhase,
+    listener_name: &'static str,
+    mut admit: impl FnMut(TcpStream, SocketAddr),
+) {
+    let mut last_logged: Option<Instant> = None;
+    let mut suppressed = 0u64;
+    loop {
+        let accepted = tokio::select! {
+            () = stop.reached(until) => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => admit(stream, peer),
+            Err(error) => {
+                if last_logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+                    warn!(%error, suppressed, "the {listener_name} listener cannot accept a connection");
+                    last_logged = Some(Instant::now());
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
+                tokio::time::sleep(PAUSE).await;
+            }
+        }
+    }
+}
