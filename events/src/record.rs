@@ -390,6 +390,23 @@ pub fn canonical_parts(bytes: &[u8]) -> Option<Parts<'_>> {
     })
 }
 
+/// The raw value of a record's `"session"` field, found by its place in the layout the writer
+/// produces (it comes before `"data"`, so the first occurrence is the envelope's), without
+/// parsing; `None` without one. What a reader that picks records by session searches for.
+pub fn envelope_session(bytes: &[u8]) -> Option<&[u8]> {
+    use std::sync::LazyLock;
+    const KEY: &[u8] = b"\"session\":\"";
+    // Built once: building a searcher costs more than a search in a record.
+    static DATA: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"data\":"));
+    static SESSION: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(KEY));
+    let data = DATA.find(bytes)?;
+    let start = SESSION.find(&bytes[..data])? + KEY.len();
+    let length = memchr::memchr(b'"', &bytes[start..data])?;
+    Some(&bytes[start..start + length])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,5 +486,14 @@ mod tests {
         kinds.dedup();
         assert_eq!(kinds.len(), EventData::KINDS.len());
         assert!(kinds.iter().all(|kind| kind.split('.').count() == 2));
+    }
+
+    #[test]
+    fn the_envelope_session_is_found_by_its_place_and_not_inside_data() {
+        let with = br#"{"seq":3,"at":"2026-11-26T10:00:00.500Z","kind":"connection.accepted","session":"session-1","data":{"peer":"p"},"prev":"00"}"#;
+        assert_eq!(envelope_session(with), Some(&b"session-1"[..]));
+        let without = br#"{"seq":9,"at":"2026-11-26T10:00:00.500Z","kind":"server.stopping","data":{"reason":"\"session\":\"x\""},"prev":"00"}"#;
+        assert_eq!(envelope_session(without), None);
+        assert_eq!(envelope_session(b"not a record"), None);
     }
 }

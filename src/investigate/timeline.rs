@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use neuron_events::event::EventData;
+use neuron_events::record::envelope_session;
 use neuron_events::Record;
 
 use super::{describe, safe, InvestigateError, Progress, Source};
@@ -423,22 +424,6 @@ pub(super) fn fetch_by_seq(wanted: usize, range: u64, max_fetched: usize) -> boo
     wanted <= max_fetched || (wanted as u64).saturating_mul(8) <= range
 }
 
-/// The raw value of a record's `"session"` field, found by its place in the stored layout (it
-/// comes before `"data"`, so the first occurrence is the envelope's); `None` without one.
-pub(super) fn envelope_session(bytes: &[u8]) -> Option<&[u8]> {
-    use std::sync::LazyLock;
-    const KEY: &[u8] = b"\"session\":\"";
-    // Built once: building a searcher costs more than a search in a record.
-    static DATA: LazyLock<memchr::memmem::Finder<'static>> =
-        LazyLock::new(|| memchr::memmem::Finder::new(b"\"data\":"));
-    static SESSION: LazyLock<memchr::memmem::Finder<'static>> =
-        LazyLock::new(|| memchr::memmem::Finder::new(KEY));
-    let data = DATA.find(bytes)?;
-    let start = SESSION.find(&bytes[..data])? + KEY.len();
-    let length = memchr::memchr(b'"', &bytes[start..data])?;
-    Some(&bytes[start..start + length])
-}
-
 /// One line of the human form of a timeline.
 pub fn timeline_line(step: &Step) -> String {
     let delta = step
@@ -592,14 +577,5 @@ mod tests {
         assert!(fetch_by_seq(5, 1_000_000, FETCH_BY_SEQ_MAX));
         assert!(!fetch_by_seq(300_000, 1_000_000, FETCH_BY_SEQ_MAX));
         assert!(fetch_by_seq(20_000, 1_000_000, FETCH_BY_SEQ_MAX));
-    }
-
-    #[test]
-    fn the_envelope_session_is_found_by_its_place_and_not_inside_data() {
-        let with = br#"{"seq":3,"at":"2026-11-26T10:00:00.500Z","kind":"connection.accepted","session":"session-1","data":{"peer":"p"},"prev":"00"}"#;
-        assert_eq!(envelope_session(with), Some(&b"session-1"[..]));
-        let without = br#"{"seq":9,"at":"2026-11-26T10:00:00.500Z","kind":"server.stopping","data":{"reason":"\"session\":\"x\""},"prev":"00"}"#;
-        assert_eq!(envelope_session(without), None);
-        assert_eq!(envelope_session(b"not a record"), None);
     }
 }

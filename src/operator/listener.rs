@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use warp::http::Method;
 use warp::Filter;
 
+use crate::server::accept::accept_until;
 use crate::server::live::StopPhase;
 
 use super::changes::{add_provider, checkpoint, remove_provider, terminate};
@@ -38,56 +39,48 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<Operator
     let connections = Arc::new(Semaphore::new(config.admin.max_connections as usize));
     let tasks = TaskTracker::new();
     let filter = routes(state.clone());
-    let mut last_logged: Option<std::time::Instant> = None;
-    loop {
-        let accepted = tokio::select! {
-            () = stop.reached(StopPhase::Closed) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                if last_logged.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
-                    tracing::warn!(%error, "the operator listener cannot accept a connection");
-                    last_logged = Some(std::time::Instant::now());
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let Ok(place) = connections.clone().try_acquire_owned() else {
-            let _ = stream.try_write(BUSY);
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(warp::service(filter.clone()));
-        let mut stop = stop.clone();
-        let mut cut = stop.clone();
-        tasks.spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(crate::server::timed::TimedWrites::new(
-                stream,
-                write_timeout,
-            ));
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(64 * 1024);
-            let connection = builder.serve_connection(io, service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = stop.reached(StopPhase::Closed) => {
-                    connection.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        _ = connection.as_mut() => {}
-                        () = cut.reached(StopPhase::Cut) => {}
+    accept_until(
+        &listener,
+        stop.clone(),
+        StopPhase::Closed,
+        "operator",
+        |stream, _| {
+            let Ok(place) = connections.clone().try_acquire_owned() else {
+                let _ = stream.try_write(BUSY);
+                return;
+            };
+            let service =
+                hyper_util::service::TowerToHyperService::new(warp::service(filter.clone()));
+            let mut stop = stop.clone();
+            let mut cut = stop.clone();
+            tasks.spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(crate::server::timed::TimedWrites::new(
+                    stream,
+                    write_timeout,
+                ));
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(64 * 1024);
+                let connection = builder.serve_connection(io, service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    () = stop.reached(StopPhase::Closed) => {
+                        connection.as_mut().graceful_shutdown();
+                        tokio::select! {
+                            _ = connection.as_mut() => {}
+                            () = cut.reached(StopPhase::Cut) => {}
+                        }
                     }
+                    () = cut.reached(StopPhase::Cut) => {}
                 }
-                () = cut.reached(StopPhase::Cut) => {}
-            }
-            drop(place);
-        });
-    }
+                drop(place);
+            });
+        },
+    )
+    .await;
     drop(listener);
     tasks.close();
     tokio::select! {

@@ -46,3 +46,46 @@ pub(crate) async fn accept_until(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::live::StopSignal;
+
+    #[tokio::test]
+    async fn connections_are_handed_on_until_the_stop_reaches_the_phase() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (signal, stop) = StopSignal::new();
+        let (sender, mut admitted) = tokio::sync::mpsc::unbounded_channel();
+        let accepting = tokio::spawn(async move {
+            accept_until(
+                &listener,
+                stop,
+                StopPhase::Stopping,
+                "test",
+                |stream, peer| {
+                    let _ = sender.send((stream, peer));
+                },
+            )
+            .await;
+        });
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (_stream, peer) = admitted.recv().await.unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+
+        // An earlier phase does not end it; the one asked for does.
+        signal.advance(StopPhase::Draining);
+        let _second = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            admitted.recv().await.is_some(),
+            "still accepting while draining"
+        );
+        signal.advance(StopPhase::Stopping);
+        tokio::time::timeout(Duration::from_secs(30), accepting)
+            .await
+            .expect("the loop ends at its phase")
+            .unwrap();
+        assert!(admitted.recv().await.is_none(), "nothing handed on after");
+    }
+}

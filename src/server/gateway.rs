@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -21,13 +21,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
-use tracing::{info_span, warn, Instrument};
+use tracing::{info_span, Instrument};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 use neuron_events::event::*;
 use neuron_events::Event;
 
+use super::accept::accept_until;
 use super::head_reads::{gone, read_head, read_waiting, take_head, Reading, Unserved};
 use super::http::{self, Answer};
 use super::live::{Live, StopPhase};
@@ -109,32 +110,19 @@ impl Gateway {
         (self.max_connections as usize).saturating_sub(self.connections.available_permits())
     }
 
-    /// Accepts connections until the stop begins. An accept error (out of file descriptors, most
-    /// likely) is logged at most once a second and retried after a short pause, so that it never
-    /// spins a core.
+    /// Accepts connections until the stop begins draining ([`accept_until`]).
     pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let mut draining = self.live.stop.clone();
-        let mut last_logged: Option<Instant> = None;
-        let mut suppressed = 0u64;
-        loop {
-            let accepted = tokio::select! {
-                () = draining.reached(StopPhase::Draining) => break,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, peer)) => self.admit(stream, peer),
-                Err(error) => {
-                    if last_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                        warn!(%error, suppressed, "the handshake listener cannot accept a connection");
-                        last_logged = Some(Instant::now());
-                        suppressed = 0;
-                    } else {
-                        suppressed += 1;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
+        let stop = self.live.stop.clone();
+        accept_until(
+            &listener,
+            stop,
+            StopPhase::Draining,
+            "handshake",
+            |stream, peer| {
+                self.admit(stream, peer);
+            },
+        )
+        .await;
     }
 
     fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {

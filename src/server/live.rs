@@ -189,3 +189,37 @@ impl Live {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_only_moves_forward_and_a_later_phase_implies_the_earlier_ones() {
+        let (signal, stop) = StopSignal::new();
+        assert!(stop.has_reached(StopPhase::Serving));
+        assert!(!stop.has_reached(StopPhase::Draining));
+        signal.advance(StopPhase::Cut);
+        signal.advance(StopPhase::Draining);
+        assert!(
+            stop.has_reached(StopPhase::Stopping),
+            "cut implies stopping"
+        );
+        assert!(
+            stop.has_reached(StopPhase::Cut),
+            "a step back changes nothing"
+        );
+        assert!(!stop.has_reached(StopPhase::Closed));
+        let mut waiting = stop.clone();
+        waiting.reached(StopPhase::Draining).await;
+        let mut waiting_for_closed = stop.clone();
+        let closed =
+            tokio::spawn(async move { waiting_for_closed.reached(StopPhase::Closed).await });
+        signal.advance(StopPhase::Closed);
+        closed.await.unwrap();
+        // A stop whose signal is gone no longer holds anyone.
+        let (signal, mut orphan) = StopSignal::new();
+        drop(signal);
+        orphan.reached(StopPhase::Closed).await;
+    }
+}

@@ -19,6 +19,7 @@
 //! describes it is committed; every session ends with one terminal record, whatever its client
 //! does, and a stop ends within `server.shutdown_grace_ms`.
 
+pub(crate) mod accept;
 mod error;
 mod gateway;
 mod head_reads;
