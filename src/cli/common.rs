@@ -31,9 +31,7 @@ pub(super) fn end_quietly_on_closed_pipe() {
 
 /// A failed write to standard output, named as such (not as a log that cannot be read).
 pub(super) fn output_error(error: std::io::Error) -> neuron::investigate::InvestigateError {
-    neuron::investigate::InvestigateError::Output {
-        reason: error.to_string(),
-    }
+    neuron::investigate::InvestigateError::Output { source: error }
 }
 
 /// `--format` of the commands that print a report.

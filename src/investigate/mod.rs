@@ -19,7 +19,7 @@ mod source;
 mod timeline;
 mod verify;
 
-pub use error::InvestigateError;
+pub use error::{InvestigateError, ReadFailure};
 pub use neuron_events::narrate::{describe, safe};
 pub use progress::Progress;
 pub use replay::{replay, replay_text};

@@ -12,7 +12,7 @@ use neuron_events::{
     b64, verify_jsonl, verify_log, Digest, LogHead, Report, SledLog, VerifyOptions,
 };
 
-use super::{InvestigateError, Progress};
+use super::{InvestigateError, Progress, ReadFailure};
 
 /// A sled store opened from a private copy, which is removed when this is dropped.
 pub struct StoreCopy {
@@ -106,11 +106,11 @@ pub(super) fn copy_place(size: u64) -> PathBuf {
 /// [`InvestigateError::Locked`] when a server holds it; [`InvestigateError::Unreadable`] when it
 /// cannot be copied or opened.
 pub fn open_store_copy(path: &Path) -> Result<StoreCopy, InvestigateError> {
-    let unreadable = |reason: String| InvestigateError::Unreadable {
+    let unreadable = |source: ReadFailure| InvestigateError::Unreadable {
         path: path.to_path_buf(),
-        reason,
+        source,
     };
-    let data = File::open(path.join("db")).map_err(|error| unreadable(error.to_string()))?;
+    let data = File::open(path.join("db")).map_err(|error| unreadable(error.into()))?;
     match data.try_lock_shared() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -118,34 +118,34 @@ pub fn open_store_copy(path: &Path) -> Result<StoreCopy, InvestigateError> {
                 path: path.to_path_buf(),
             })
         }
-        Err(std::fs::TryLockError::Error(error)) => return Err(unreadable(error.to_string())),
+        Err(std::fs::TryLockError::Error(error)) => return Err(unreadable(error.into())),
     }
-    let size = tree_size(path).map_err(|error| unreadable(error.to_string()))?;
+    let size = tree_size(path).map_err(|error| unreadable(error.into()))?;
     let place = copy_place(size);
     let copy = tempfile::Builder::new()
         .prefix("neuron-investigate-")
         .tempdir_in(&place)
-        .map_err(|error| {
-            unreadable(format!(
-                "creating a private copy in {}: {error}",
-                place.display()
-            ))
+        .map_err(|source| {
+            unreadable(ReadFailure::Copy {
+                place: place.clone(),
+                source,
+            })
         })?;
-    copy_tree(path, copy.path()).map_err(|error| {
-        unreadable(format!(
-            "copying the store to {}: {error}",
-            copy.path().display()
-        ))
+    copy_tree(path, copy.path()).map_err(|source| {
+        unreadable(ReadFailure::Copy {
+            place: copy.path().to_path_buf(),
+            source,
+        })
     })?;
     drop(data);
     let log = SledLog::open(copy.path()).map_err(|error| {
         if error.is_damage() {
             InvestigateError::Damaged {
                 path: path.to_path_buf(),
-                reason: neuron_events::full_message(&error),
+                source: error,
             }
         } else {
-            unreadable(neuron_events::full_message(&error))
+            unreadable(error.into())
         }
     })?;
     Ok(StoreCopy { log, _copy: copy })
@@ -219,7 +219,7 @@ impl Source {
     fn open_postgres(location: &PostgresLocation) -> Result<PostgresLog, InvestigateError> {
         PostgresLog::open_reader(location).map_err(|error| InvestigateError::Unreadable {
             path: PathBuf::from(location.describe()),
-            reason: neuron_events::full_message(&error),
+            source: error.into(),
         })
     }
 
@@ -232,9 +232,9 @@ impl Source {
     /// # Errors
     /// [`InvestigateError::Unreadable`] when it cannot be read.
     pub fn verify(&self, options: &VerifyOptions) -> Result<Report, InvestigateError> {
-        let unreadable = |path: &Path, reason: String| InvestigateError::Unreadable {
+        let unreadable = |path: &Path, source: ReadFailure| InvestigateError::Unreadable {
             path: path.to_path_buf(),
-            reason,
+            source,
         };
         match self {
             Self::Sled(path) => {
@@ -242,10 +242,13 @@ impl Source {
                     Ok(log) => log,
                     // A store too damaged to open is a log that is not intact, not an
                     // unreadable path.
-                    Err(InvestigateError::Damaged { reason, .. }) => {
+                    Err(InvestigateError::Damaged { source, .. }) => {
                         let acknowledged =
                             neuron_events::evidence::HeadFile::read(path).ok().flatten();
-                        return Ok(Report::of_damaged_store(acknowledged.as_ref(), reason));
+                        return Ok(Report::of_damaged_store(
+                            acknowledged.as_ref(),
+                            neuron_events::full_message(&source),
+                        ));
                     }
                     Err(error) => return Err(error),
                 };
@@ -255,12 +258,12 @@ impl Source {
                         Some(&neuron_events::Log::acknowledged(&*log)),
                         error.to_string(),
                     )),
-                    Err(error) => Err(unreadable(path, error.to_string())),
+                    Err(error) => Err(unreadable(path, error.into())),
                 }
             }
             Self::Jsonl(path) => {
-                let file = File::open(path).map_err(|error| unreadable(path, error.to_string()))?;
-                verify_jsonl(file, options).map_err(|error| unreadable(path, error.to_string()))
+                let file = File::open(path).map_err(|error| unreadable(path, error.into()))?;
+                verify_jsonl(file, options).map_err(|error| unreadable(path, error.into()))
             }
             Self::Postgres(location) => {
                 let log = Self::open_postgres(location)?;
@@ -270,7 +273,7 @@ impl Source {
                         Some(&neuron_events::Log::acknowledged(&log)),
                         error.to_string(),
                     )),
-                    Err(error) => Err(unreadable(&self.path(), error.to_string())),
+                    Err(error) => Err(unreadable(&self.path(), error.into())),
                 }
             }
         }
@@ -287,9 +290,9 @@ impl Source {
     pub fn export(&self, from: u64, to: u64, out: &mut dyn Write) -> Result<u64, InvestigateError> {
         let path = self.path();
         let path = path.as_path();
-        let unreadable = |reason: String| InvestigateError::Unreadable {
+        let unreadable = |source: ReadFailure| InvestigateError::Unreadable {
             path: path.to_path_buf(),
-            reason,
+            source,
         };
         let undecodable =
             |place: String, error: neuron_events::Error| InvestigateError::Undecodable {
@@ -301,9 +304,7 @@ impl Source {
             if (from..=to).contains(&seq) {
                 out.write_all(bytes)
                     .and_then(|()| out.write_all(b"\n"))
-                    .map_err(|error| InvestigateError::Output {
-                        reason: error.to_string(),
-                    })?;
+                    .map_err(|source| InvestigateError::Output { source })?;
                 written += 1;
             }
             Ok(())
@@ -318,11 +319,11 @@ impl Source {
                             .and_then(|_| write(seq, bytes));
                     }
                 })
-                .map_err(|error| unreadable(error.to_string()))?;
+                .map_err(|error| unreadable(error.into()))?;
                 outcome
             })?,
             Self::Jsonl(path) => {
-                let file = File::open(path).map_err(|error| unreadable(error.to_string()))?;
+                let file = File::open(path).map_err(|error| unreadable(error.into()))?;
                 for entry in neuron_events::export::read_jsonl(file) {
                     let entry = entry.map_err(|error| match error {
                         neuron_events::Error::LineTooLong { line, length } => {
@@ -334,7 +335,7 @@ impl Source {
                                 },
                             }
                         }
-                        other => unreadable(other.to_string()),
+                        other => unreadable(other.into()),
                     })?;
                     let line = || format!("line {}", entry.line.unwrap_or_default());
                     let seq = neuron_events::record::check(&entry.bytes)
@@ -343,9 +344,8 @@ impl Source {
                 }
             }
         }
-        out.flush().map_err(|error| InvestigateError::Output {
-            reason: error.to_string(),
-        })?;
+        out.flush()
+            .map_err(|source| InvestigateError::Output { source })?;
         Ok(written)
     }
 
@@ -452,19 +452,19 @@ impl Source {
             }
         };
         let path = self.path();
-        let unreadable = |reason: String| InvestigateError::Unreadable {
+        let unreadable = |source: ReadFailure| InvestigateError::Unreadable {
             path: path.clone(),
-            reason,
+            source,
         };
         match self {
             Self::Sled(_) | Self::Postgres(_) => self.with_store(&mut |log| {
                 neuron_events::export::decode_log(log, wanted, &mut take)
-                    .map_err(|error| unreadable(error.to_string()))
+                    .map_err(|error| unreadable(error.into()))
             })?,
             Self::Jsonl(path) => {
-                let file = File::open(path).map_err(|error| unreadable(error.to_string()))?;
+                let file = File::open(path).map_err(|error| unreadable(error.into()))?;
                 neuron_events::export::decode_jsonl(file, wanted, unpicked, &mut take)
-                    .map_err(|error| unreadable(error.to_string()))?;
+                    .map_err(|error| unreadable(error.into()))?;
             }
         }
         match failure {

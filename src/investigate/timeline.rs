@@ -264,7 +264,7 @@ pub(super) fn timeline_from_store(
     };
     let unreadable = |error: neuron_events::Error| InvestigateError::Unreadable {
         path: path.to_path_buf(),
-        reason: error.to_string(),
+        source: error.into(),
     };
     let mut emit = |seq: u64, decoded: Result<Record, neuron_events::Error>| {
         let record = decoded.map_err(|error| undecodable(path, not_a_record(seq, error)))?;
@@ -384,7 +384,7 @@ fn find_in_store(
     )
     .map_err(|error| InvestigateError::Unreadable {
         path: path.to_path_buf(),
-        reason: error.to_string(),
+        source: error.into(),
     })?;
     if let Some(error) = failure {
         return Err(undecodable(path, error));

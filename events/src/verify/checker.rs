@@ -349,7 +349,9 @@ impl<'a> Checker<'a> {
             reason: reason.clone(),
         })?;
         let checkpoint = &signed.data;
-        if checkpoint.upto != self.report.last_seq || checkpoint.head != self.report.head.to_hex() {
+        let signs_the_head =
+            Digest::from_hex(&checkpoint.head).is_ok_and(|head| head == self.report.head);
+        if checkpoint.upto != self.report.last_seq || !signs_the_head {
             return Err(Fault::CheckpointHeadMismatch);
         }
         if let Some(note) = &signed.note {
