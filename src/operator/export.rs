@@ -37,7 +37,7 @@ pub(super) fn export(state: &OperatorState, raw_query: &str) -> Answer {
             Code::ExportsBusy,
             format!(
                 "{} export streams are running already; try again shortly",
-                state.live.config.admin.max_exports
+                state.max_exports
             ),
         );
         refusal.header = Some(("retry-after", "1".to_string()));

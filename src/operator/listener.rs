@@ -186,8 +186,7 @@ where
     // Only the changes that take a body read one; any other route's body goes unread (hyper
     // discards what has arrived and closes the connection rather than wait for the rest).
     let body = if route.endpoint.takes_body() {
-        let limit = std::time::Duration::from_millis(state.live.config.server.header_timeout_ms);
-        let body = read_body(body, limit).await?;
+        let body = read_body(body, state.body_timeout).await?;
         if !body.is_empty() {
             require_json(&request.headers)?;
         }

@@ -73,6 +73,10 @@ pub(crate) struct OperatorState {
     pub hosts: Vec<String>,
     /// Export streams at once.
     pub exports: Arc<Semaphore>,
+    /// `admin.max_exports`, for the answer when all are running.
+    pub max_exports: u32,
+    /// How long a request's body may take to arrive (`server.header_timeout_ms`).
+    pub body_timeout: std::time::Duration,
 }
 
 impl OperatorState {
@@ -89,6 +93,8 @@ impl OperatorState {
             .chain(live.config.admin.allowed_hosts.iter().cloned())
             .collect();
         Self {
+            max_exports: live.config.admin.max_exports,
+            body_timeout: std::time::Duration::from_millis(live.config.server.header_timeout_ms),
             live,
             reader,
             openapi: openapi_document(!tokens.is_empty()),

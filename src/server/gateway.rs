@@ -38,9 +38,24 @@ use super::routes::{self, Attempt};
 use super::session::{self, socket_config};
 use super::timed::TimedWrites;
 
+/// What the configuration sets for admission, read once when the gateway is built.
+struct Limits {
+    /// `server.header_timeout_ms`, counted from accept.
+    header_timeout: Duration,
+    /// `websocket.queue_timeout_ms`.
+    queue_timeout: Duration,
+    /// `websocket.write_timeout_ms`, on every write.
+    write_timeout: Duration,
+    /// `websocket.max_queued`.
+    max_queued: usize,
+    /// `websocket.max_payload_bytes`.
+    max_payload_bytes: usize,
+}
+
 /// The admission state of the public listener.
 pub(crate) struct Gateway {
     live: Arc<Live>,
+    limits: Limits,
     /// Live handshake sessions (and connections reading their request once admitted).
     slots: Arc<Semaphore>,
     /// Places in the queue.
@@ -82,7 +97,15 @@ impl Gateway {
     /// Admission for `live`'s configuration, with at most `max_connections` open connections.
     pub(crate) fn new(live: Arc<Live>, max_connections: u32, refusals: Arc<Refusals>) -> Self {
         let websocket = &live.config.websocket;
+        let limits = Limits {
+            header_timeout: Duration::from_millis(live.config.server.header_timeout_ms),
+            queue_timeout: Duration::from_millis(websocket.queue_timeout_ms),
+            write_timeout: Duration::from_millis(websocket.write_timeout_ms),
+            max_queued: websocket.max_queued as usize,
+            max_payload_bytes: websocket.max_payload_bytes,
+        };
         Self {
+            limits,
             slots: Arc::new(Semaphore::new(websocket.max_concurrent_handshakes as usize)),
             queue: Arc::new(Semaphore::new(websocket.max_queued as usize)),
             connections: Arc::new(Semaphore::new(max_connections as usize)),
@@ -206,8 +229,10 @@ impl Gateway {
             let served = gateway.exchange(stream, peer, slot, None, request, deadline);
             self.spawn_holding(connection, span, served);
         } else if let Ok(place) = self.queue.clone().try_acquire_owned() {
-            let max_queued = self.live.config.websocket.max_queued as usize;
-            let position = max_queued.saturating_sub(self.queue.available_permits());
+            let position = self
+                .limits
+                .max_queued
+                .saturating_sub(self.queue.available_permits());
             let position = u32::try_from(position).unwrap_or(u32::MAX);
             let waits = gateway.wait_in_queue(stream.into_inner(), peer, position, place, request);
             self.spawn_holding(connection, span, waits);
@@ -271,12 +296,11 @@ impl Gateway {
 
     /// `stream` with this listener's write timeout.
     fn timed(&self, stream: TcpStream) -> TimedWrites<TcpStream> {
-        TimedWrites::new(stream, self.write_timeout())
+        TimedWrites::new(stream, self.limits.write_timeout)
     }
 
     fn header_deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now()
-            + Duration::from_millis(self.live.config.server.header_timeout_ms)
+        tokio::time::Instant::now() + self.limits.header_timeout
     }
 
     fn millis_since(&self, at: neuron_events::Timestamp) -> u64 {
@@ -330,13 +354,12 @@ impl Gateway {
                 Err(_) => return,
             };
             let mut draining = self.live.stop.clone();
-            let queue_timeout = Duration::from_millis(self.live.config.websocket.queue_timeout_ms);
             let waited = tokio::select! {
                 slot = self.slots.clone().acquire_owned() => match slot {
                     Ok(slot) => Waited::Promoted(slot),
                     Err(_) => Waited::Drained,
                 },
-                () = tokio::time::sleep(queue_timeout) => Waited::TimedOut,
+                () = tokio::time::sleep(self.limits.queue_timeout) => Waited::TimedOut,
                 () = draining.reached(StopPhase::Draining) => Waited::Drained,
                 () = gone(&stream) => Waited::Left,
             };
@@ -400,10 +423,6 @@ impl Gateway {
         }
     }
 
-    fn write_timeout(&self) -> Duration {
-        Duration::from_millis(self.live.config.websocket.write_timeout_ms)
-    }
-
     /// Sends an answer and closes, without waiting past the write timeout or the stop's end.
     async fn answer(&self, stream: &mut TimedWrites<TcpStream>, answer: Answer) {
         self.send(stream, &answer.response()).await;
@@ -426,7 +445,7 @@ impl Gateway {
     /// frame (the largest message and its frame header).
     fn with_what_arrived(&self, stream: &TcpStream, request: Box<[u8]>) -> Box<[u8]> {
         let mut bytes = Vec::from(request);
-        let limit = bytes.len() + self.live.config.websocket.max_payload_bytes + 14;
+        let limit = bytes.len() + self.limits.max_payload_bytes + 14;
         if let Err(error) = read_waiting(stream, &mut bytes, limit) {
             if error.kind() != std::io::ErrorKind::WouldBlock {
                 tracing::debug!(%error, "reading what a queued client sent while it waited");
@@ -556,7 +575,7 @@ impl Gateway {
             let _ = session::commit(&self.live, &session, vec![closed]).await;
             return;
         };
-        let config = socket_config(self.live.config.websocket.max_payload_bytes);
+        let config = socket_config(self.limits.max_payload_bytes);
         let socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
