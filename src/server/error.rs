@@ -18,12 +18,13 @@ pub enum ServerError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The store is damaged or lost records it acknowledged: nothing is written on top of it.
-    #[error("refusing the log at {place}: {reason}; run `neuron verify` on it and rebuild it from an export with `neuron restore`")]
+    #[error("refusing the log at {place} (run `neuron verify` on it and rebuild it from an export with `neuron restore`)")]
     StoreRefused {
         /// Where the log is: its folder, or its database and name.
         place: String,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        source: neuron_events::Error,
     },
     /// The stored log does not form a chain the server may continue.
     #[error("the log is damaged at seq {seq}: {reason}; run `neuron verify` on the data directory and rebuild it from an export with `neuron restore`")]

@@ -241,12 +241,28 @@ pub(in crate::server) fn store_error(
         | neuron_events::Error::HeadEvidence { .. }
         | neuron_events::Error::Corrupt { .. } => ServerError::StoreRefused {
             place: place.clone(),
-            reason: error.to_string(),
+            source: error,
         },
         error if error.is_damage() => ServerError::StoreRefused {
             place: place.clone(),
-            reason: neuron_events::full_message(&error),
+            source: error,
         },
         error => ServerError::Log(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_store_names_the_place_what_to_do_and_beneath_it_what_is_wrong() {
+        let refuse = store_error("data/log".into());
+        let error = refuse(neuron_events::Error::AcknowledgedButAbsent { first: 7, last: 9 });
+        assert!(matches!(error, ServerError::StoreRefused { .. }));
+        assert_eq!(
+            neuron_events::full_message(&error),
+            "refusing the log at data/log (run `neuron verify` on it and rebuild it from an export with `neuron restore`): records 7..9 acknowledged but absent: the store lost them"
+        );
     }
 }
