@@ -342,6 +342,18 @@ impl MemoryLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The records `from..=to`, copied out from under the lock (none when `from > to`).
+    fn records_in(&self, from: u64, to: u64) -> Vec<StoredRecord> {
+        if from > to {
+            return Vec::new();
+        }
+        self.inner()
+            .records
+            .range(from..=to)
+            .map(|(seq, bytes)| (*seq, bytes.clone()))
+            .collect()
+    }
+
     /// How many records it holds.
     pub fn len(&self) -> usize {
         self.inner().records.len()
@@ -375,16 +387,7 @@ impl LogReader for MemoryLog {
         to: u64,
         visit: &mut dyn FnMut(u64, &[u8]) -> bool,
     ) -> Result<(), Error> {
-        if from > to {
-            return Ok(());
-        }
-        let selected: Vec<StoredRecord> = self
-            .inner()
-            .records
-            .range(from..=to)
-            .map(|(seq, bytes)| (*seq, bytes.clone()))
-            .collect();
-        for (seq, bytes) in selected {
+        for (seq, bytes) in self.records_in(from, to) {
             if !visit(seq, &bytes) {
                 break;
             }
@@ -413,16 +416,7 @@ impl Log for MemoryLog {
         from: u64,
         to: u64,
     ) -> Box<dyn Iterator<Item = Result<StoredRecord, Error>> + '_> {
-        if from > to {
-            return Box::new(std::iter::empty());
-        }
-        let selected: Vec<StoredRecord> = self
-            .inner()
-            .records
-            .range(from..=to)
-            .map(|(seq, bytes)| (*seq, bytes.clone()))
-            .collect();
-        Box::new(selected.into_iter().map(Ok))
+        Box::new(self.records_in(from, to).into_iter().map(Ok))
     }
 
     fn head(&self) -> Result<LogHead, Error> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::batch::Batch;
 use super::connection::{as_i64, as_u64};
-use super::error::{db_error, postgres_error};
+use super::error::{commit_within, db_error, postgres_error};
 use super::log::PostgresLog;
 use super::reader::PostgresReader;
 use crate::record::Digest;
@@ -84,20 +84,8 @@ impl Log for PostgresLog {
                 if !write.run(&transaction).await? {
                     return Ok(false);
                 }
-                // The commit waits for the synchronous standbys: bounded, so that a cluster that
-                // lost its quorum stops the server instead of hanging it.
-                match tokio::time::timeout(timeout, transaction.commit()).await {
-                    Ok(Ok(())) => Ok(true),
-                    Ok(Err(error)) => Err(Error::CommitUnknown {
-                        reason: db_error("commit")(error).to_string(),
-                    }),
-                    Err(_) => Err(Error::CommitUnknown {
-                        reason: format!(
-                            "no synchronous standby confirmed the commit within {} ms",
-                            timeout.as_millis()
-                        ),
-                    }),
-                }
+                commit_within(timeout, transaction.commit()).await?;
+                Ok(true)
             })
         };
         match outcome {

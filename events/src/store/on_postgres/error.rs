@@ -22,3 +22,24 @@ pub(super) fn db_error(action: &'static str) -> impl Fn(tokio_postgres::Error) -
         postgres_error(action, reason)
     }
 }
+
+/// Waits for a commit at most `timeout` (the synchronous standbys confirm it): bounded, so that a
+/// cluster that lost its quorum stops the server instead of hanging it. A commit that fails or
+/// does not come back has an unknown outcome ([`Error::CommitUnknown`]).
+pub(super) async fn commit_within(
+    timeout: std::time::Duration,
+    commit: impl std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+) -> Result<(), Error> {
+    match tokio::time::timeout(timeout, commit).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(Error::CommitUnknown {
+            reason: db_error("commit")(error).to_string(),
+        }),
+        Err(_) => Err(Error::CommitUnknown {
+            reason: format!(
+                "no synchronous standby confirmed the commit within {} ms",
+                timeout.as_millis()
+            ),
+        }),
+    }
+}

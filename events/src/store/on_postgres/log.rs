@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::connection::{as_u64, digest_of, Connection};
-use super::error::{db_error, postgres_error};
+use super::error::{commit_within, db_error, postgres_error};
 use super::location::Location;
 use super::replication::{Replication, Standby};
 use super::schema::{check_shape, Missing, SCHEMA};
@@ -266,20 +266,9 @@ impl PostgresLog {
         }
         let timeout = self.commit_timeout;
         let client = &self.connection.client;
-        self.connection.runtime.block_on(async {
-            match tokio::time::timeout(timeout, client.batch_execute("COMMIT")).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(Error::CommitUnknown {
-                    reason: db_error("commit")(error).to_string(),
-                }),
-                Err(_) => Err(Error::CommitUnknown {
-                    reason: format!(
-                        "no synchronous standby confirmed the commit within {} ms",
-                        timeout.as_millis()
-                    ),
-                }),
-            }
-        })?;
+        self.connection
+            .runtime
+            .block_on(commit_within(timeout, client.batch_execute("COMMIT")))?;
         self.restoring = false;
         Ok(())
     }
