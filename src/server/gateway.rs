@@ -46,6 +46,8 @@ struct Limits {
     queue_timeout: Duration,
     /// `websocket.write_timeout_ms`, on every write.
     write_timeout: Duration,
+    /// `websocket.max_concurrent_handshakes`.
+    max_slots: usize,
     /// `websocket.max_queued`.
     max_queued: usize,
     /// `websocket.max_payload_bytes`.
@@ -101,6 +103,7 @@ impl Gateway {
             header_timeout: Duration::from_millis(live.config.server.header_timeout_ms),
             queue_timeout: Duration::from_millis(websocket.queue_timeout_ms),
             write_timeout: Duration::from_millis(websocket.write_timeout_ms),
+            max_slots: websocket.max_concurrent_handshakes as usize,
             max_queued: websocket.max_queued as usize,
             max_payload_bytes: websocket.max_payload_bytes,
         };
@@ -471,7 +474,7 @@ impl Gateway {
     ) {
         let attempt = Arc::new(Attempt::new(
             self.live.clone(),
-            self.slots.clone(),
+            (self.slots.clone(), self.limits.max_slots),
             peer,
             queued,
         ));

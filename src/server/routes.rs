@@ -33,6 +33,8 @@ pub(crate) struct Attempt {
     live: Arc<Live>,
     /// The handshake slots, to count the live sessions.
     slots: Arc<Semaphore>,
+    /// How many there are (`websocket.max_concurrent_handshakes`).
+    max_slots: usize,
     peer: SocketAddr,
     /// The session's id when the connection waited in the queue (it has records already).
     queued: Option<String>,
@@ -47,13 +49,14 @@ pub(crate) struct Attempt {
 impl Attempt {
     pub(crate) fn new(
         live: Arc<Live>,
-        slots: Arc<Semaphore>,
+        (slots, max_slots): (Arc<Semaphore>, usize),
         peer: SocketAddr,
         queued: Option<String>,
     ) -> Self {
         Self {
             live,
             slots,
+            max_slots,
             peer,
             queued,
             upgrade: Mutex::new(None),
@@ -185,9 +188,12 @@ async fn upgrade(ws: warp::ws::Ws, attempt: Arc<Attempt>) -> Response {
         .queued
         .clone()
         .unwrap_or_else(|| live.ids.session_id());
-    let max = live.config.websocket.max_concurrent_handshakes as usize;
-    let live_sessions =
-        u32::try_from(max.saturating_sub(attempt.slots.available_permits())).unwrap_or(u32::MAX);
+    let live_sessions = u32::try_from(
+        attempt
+            .max_slots
+            .saturating_sub(attempt.slots.available_permits()),
+    )
+    .unwrap_or(u32::MAX);
     let accepted = EventData::ConnectionAccepted(ConnectionAccepted {
         peer: attempt.peer.to_string(),
         live_sessions,
