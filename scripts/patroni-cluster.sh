@@ -21,18 +21,11 @@
 # `pip install 'patroni[etcd3,psycopg3]' 'psycopg[binary]'`); etcd is Debian's etcd-server.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin=/usr/lib/postgresql/15/bin
+# shellcheck source=scripts/postgres-common.sh
+source "$(dirname "$0")/postgres-common.sh"
 patroni_bin="${PATRONI_BIN:-$root/target/patroni-venv/bin}"
 what="${1:?usage: patroni-cluster.sh start|url|leader|kill-node|start-node|streaming|status|stop DIR ...}"
 dir="${2:?the directory of the cluster}"
-
-as_postgres() {
-  if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
-  else
-    "$@"
-  fi
-}
 
 base() { cat "$dir/port"; }
 api_port() { echo $(($(base) + 5 + $1)); }

@@ -19,17 +19,10 @@
 # the standbys' state): postgres://neuron@127.0.0.1:PORT/neuron. The user `neuron_secret` must
 # give the password `right` (scram-sha-256), for tests of a wrong password.
 set -euo pipefail
-bin=/usr/lib/postgresql/15/bin
+# shellcheck source=scripts/postgres-common.sh
+source "$(dirname "$0")/postgres-common.sh"
 what="${1:?usage: pg-cluster.sh start|stop|kill-primary|stop-node|start-node|promote|status DIR ...}"
 dir="${2:?the directory of the cluster}"
-
-as_postgres() {
-  if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
-  else
-    "$@"
-  fi
-}
 
 node_dir() { echo "$dir/node$1"; }
 port_of() { cat "$(node_dir "$1")/port"; }
