@@ -79,6 +79,10 @@ pub struct Session {
     pub relationship_status: Option<RelationshipStatus>,
     /// The session had not ended when the server started again (the server stopped uncleanly).
     pub interrupted: bool,
+    /// When it got a slot (`connection.accepted`): what the handshake duration metric counts from.
+    /// Not part of the view as investigators print it.
+    #[serde(skip)]
+    pub accepted: Option<Timestamp>,
 }
 
 impl Session {
@@ -100,6 +104,7 @@ impl Session {
             relationship_id: None,
             relationship_status: None,
             interrupted: false,
+            accepted: None,
         }
     }
 }
@@ -186,6 +191,7 @@ impl SessionsView {
             EventData::ConnectionAccepted(accepted) => {
                 session.stage = SessionStage::Authenticating;
                 session.peer = Some(accepted.peer.clone());
+                session.accepted = Some(at);
             }
             EventData::HandshakeStarted(started) => {
                 session.patient_agent_id = Some(started.patient_agent_id.clone());

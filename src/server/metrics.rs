@@ -7,8 +7,6 @@
 //! latency is the writer's measured time. Gauges (live sessions, queue length, log head) are read
 //! from the live views and the journal when scraped.
 
-use std::collections::{HashMap, HashSet};
-
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,6 +16,7 @@ use prometheus_client::registry::Registry;
 
 use neuron_events::event::{ErrorCode, EventData, LogCheckpoint, RejectReason};
 use neuron_events::{BatchReport, Record, Timestamp};
+use neuron_projections::sessions::{Session, SessionStage};
 
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -145,18 +144,12 @@ pub struct Metrics {
     /// The tree size each witness last cosigned, as the log records it.
     cosigned_size: Family<WitnessLabel, Gauge>,
     scraped: Scraped,
-    /// Sessions of this process that hold a slot, with when they got it.
-    accepted_at: HashMap<String, Timestamp>,
-    /// Sessions of this process waiting in the queue.
-    queued: HashSet<String>,
     last_checkpoint: Option<CheckpointSeen>,
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("live", &self.accepted_at.len())
-            .field("queued", &self.queued.len())
             .field("last_checkpoint", &self.last_checkpoint)
             .finish_non_exhaustive()
     }
@@ -175,8 +168,6 @@ impl Default for Metrics {
             cosignatures: Family::default(),
             cosigned_size: Family::default(),
             scraped: Scraped::default(),
-            accepted_at: HashMap::new(),
-            queued: HashSet::new(),
             last_checkpoint: None,
         };
         metrics.registered()
@@ -323,31 +314,20 @@ impl Metrics {
         }
     }
 
-    /// Counts a record committed by this process.
-    pub fn observe(&mut self, record: &Record) {
+    /// Counts a record committed by this process. `session` is the record's session as the
+    /// sessions view holds it before the record is applied (the view, not the metrics, follows a
+    /// session's lifecycle): whether it was queued, when it got its slot.
+    pub fn observe(&mut self, record: &Record, session: Option<&Session>) {
         self.recall(record);
-        let session = record.session.as_deref().unwrap_or_default();
         let outcome = match &record.event {
-            EventData::ConnectionQueued(_) => {
-                self.queued.insert(session.to_string());
-                None
-            }
             EventData::ConnectionPromoted(promoted) => {
-                self.queued.remove(session);
                 self.queue_wait_seconds.observe(seconds(promoted.waited_ms));
-                None
-            }
-            EventData::ConnectionAccepted(_) => {
-                self.accepted_at.insert(session.to_string(), record.at);
                 None
             }
             EventData::HandshakeCompleted(_) => Some(Outcome::Completed),
             EventData::HandshakeFailed(failed) => Some(Outcome::Failed(failed.code)),
             EventData::ConnectionTimeout(timeout) => Some(Outcome::Timeout(timeout.code)),
-            EventData::ConnectionClosed(closed) => {
-                self.queued.remove(session);
-                Some(Outcome::Closed(closed.code))
-            }
+            EventData::ConnectionClosed(closed) => Some(Outcome::Closed(closed.code)),
             EventData::ConnectionRefused(refused) => {
                 let reason = Reason {
                     reason: refused.reason.as_str(),
@@ -356,20 +336,14 @@ impl Metrics {
                 None
             }
             EventData::ConnectionQueueTimeout(timeout) => {
-                self.queued.remove(session);
                 self.queue_wait_seconds.observe(seconds(timeout.waited_ms));
                 Some(Outcome::QueueTimeout)
             }
             EventData::ConnectionRejected(rejected) => {
-                if self.queued.remove(session) {
+                if session.is_some_and(|session| session.stage == SessionStage::Queued) {
                     self.queue_wait_seconds.observe(seconds(rejected.waited_ms));
                 }
                 Some(Outcome::Rejected(rejected.reason))
-            }
-            EventData::ServerStarted(_) => {
-                self.accepted_at.clear();
-                self.queued.clear();
-                None
             }
             EventData::LogCosigned(cosigned) => {
                 let label = WitnessLabel {
@@ -385,7 +359,7 @@ impl Metrics {
         };
         if let Some(outcome) = outcome {
             self.handshakes.get_or_create(&outcome).inc();
-            if let Some(accepted) = self.accepted_at.remove(session) {
+            if let Some(accepted) = session.and_then(|session| session.accepted) {
                 let seconds = (record.at.millis() - accepted.millis()).max(0) as f64 / 1000.0;
                 self.handshake_seconds.observe(seconds);
             }
@@ -461,6 +435,15 @@ mod tests {
     use super::*;
     use neuron_events::event::*;
     use neuron_events::Event;
+    use neuron_projections::sessions::SessionsView;
+
+    /// As the server's observer does: each record counted with its session as the view held it
+    /// just before, then folded into the view.
+    fn observe(metrics: &mut Metrics, sessions: &mut SessionsView, record: &Record) {
+        let session = record.session.as_deref().and_then(|id| sessions.get(id));
+        metrics.observe(record, session);
+        sessions.apply(record);
+    }
 
     fn record(seq: u64, at_ms: i64, session: &str, event: EventData) -> Record {
         let bytes = neuron_events::record::encode(
@@ -476,26 +459,35 @@ mod tests {
     #[test]
     fn a_completed_handshake_is_counted_with_its_duration() {
         let mut metrics = Metrics::default();
-        metrics.observe(&record(
-            1,
-            1_000,
-            "s1",
-            EventData::ConnectionAccepted(ConnectionAccepted {
-                peer: "127.0.0.1:1".into(),
-                live_sessions: 1,
-            }),
-        ));
-        metrics.observe(&record(
-            2,
-            1_750,
-            "s1",
-            EventData::HandshakeCompleted(HandshakeCompleted {
-                relationship_id: "r".into(),
-                status: RelationshipStatus::New,
-                provider_npi: "1234567893".into(),
-                provider_endpoint: "http://x".into(),
-            }),
-        ));
+        let mut sessions = SessionsView::live_only();
+        observe(
+            &mut metrics,
+            &mut sessions,
+            &record(
+                1,
+                1_000,
+                "s1",
+                EventData::ConnectionAccepted(ConnectionAccepted {
+                    peer: "127.0.0.1:1".into(),
+                    live_sessions: 1,
+                }),
+            ),
+        );
+        observe(
+            &mut metrics,
+            &mut sessions,
+            &record(
+                2,
+                1_750,
+                "s1",
+                EventData::HandshakeCompleted(HandshakeCompleted {
+                    relationship_id: "r".into(),
+                    status: RelationshipStatus::New,
+                    provider_npi: "1234567893".into(),
+                    provider_endpoint: "http://x".into(),
+                }),
+            ),
+        );
         assert_eq!(metrics.outcome(Outcome::Completed), 1);
         let text = metrics.render(&Gauges::default());
         for line in [
@@ -516,6 +508,7 @@ mod tests {
     #[test]
     fn every_outcome_is_labelled_with_its_word_and_code() {
         let mut metrics = Metrics::default();
+        let mut sessions = SessionsView::live_only();
         let ended = [
             EventData::HandshakeFailed(HandshakeFailed {
                 stage: Stage::Consent,
@@ -541,7 +534,11 @@ mod tests {
             }),
         ];
         for (seq, event) in (1..).zip(ended) {
-            metrics.observe(&record(seq, 1_000, &format!("s{seq}"), event));
+            observe(
+                &mut metrics,
+                &mut sessions,
+                &record(seq, 1_000, &format!("s{seq}"), event),
+            );
         }
         assert_eq!(
             metrics.outcome(Outcome::Failed(ErrorCode::ConsentFailed)),
@@ -598,31 +595,44 @@ mod tests {
     #[test]
     fn queue_waits_count_only_for_requests_that_were_queued() {
         let mut metrics = Metrics::default();
-        metrics.observe(&record(
-            1,
-            0,
-            "full",
-            EventData::ConnectionRejected(ConnectionRejected {
-                peer: "p".into(),
-                reason: RejectReason::QueueFull,
-                waited_ms: 0,
-            }),
-        ));
-        metrics.observe(&record(
-            2,
-            0,
-            "waits",
-            EventData::ConnectionQueued(ConnectionQueued {
-                peer: "p".into(),
-                position: 1,
-            }),
-        ));
-        metrics.observe(&record(
-            3,
-            2_000,
-            "waits",
-            EventData::ConnectionQueueTimeout(ConnectionQueueTimeout { waited_ms: 2_000 }),
-        ));
+        let mut sessions = SessionsView::live_only();
+        observe(
+            &mut metrics,
+            &mut sessions,
+            &record(
+                1,
+                0,
+                "full",
+                EventData::ConnectionRejected(ConnectionRejected {
+                    peer: "p".into(),
+                    reason: RejectReason::QueueFull,
+                    waited_ms: 0,
+                }),
+            ),
+        );
+        observe(
+            &mut metrics,
+            &mut sessions,
+            &record(
+                2,
+                0,
+                "waits",
+                EventData::ConnectionQueued(ConnectionQueued {
+                    peer: "p".into(),
+                    position: 1,
+                }),
+            ),
+        );
+        observe(
+            &mut metrics,
+            &mut sessions,
+            &record(
+                3,
+                2_000,
+                "waits",
+                EventData::ConnectionQueueTimeout(ConnectionQueueTimeout { waited_ms: 2_000 }),
+            ),
+        );
         assert_eq!(
             metrics.outcome(Outcome::Rejected(RejectReason::QueueFull)),
             1

@@ -45,10 +45,19 @@ pub(in crate::server) fn journal_over(
     let (observed, counted) = (views.clone(), metrics.clone());
     let observer = move |records: &[Record], report: &BatchReport| {
         {
+            // Each record is counted with its session as the view held it just before: the view
+            // follows sessions, the metrics read it (lock order: views, then metrics).
             let mut views = observed.write().unwrap_or_else(PoisonError::into_inner);
+            let mut metrics = counted.lock().unwrap_or_else(PoisonError::into_inner);
             for record in records {
+                let session = record
+                    .session
+                    .as_deref()
+                    .and_then(|id| views.sessions.get(id));
+                metrics.observe(record, session);
                 views.apply(record);
             }
+            metrics.observe_batch(report);
         }
         for record in records {
             if let EventData::ServerClockBehind(behind) = &record.event {
@@ -61,11 +70,6 @@ pub(in crate::server) fn journal_over(
                 );
             }
         }
-        let mut metrics = counted.lock().unwrap_or_else(PoisonError::into_inner);
-        for record in records {
-            metrics.observe(record);
-        }
-        metrics.observe_batch(report);
     };
     let journal = Journal::start(
         store.log,
