@@ -21,33 +21,28 @@ pub(super) struct Call<'a> {
 impl Call<'_> {
     /// The body as the JSON object `T` describes: fields `T` does not have are refused by name.
     pub(super) fn body<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        if self.body.is_empty() {
-            return Err(ApiError::bad_request("body", "a JSON object is required"));
-        }
-        match serde_json::from_slice::<Value>(self.body) {
-            Ok(Value::Object(_)) => {}
-            Ok(_) => {
-                return Err(ApiError::bad_request(
-                    "body",
-                    "the body must be a JSON object",
-                ))
-            }
-            Err(error) => {
-                return Err(ApiError::bad_request(
-                    "body",
-                    format!("the body is not JSON: {error}"),
-                ))
-            }
-        }
-        // The names read again from the bytes, not the object: a JSON object keeps the last of a
-        // field given twice.
-        let names = serde_json::from_slice::<Names>(self.body).map_err(|error| {
-            ApiError::bad_request("body", format!("the body is not JSON: {error}"))
-        })?;
-        check_names::<T>(Part::Body, names.0.iter().map(String::as_str))?;
+        let names = body_names(self.body)?;
+        check_names::<T>(Part::Body, names.iter().map(String::as_str))?;
         let mut fields = serde_json::Deserializer::from_slice(self.body);
         serde_path_to_error::deserialize(&mut fields).map_err(|error| invalid(Part::Body, &error))
     }
+}
+
+/// The names of a body's members, in order, repeats included (a JSON object keeps only the last
+/// of a field given twice, so they are read from the bytes); the body refused when it is empty,
+/// not JSON, or JSON but not an object.
+fn body_names(body: &[u8]) -> Result<Vec<String>, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("body", "a JSON object is required"));
+    }
+    serde_json::from_slice::<Names>(body)
+        .map(|names| names.0)
+        .map_err(|error| match error.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::bad_request("body", "the body must be a JSON object")
+            }
+            _ => ApiError::bad_request("body", format!("the body is not JSON: {error}")),
+        })
 }
 
 /// The query string as the parameters `T` describes: a parameter `T` does not have, or one given
@@ -355,5 +350,32 @@ mod tests {
             check(r#"{"after":1,"after":2}"#),
             Err(("after".into(), "field \"after\" is given twice".into()))
         );
+    }
+
+    #[test]
+    fn a_body_that_is_empty_not_json_or_not_an_object_is_refused_for_what_it_is() {
+        let refused = |body: &str| {
+            let error = body_names(body.as_bytes()).expect_err("refused");
+            (error.field.unwrap_or_default(), error.message)
+        };
+        assert_eq!(
+            refused(""),
+            ("body".into(), "a JSON object is required".into())
+        );
+        for not_an_object in ["[1]", "\"text\"", "7", "null"] {
+            assert_eq!(
+                refused(not_an_object),
+                ("body".into(), "the body must be a JSON object".into()),
+                "{not_an_object}"
+            );
+        }
+        for not_json in ["{", "{\"a\":", "{\"a\":1} x", "nope"] {
+            let (field, message) = refused(not_json);
+            assert_eq!(field, "body");
+            assert!(
+                message.starts_with("the body is not JSON: "),
+                "{not_json}: {message}"
+            );
+        }
     }
 }

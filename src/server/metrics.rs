@@ -18,6 +18,27 @@ use neuron_events::event::{ErrorCode, EventData, LogCheckpoint, RejectReason};
 use neuron_events::{BatchReport, Record, Timestamp};
 use neuron_projections::sessions::{Session, SessionStage};
 
+/// What the metrics need of a record's session, as the sessions view held it just before the
+/// record: the view follows a session's lifecycle, the metrics keep none of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionSeen {
+    /// When it got its slot (`connection.accepted`), if it has one.
+    pub accepted: Option<Timestamp>,
+    /// Whether it was waiting in the queue.
+    pub queued: bool,
+}
+
+impl SessionSeen {
+    /// What `session` (none for a record of no session, or of a session the view does not hold)
+    /// tells the metrics.
+    pub fn of(session: Option<&Session>) -> Self {
+        session.map_or_else(Self::default, |session| Self {
+            accepted: session.accepted,
+            queued: session.stage == SessionStage::Queued,
+        })
+    }
+}
+
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -314,10 +335,9 @@ impl Metrics {
         }
     }
 
-    /// Counts a record committed by this process. `session` is the record's session as the
-    /// sessions view holds it before the record is applied (the view, not the metrics, follows a
-    /// session's lifecycle): whether it was queued, when it got its slot.
-    pub fn observe(&mut self, record: &Record, session: Option<&Session>) {
+    /// Counts a record committed by this process, with what the sessions view held of its session
+    /// just before the record was applied.
+    pub fn observe(&mut self, record: &Record, session: SessionSeen) {
         self.recall(record);
         let outcome = match &record.event {
             EventData::ConnectionPromoted(promoted) => {
@@ -340,7 +360,7 @@ impl Metrics {
                 Some(Outcome::QueueTimeout)
             }
             EventData::ConnectionRejected(rejected) => {
-                if session.is_some_and(|session| session.stage == SessionStage::Queued) {
+                if session.queued {
                     self.queue_wait_seconds.observe(seconds(rejected.waited_ms));
                 }
                 Some(Outcome::Rejected(rejected.reason))
@@ -359,7 +379,7 @@ impl Metrics {
         };
         if let Some(outcome) = outcome {
             self.handshakes.get_or_create(&outcome).inc();
-            if let Some(accepted) = session.and_then(|session| session.accepted) {
+            if let Some(accepted) = session.accepted {
                 let seconds = (record.at.millis() - accepted.millis()).max(0) as f64 / 1000.0;
                 self.handshake_seconds.observe(seconds);
             }
@@ -441,7 +461,7 @@ mod tests {
     /// just before, then folded into the view.
     fn observe(metrics: &mut Metrics, sessions: &mut SessionsView, record: &Record) {
         let session = record.session.as_deref().and_then(|id| sessions.get(id));
-        metrics.observe(record, session);
+        metrics.observe(record, SessionSeen::of(session));
         sessions.apply(record);
     }
 

@@ -15,7 +15,7 @@ use neuron_projections::Views;
 
 use crate::config::Config;
 use crate::server::error::{io_error, ServerError};
-use crate::server::metrics::Metrics;
+use crate::server::metrics::{Metrics, SessionSeen};
 
 use super::open::{store_error, Store};
 
@@ -44,18 +44,30 @@ pub(in crate::server) fn journal_over(
     let metrics = Arc::new(Mutex::new(recalled));
     let (observed, counted) = (views.clone(), metrics.clone());
     let observer = move |records: &[Record], report: &BatchReport| {
-        {
-            // Each record is counted with its session as the view held it just before: the view
-            // follows sessions, the metrics read it (lock order: views, then metrics).
+        // Each record is counted with what the view held of its session just before it (the
+        // view follows sessions; the metrics keep none of it). Taken while folding, so that the
+        // views' lock, which every handshake step reads under, is never held waiting for the
+        // metrics' (a scrape renders under it).
+        let seen: Vec<SessionSeen> = {
             let mut views = observed.write().unwrap_or_else(PoisonError::into_inner);
+            records
+                .iter()
+                .map(|record| {
+                    let seen = SessionSeen::of(
+                        record
+                            .session
+                            .as_deref()
+                            .and_then(|id| views.sessions.get(id)),
+                    );
+                    views.apply(record);
+                    seen
+                })
+                .collect()
+        };
+        {
             let mut metrics = counted.lock().unwrap_or_else(PoisonError::into_inner);
-            for record in records {
-                let session = record
-                    .session
-                    .as_deref()
-                    .and_then(|id| views.sessions.get(id));
-                metrics.observe(record, session);
-                views.apply(record);
+            for (record, seen) in records.iter().zip(seen) {
+                metrics.observe(record, seen);
             }
             metrics.observe_batch(report);
         }
