@@ -928,3 +928,85 @@ async fn checkpoints_asked_for_at_once_are_each_answered_with_one_that_covers_th
     let written = records.matches("\"kind\":\"log.checkpoint\"").count();
     assert!(seqs.len() <= 160 && written >= seqs.len(), "{seqs:?}");
 }
+
+/// Sends `GET /ready` on `stream` (kept open) and reads one answer: its status and body, or
+/// `None` when the server closed the connection instead of answering.
+async fn ready_on(stream: &mut tokio::net::TcpStream, addr: SocketAddr) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET /ready HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        answer.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no length in {head:?}"));
+        if body.len() >= length {
+            let status = head.split(' ').nth(1).and_then(|code| code.parse().ok())?;
+            return Some((status, body.to_string()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_operator_listener_answers_until_the_log_is_closed_then_closes() {
+    use common::witness::{Behaviour, FakeWitness};
+    // A witness that never answers holds the stop between its last checkpoint and the log's
+    // close (the final round is bounded by the grace): what the operator listener does then is
+    // what an orchestrator polling /ready sees while the server finishes.
+    let log = neuron_key()
+        .verifier_key(neuron_events::journal::DEMO_ORIGIN)
+        .unwrap();
+    let silent = FakeWitness::start("silent.example/w", 0x42, log, Behaviour::Silent).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.audit.witnesses = vec![silent.config()];
+    // No periodic round before the stop; each call to the witness may take 10 s.
+    config.audit.witness_interval_ms = 60_000;
+    config.server.shutdown_grace_ms = 20_000;
+    let server = start(config).await;
+    let addr = server.admin_addr();
+    let mut before_the_stop = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (status, body) = ready_on(&mut before_the_stop, addr).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let stopping = tokio::spawn(server.stop("test over"));
+    // The final checkpoint has been written and sent to the witness: the log is not closed yet.
+    for _ in 0..2000 {
+        if *silent.requests.lock().unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(*silent.requests.lock().unwrap(), 1, "no final round");
+    assert!(!stopping.is_finished());
+    // A connection kept open from before the stop, and one opened now, are both answered.
+    let answered = ready_on(&mut before_the_stop, addr).await;
+    assert!(
+        matches!(&answered, Some((503, body)) if body.contains("the server is stopping")),
+        "{answered:?}"
+    );
+    let mut during_the_stop = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let answered = ready_on(&mut during_the_stop, addr).await;
+    assert!(
+        matches!(&answered, Some((503, body)) if body.contains("the server is stopping")),
+        "{answered:?}"
+    );
+    stopping.await.unwrap().unwrap();
+    // Once the log is closed the listener is gone, and so are the connections it kept.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    assert_eq!(ready_on(&mut during_the_stop, addr).await, None);
+}

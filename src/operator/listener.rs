@@ -9,6 +9,7 @@ use futures_util::Stream;
 use hyper::body::Buf;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
 use warp::http::Method;
 use warp::Filter;
 
@@ -27,12 +28,14 @@ use super::request::{self, read_body, Call, NoParameters};
 use super::routes::{resolve, Endpoint, Resolved};
 use super::OperatorState;
 
-/// Serves the operator listener until `stop` (SPEC §5, §7): at most `admin.max_connections`
-/// connections (more are answered 503 and closed), each with `server.header_timeout_ms` to send a
-/// request's header (also the longest idle keep-alive), the write timeout on every write, and a
-/// graceful close at the stop, cut off when the stop's grace is over.
+/// Serves the operator listener until the log is closed, the last step of a stop (SPEC §2.6, §5,
+/// §7): at most `admin.max_connections` connections (more are answered 503 and closed), each with
+/// `server.header_timeout_ms` to send a request's header (also the longest idle keep-alive) and
+/// the write timeout on every write. Until then every request is answered, `/ready` with 503 from
+/// the stop's first step; then each connection finishes the request it is answering, within
+/// [`CLOSING`], and closes.
 pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<OperatorState>) {
-    let mut stop = state.live.stop.clone();
+    let stop = state.live.stop.clone();
     let config = &state.live.config;
     let header_timeout = std::time::Duration::from_millis(config.server.header_timeout_ms);
     let write_timeout = std::time::Duration::from_millis(config.websocket.write_timeout_ms);
@@ -51,8 +54,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<Operator
             };
             let service =
                 hyper_util::service::TowerToHyperService::new(warp::service(filter.clone()));
-            let mut stop = stop.clone();
-            let mut cut = stop.clone();
+            let mut closed = stop.clone();
             tasks.spawn(async move {
                 let io = hyper_util::rt::TokioIo::new(crate::server::timed::TimedWrites::new(
                     stream,
@@ -67,14 +69,11 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<Operator
                 tokio::pin!(connection);
                 tokio::select! {
                     _ = connection.as_mut() => {}
-                    () = stop.reached(StopPhase::Closed) => {
+                    () = closed.reached(StopPhase::Closed) => {
+                        // The request being answered is finished, an idle connection closes.
                         connection.as_mut().graceful_shutdown();
-                        tokio::select! {
-                            _ = connection.as_mut() => {}
-                            () = cut.reached(StopPhase::Cut) => {}
-                        }
+                        let _ = tokio::time::timeout(CLOSING, connection.as_mut()).await;
                     }
-                    () = cut.reached(StopPhase::Cut) => {}
                 }
                 drop(place);
             });
@@ -83,11 +82,16 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<Operator
     .await;
     drop(listener);
     tasks.close();
-    tokio::select! {
-        _ = tasks.wait() => {}
-        () = stop.reached(StopPhase::Cut) => {}
+    if tokio::time::timeout(CLOSING, tasks.wait()).await.is_err() {
+        warn!(
+            open = tasks.len(),
+            "operator connections still open after the log was closed: cut off"
+        );
     }
 }
+
+/// How long the operator's connections may take to finish their request once the log is closed.
+pub(crate) const CLOSING: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The answer to a connection past `admin.max_connections`.
 pub(super) const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 94\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{\"error\":{\"code\":\"busy\",\"message\":\"too many connections to the operator listener; try again\"}}";

@@ -38,13 +38,16 @@ pub struct ActiveSession {
 pub enum StopPhase {
     /// No stop asked for.
     Serving,
-    /// Queued connections are answered 503, `/ready` answers 503, no connection is accepted.
+    /// Queued connections are answered 503, the public listener accepts no connection, `/ready`
+    /// answers 503.
     Draining,
     /// Live sessions close with 1001; connections still reading their request end.
     Stopping,
-    /// The grace period is over (or a write failed): whatever still waits on a client gives up.
+    /// The public listener's connections are over, or the grace period is (or a write failed):
+    /// whatever still waits on a WebSocket client gives up; the closing records are written.
     Cut,
-    /// The log is closed: the operator listener closes last.
+    /// The log is closed (or can no longer be written): the operator listener, which has answered
+    /// until now, finishes the requests it is answering and closes, last.
     Closed,
 }
 

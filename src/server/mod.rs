@@ -222,7 +222,9 @@ impl Server {
         self.summaries.abort();
         self.admin_serving.abort();
         self.witnessing.abort();
-        self.signal.advance(StopPhase::Cut);
+        // Nothing more can be recorded: the log is as good as closed, and the operator's
+        // connections finish what they are answering (`/ready` says why) and close.
+        self.signal.advance(StopPhase::Closed);
         ServerError::LogFailed { reason }
     }
 
@@ -297,14 +299,7 @@ impl Server {
         let _ = self.live.journal.close().await;
         // The operator listener answers (not ready) until the log is closed.
         self.signal.advance(StopPhase::Closed);
-        let mut admin_serving = self.admin_serving;
-        if tokio::time::timeout(ADMIN_CLOSE, &mut admin_serving)
-            .await
-            .is_err()
-        {
-            warn!("operator connections still open after the stop; cut off");
-            admin_serving.abort();
-        }
+        let _ = self.admin_serving.await;
         closed?;
         info!(reason, "stopped");
         Ok(())
@@ -321,10 +316,6 @@ async fn final_checkpoint(live: &Live) -> Result<(), ServerError> {
     live.journal.checkpoint().await?;
     Ok(())
 }
-
-/// How long the operator listener may take to close once the log is closed (its connections
-/// were cut off with everything else at the end of the grace period).
-const ADMIN_CLOSE: Duration = Duration::from_secs(1);
 
 /// Runs a server until `shutdown` resolves with the reason, then stops it gracefully. If a write to
 /// the log fails first, it stops at once instead (fail-stop): nothing more is recorded, and the
