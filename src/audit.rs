@@ -18,7 +18,7 @@ use crate::server::live::Live;
 
 /// Why a proof was not given.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProofError {
+pub(crate) enum ProofError {
     /// A parameter out of range: 400 naming it.
     #[error("{reason}")]
     BadParameter {
@@ -45,7 +45,7 @@ fn bad(name: &'static str, reason: String) -> ProofError {
 ///
 /// # Errors
 /// [`ProofError::NotFound`] before the log's first checkpoint.
-pub fn served_checkpoint(live: &Live) -> Result<String, ProofError> {
+pub(crate) fn served_checkpoint(live: &Live) -> Result<String, ProofError> {
     if let Some((_, note)) = live.witness_board().witnessed() {
         return Ok(note.clone());
     }
@@ -56,7 +56,7 @@ pub fn served_checkpoint(live: &Live) -> Result<String, ProofError> {
 ///
 /// # Errors
 /// [`ProofError::NotFound`] before the log's first checkpoint.
-pub fn latest_checkpoint(live: &Live) -> Result<Arc<SignedCheckpoint>, ProofError> {
+pub(crate) fn latest_checkpoint(live: &Live) -> Result<Arc<SignedCheckpoint>, ProofError> {
     live.journal
         .status()
         .checkpoint
@@ -84,7 +84,7 @@ async fn with_reader<T: Send + 'static>(
 ///
 /// # Errors
 /// [`ProofError::BadParameter`] unless `1 <= from <= to <=` the durable size.
-pub async fn consistency(live: &Live, from: u64, to: u64) -> Result<String, ProofError> {
+pub(crate) async fn consistency(live: &Live, from: u64, to: u64) -> Result<String, ProofError> {
     let size = durable_size(live);
     if to > size {
         return Err(bad(
@@ -115,7 +115,11 @@ pub async fn consistency(live: &Live, from: u64, to: u64) -> Result<String, Proo
 /// # Errors
 /// [`ProofError::BadParameter`] for a seq or size out of range, [`ProofError::NotFound`] when no
 /// checkpoint signs the tree of that size.
-pub async fn inclusion(live: &Live, seq: u64, size: Option<u64>) -> Result<String, ProofError> {
+pub(crate) async fn inclusion(
+    live: &Live,
+    seq: u64,
+    size: Option<u64>,
+) -> Result<String, ProofError> {
     let latest = latest_checkpoint(live)?;
     let durable = durable_size(live);
     let size = size.unwrap_or(latest.size);

@@ -2,7 +2,7 @@
 //! consent, the pure state machine) is the `neuron-handshake` crate, the log `neuron-events`, the
 //! views `neuron-projections`; this crate is everything with I/O around them.
 //!
-//! - [`audit`]: the log's evidence as it is served: checkpoints, consistency and inclusion
+//! - `audit`: the log's evidence as it is served: checkpoints, consistency and inclusion
 //!   proofs.
 //! - [`config`]: configuration from defaults, a TOML file, the environment and flags.
 //! - [`ids`]: session ids, relationship ids and nonces (random, or seeded for tests).
@@ -19,7 +19,7 @@
 // test).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod audit;
+pub(crate) mod audit;
 pub mod config;
 #[doc(hidden)]
 #[cfg(feature = "test-support")]

@@ -98,9 +98,6 @@ pub(super) fn refuse_browsers(state: &OperatorState, request: &Request) -> Resul
     if let Some(origin) = request.headers.get("origin") {
         let origin = origin.to_str().unwrap_or_default();
         if !state
-            .live
-            .config
-            .admin
             .allowed_origins
             .iter()
             .any(|allowed| allowed == origin)

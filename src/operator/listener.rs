@@ -36,10 +36,8 @@ use super::OperatorState;
 /// [`CLOSING`], and closes.
 pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<OperatorState>) {
     let stop = state.live.stop.clone();
-    let config = &state.live.config;
-    let header_timeout = std::time::Duration::from_millis(config.server.header_timeout_ms);
-    let write_timeout = std::time::Duration::from_millis(config.websocket.write_timeout_ms);
-    let connections = Arc::new(Semaphore::new(config.admin.max_connections as usize));
+    let (header_timeout, write_timeout) = (state.header_timeout, state.write_timeout);
+    let connections = Arc::new(Semaphore::new(state.max_connections as usize));
     let tasks = TaskTracker::new();
     let filter = routes(state.clone());
     accept_until(
@@ -190,7 +188,7 @@ where
     // Only the changes that take a body read one; any other route's body goes unread (hyper
     // discards what has arrived and closes the connection rather than wait for the rest).
     let body = if route.endpoint.takes_body() {
-        let body = read_body(body, state.body_timeout).await?;
+        let body = read_body(body, state.header_timeout).await?;
         if !body.is_empty() {
             require_json(&request.headers)?;
         }

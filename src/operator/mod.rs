@@ -1,6 +1,6 @@
 //! The operator listener (SPEC §5): health, readiness, Prometheus metrics, the live views, provider
 //! management, relationship termination and the audit log, as JSON over HTTP on its own address.
-//! It works on the server's shared live state ([`crate::server::live`]), never on the server.
+//! It works on the server's shared live state (`server::live`), never on the server.
 //!
 //! - `listener`: the accept loop and its limits, and the dispatcher every request goes through.
 //! - `routes`: the route table, [`ROUTES`], which `openapi.json` is checked against.
@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use neuron_events::store::LogReader;
 use neuron_projections::Views;
 
+use crate::config::Config;
 use crate::server::live::Live;
 use crate::server::metrics::Metrics;
 
@@ -75,33 +76,45 @@ pub(crate) struct OperatorState {
     pub exports: Arc<Semaphore>,
     /// `admin.max_exports`, for the answer when all are running.
     pub max_exports: u32,
-    /// How long a request's body may take to arrive (`server.header_timeout_ms`).
-    pub body_timeout: std::time::Duration,
+    /// How long a request's header may take to arrive, and the longest idle keep-alive
+    /// (`server.header_timeout_ms`); also how long its body may take.
+    pub header_timeout: std::time::Duration,
+    /// `websocket.write_timeout_ms`, on every write.
+    pub write_timeout: std::time::Duration,
+    /// `admin.max_connections`.
+    pub max_connections: u32,
+    /// `admin.allowed_origins`: the browser pages whose requests are served.
+    pub allowed_origins: Vec<String>,
 }
 
 impl OperatorState {
-    /// The operator listener's state over `live`, listening on `listen`.
+    /// The operator listener's state over `live`, listening on `listen` with the limits `config`
+    /// sets.
     pub(crate) fn new(
         live: Arc<Live>,
         reader: Arc<dyn LogReader>,
         tokens: Vec<blake3::Hash>,
         listen: SocketAddr,
+        config: &Config,
     ) -> Self {
-        let exports = Arc::new(Semaphore::new(live.config.admin.max_exports as usize));
+        let admin = &config.admin;
         let hosts = [listen.to_string(), format!("localhost:{}", listen.port())]
             .into_iter()
-            .chain(live.config.admin.allowed_hosts.iter().cloned())
+            .chain(admin.allowed_hosts.iter().cloned())
             .collect();
         Self {
-            max_exports: live.config.admin.max_exports,
-            body_timeout: std::time::Duration::from_millis(live.config.server.header_timeout_ms),
+            exports: Arc::new(Semaphore::new(admin.max_exports as usize)),
+            max_exports: admin.max_exports,
+            header_timeout: std::time::Duration::from_millis(config.server.header_timeout_ms),
+            write_timeout: std::time::Duration::from_millis(config.websocket.write_timeout_ms),
+            max_connections: admin.max_connections,
+            allowed_origins: admin.allowed_origins.clone(),
             live,
             reader,
             openapi: openapi_document(!tokens.is_empty()),
             tokens,
             listen,
             hosts,
-            exports,
         }
     }
 

@@ -95,6 +95,7 @@ impl OperatorState {
             Arc::new(log),
             Vec::new(),
             std::net::SocketAddr::from(([127, 0, 0, 1], 3001)),
+            &crate::config::Config::default(),
         ))
     }
 }

@@ -186,7 +186,7 @@ mod failing_log {
     #[tokio::test]
     async fn export_streams_beyond_the_limit_are_refused_until_one_ends() {
         let state = state_over(Views::default(), MemoryLog::new());
-        let held: Vec<_> = (0..state.live.config.admin.max_exports)
+        let held: Vec<_> = (0..state.max_exports)
             .map(|_| state.exports.clone().try_acquire_owned().unwrap())
             .collect();
         let (status, body) = call(&state, Method::GET, "/v1/audit/export", "").await;

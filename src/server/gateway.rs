@@ -28,6 +28,8 @@ use warp::reply::Response;
 use neuron_events::event::*;
 use neuron_events::Event;
 
+use crate::config::Config;
+
 use super::accept::accept_until;
 use super::head_reads::{gone, read_head, read_waiting, take_head, Reading, Unserved};
 use super::http::{self, Answer};
@@ -58,6 +60,8 @@ struct Limits {
 pub(crate) struct Gateway {
     live: Arc<Live>,
     limits: Limits,
+    /// What every session is served with.
+    terms: Arc<session::Terms>,
     /// Live handshake sessions (and connections reading their request once admitted).
     slots: Arc<Semaphore>,
     /// Places in the queue.
@@ -96,11 +100,16 @@ enum Waited {
 }
 
 impl Gateway {
-    /// Admission for `live`'s configuration, with at most `max_connections` open connections.
-    pub(crate) fn new(live: Arc<Live>, max_connections: u32, refusals: Arc<Refusals>) -> Self {
-        let websocket = &live.config.websocket;
+    /// Admission as `config` sets it, with at most `max_connections` open connections.
+    pub(crate) fn new(
+        live: Arc<Live>,
+        config: &Config,
+        max_connections: u32,
+        refusals: Arc<Refusals>,
+    ) -> Self {
+        let websocket = &config.websocket;
         let limits = Limits {
-            header_timeout: Duration::from_millis(live.config.server.header_timeout_ms),
+            header_timeout: Duration::from_millis(config.server.header_timeout_ms),
             queue_timeout: Duration::from_millis(websocket.queue_timeout_ms),
             write_timeout: Duration::from_millis(websocket.write_timeout_ms),
             max_slots: websocket.max_concurrent_handshakes as usize,
@@ -109,6 +118,7 @@ impl Gateway {
         };
         Self {
             limits,
+            terms: Arc::new(session::Terms::of(config)),
             slots: Arc::new(Semaphore::new(websocket.max_concurrent_handshakes as usize)),
             queue: Arc::new(Semaphore::new(websocket.max_queued as usize)),
             connections: Arc::new(Semaphore::new(max_connections as usize)),
@@ -286,14 +296,10 @@ impl Gateway {
     }
 
     fn unavailable(&self) -> Answer {
+        // The queue timeout in whole seconds, rounded up: a place may free up by then.
+        let millis = u64::try_from(self.limits.queue_timeout.as_millis()).unwrap_or(u64::MAX);
         Answer::Unavailable {
-            retry_after: self
-                .live
-                .config
-                .websocket
-                .queue_timeout_ms
-                .div_ceil(1000)
-                .max(1),
+            retry_after: millis.div_ceil(1000).max(1),
         }
     }
 
@@ -582,7 +588,7 @@ impl Gateway {
         let socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        session::run(session, socket, slot, self.live.clone()).await;
+        session::run(session, socket, slot, self.live.clone(), self.terms.clone()).await;
     }
 }
 
@@ -609,7 +615,8 @@ mod tests {
         let reader = neuron_events::Log::reader(&log);
         let clock = Arc::new(SteppingClock::new(start, 1));
         let live = Live::offline(journal, reader, Default::default(), clock);
-        Arc::new(Gateway::new(Arc::new(live), 16, Arc::default()))
+        let config = Config::default();
+        Arc::new(Gateway::new(Arc::new(live), &config, 16, Arc::default()))
     }
 
     #[tokio::test]

@@ -11,7 +11,6 @@ use neuron_events::{Clock, Journal, Timestamp};
 use neuron_projections::sessions::SessionStage;
 use neuron_projections::Views;
 
-use crate::config::Config;
 use crate::ids::IdSource;
 use crate::server::metrics::Metrics;
 use crate::server::pairs::PairLocks;
@@ -35,7 +34,7 @@ pub struct ActiveSession {
 /// How far a stop has gone (SPEC §2.6): one value that only moves forward, so that a later phase
 /// implies every earlier one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum StopPhase {
+pub(crate) enum StopPhase {
     /// No stop asked for.
     Serving,
     /// Queued connections are answered 503, the public listener accepts no connection, `/ready`
@@ -52,17 +51,17 @@ pub enum StopPhase {
 }
 
 /// Gives a stop's phases: the one sender of [`Stop`].
-pub struct StopSignal(watch::Sender<StopPhase>);
+pub(crate) struct StopSignal(watch::Sender<StopPhase>);
 
 impl StopSignal {
     /// A stop not yet asked for, and the receiver every listener and session clones.
-    pub fn new() -> (Self, Stop) {
+    pub(crate) fn new() -> (Self, Stop) {
         let (sender, receiver) = watch::channel(StopPhase::Serving);
         (Self(sender), Stop(receiver))
     }
 
     /// Moves the stop on to `phase`; a phase already passed changes nothing.
-    pub fn advance(&self, phase: StopPhase) {
+    pub(crate) fn advance(&self, phase: StopPhase) {
         self.0.send_if_modified(|now| {
             let later = phase > *now;
             if later {
@@ -75,18 +74,18 @@ impl StopSignal {
 
 /// Where the stop stands, as a listener or a session sees it.
 #[derive(Clone, Debug)]
-pub struct Stop(watch::Receiver<StopPhase>);
+pub(crate) struct Stop(watch::Receiver<StopPhase>);
 
 impl Stop {
     /// Whether the stop has reached `phase`.
-    pub fn has_reached(&self, phase: StopPhase) -> bool {
+    pub(crate) fn has_reached(&self, phase: StopPhase) -> bool {
         *self.0.borrow() >= phase
     }
 
     /// Resolves once the stop reaches `phase` (at once if it has, or once the signal is gone).
     /// Written on `changed` rather than `wait_for`, whose future is larger by half: ten thousand
     /// queued connections each await one.
-    pub async fn reached(&mut self, phase: StopPhase) {
+    pub(crate) async fn reached(&mut self, phase: StopPhase) {
         while *self.0.borrow_and_update() < phase {
             if self.0.changed().await.is_err() {
                 return;
@@ -95,39 +94,38 @@ impl Stop {
     }
 }
 
-/// What sessions and the operator API share.
-pub struct Live {
-    /// The configuration served.
-    pub config: Config,
+/// What sessions and the operator API share: handles on the server's state, not its settings
+/// (each component is given the configured values it needs when it is built).
+pub(crate) struct Live {
     /// The one writer.
-    pub journal: Journal,
+    pub(crate) journal: Journal,
     /// Reads what the journal wrote (records, tree hashes), bounded by its durable head: exports,
     /// proofs and receipts.
-    pub reader: Arc<dyn LogReader>,
+    pub(crate) reader: Arc<dyn LogReader>,
     /// What the witnesses have done: `/ready`, the metrics and the checkpoint routes read it.
-    pub witnesses: Arc<Mutex<WitnessBoard>>,
+    pub(crate) witnesses: Arc<Mutex<WitnessBoard>>,
     /// Folded from every committed record, before its caller is acknowledged.
-    pub views: Arc<RwLock<Views>>,
+    pub(crate) views: Arc<RwLock<Views>>,
     /// Counted from every committed record and batch.
-    pub metrics: Arc<Mutex<Metrics>>,
+    pub(crate) metrics: Arc<Mutex<Metrics>>,
     /// Held for writing by an operator change across its check and commit; for reading by a
     /// session across a frame's step and commit, so that no handshake completes on what a change
     /// is removing (SPEC §2.3 step 7).
-    pub changes: tokio::sync::RwLock<()>,
+    pub(crate) changes: tokio::sync::RwLock<()>,
     /// Held by a session across the step that answers its challenge and that step's commit, per
     /// (patient, provider): concurrent first handshakes of one pair decide one after the other
     /// (SPEC §2.3 step 4).
     pub(crate) pairs: PairLocks,
     /// Session ids, relationship ids and nonces.
-    pub ids: Arc<dyn IdSource>,
+    pub(crate) ids: Arc<dyn IdSource>,
     /// The clock stamped on records.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// How far the server's stop has gone.
-    pub stop: Stop,
+    pub(crate) stop: Stop,
 }
 
 impl Live {
-    /// A `Live` over `journal` and `reader` with the default configuration, seeded ids and
+    /// A `Live` over `journal` and `reader` with seeded ids and
     /// `clock`, whose stop is never given (its sender is leaked, one per call): for the unit
     /// tests and fuzz targets that need the shared state without a server.
     #[cfg(any(test, feature = "test-support"))]
@@ -140,7 +138,6 @@ impl Live {
         let (never_given, never) = StopSignal::new();
         std::mem::forget(never_given);
         Self {
-            config: Config::default(),
             journal,
             reader,
             witnesses: Arc::default(),
@@ -155,7 +152,7 @@ impl Live {
     }
 
     /// The views, for reading.
-    pub fn views(&self) -> std::sync::RwLockReadGuard<'_, Views> {
+    pub(crate) fn views(&self) -> std::sync::RwLockReadGuard<'_, Views> {
         // Views are only ever changed record by record inside the lock; a panic elsewhere cannot
         // leave them half-applied, so a poisoned lock still guards consistent views.
         self.views
@@ -164,21 +161,21 @@ impl Live {
     }
 
     /// What the witnesses have done.
-    pub fn witness_board(&self) -> std::sync::MutexGuard<'_, WitnessBoard> {
+    pub(crate) fn witness_board(&self) -> std::sync::MutexGuard<'_, WitnessBoard> {
         self.witnesses
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The metrics.
-    pub fn metrics(&self) -> std::sync::MutexGuard<'_, Metrics> {
+    pub(crate) fn metrics(&self) -> std::sync::MutexGuard<'_, Metrics> {
         self.metrics
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The live sessions: queued or in a handshake.
-    pub fn active_sessions(&self) -> Vec<ActiveSession> {
+    pub(crate) fn active_sessions(&self) -> Vec<ActiveSession> {
         self.views()
             .sessions
             .live()

@@ -5,7 +5,7 @@
 //! - [`http`]: the one HTTP exchange of the handshake port, pure.
 //! - `session`: one handshake session over its WebSocket, driving the pure
 //!   [`neuron_handshake::machine::step`], event first.
-//! - [`live`]: the shared live state sessions and the operator API work on.
+//! - `live`: the shared live state sessions and the operator API work on.
 //! - [`metrics`]: the counters and histograms behind `/metrics`, fed from committed records.
 //! - `pairs`: one completing decision at a time per (patient, provider).
 //! - `refusals`: connections turned away before a session exists, summarised.
@@ -24,7 +24,7 @@ mod error;
 mod gateway;
 mod head_reads;
 pub mod http;
-pub mod live;
+pub(crate) mod live;
 pub mod metrics;
 mod options;
 mod pairs;
@@ -60,7 +60,6 @@ pub use options::{Options, StartOver};
 /// The live state the listeners share, built over the journal and views just opened, with the
 /// signals that stop them in phases; also the operator API's own stop signal.
 fn live(
-    config: Config,
     serving: start::Serving,
     reader: Arc<dyn LogReader>,
     ids: Arc<dyn IdSource>,
@@ -68,7 +67,6 @@ fn live(
 ) -> (Arc<Live>, StopSignal) {
     let (signal, stop) = StopSignal::new();
     let live = Arc::new(Live {
-        config,
         journal: serving.journal,
         reader,
         witnesses: Arc::default(),
@@ -96,6 +94,8 @@ pub struct Server {
     admin_serving: tokio::task::JoinHandle<()>,
     witnesses: Arc<witnesses::Witnesses>,
     witnessing: tokio::task::JoinHandle<()>,
+    /// `server.shutdown_grace_ms`.
+    grace: Duration,
 }
 
 impl Server {
@@ -136,11 +136,8 @@ impl Server {
         let listeners = start::bind_both(&checked, &data_dir).await?;
         serving.journal.append_all(startup).await?;
         start::settle_conflicts(&serving, options.acknowledge_rollback).await?;
-        let (live, signal) = live(config, serving, reader.clone(), options.ids, options.clock);
-        let witnesses = Arc::new(witnesses::Witnesses::new(
-            live.clone(),
-            live.witnesses.clone(),
-        ));
+        let (live, signal) = live(serving, reader.clone(), options.ids, options.clock);
+        let witnesses = Arc::new(witnesses::Witnesses::new(live.clone(), &config.audit));
         if witnesses.any() {
             // Before a handshake is served: a log rolled back since a witness last saw it is
             // refused now, not after the first interval.
@@ -152,6 +149,7 @@ impl Server {
         let refusals = Arc::new(refusals::Refusals::default());
         let gateway = Arc::new(gateway::Gateway::new(
             live.clone(),
+            &config,
             budget,
             refusals.clone(),
         ));
@@ -163,6 +161,7 @@ impl Server {
             reader,
             checked.admin_tokens,
             admin_addr,
+            &config,
         ));
         let admin_serving = tokio::spawn(operator::serve(listeners.admin, admin_state));
         info!(%addr, max_connections = budget, "listening for handshakes");
@@ -179,6 +178,7 @@ impl Server {
             admin_serving,
             witnesses,
             witnessing,
+            grace: Duration::from_millis(config.server.shutdown_grace_ms),
         })
     }
 
@@ -237,8 +237,7 @@ impl Server {
     /// # Errors
     /// [`ServerError::Log`] when the closing records cannot be written.
     pub async fn stop(self, reason: &str) -> Result<(), ServerError> {
-        let grace = Duration::from_millis(self.live.config.server.shutdown_grace_ms);
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = tokio::time::Instant::now() + self.grace;
         let stopping = self
             .live
             .journal

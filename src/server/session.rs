@@ -21,6 +21,8 @@ use tracing::warn;
 use neuron_events::event::EventData;
 use neuron_events::{Committed, Event};
 
+use crate::config::Config;
+
 use super::live::{Live, StopPhase};
 use neuron_handshake::machine::{self as handshake, Context, Effect, Input, Phase};
 use neuron_handshake::wire::ServerMessage;
@@ -28,6 +30,34 @@ use neuron_handshake::CloseCode as Close;
 
 /// A session's socket: the connection hyper upgraded (with its write timeout), speaking WebSocket.
 pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// What every session is served with, read from the configuration once, when the gateway is
+/// built.
+pub(crate) struct Terms {
+    /// `websocket.auth_timeout_ms`: from the 101 to `handshake.auth`.
+    auth_timeout: Duration,
+    /// `websocket.challenge_timeout_ms`: from the challenge to its answer.
+    challenge_timeout: Duration,
+    /// `websocket.max_payload_bytes`: a larger frame is refused with 1009.
+    max_payload_bytes: usize,
+    /// `organization.npi`, which a challenge names.
+    organization_npi: String,
+    /// `server.public_url`, the base of the provider endpoints a completion gives.
+    public_url: String,
+}
+
+impl Terms {
+    /// The terms `config` sets.
+    pub(crate) fn of(config: &Config) -> Self {
+        Self {
+            auth_timeout: Duration::from_millis(config.websocket.auth_timeout_ms),
+            challenge_timeout: Duration::from_millis(config.websocket.challenge_timeout_ms),
+            max_payload_bytes: config.websocket.max_payload_bytes,
+            organization_npi: config.organization.npi.clone(),
+            public_url: config.server.public_url.clone(),
+        }
+    }
+}
 
 /// How long a closing session waits for the client's side of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -65,18 +95,18 @@ fn violation(error: &tungstenite::Error) -> Option<Input> {
     }
 }
 
-/// Runs a session from its 101 to its end. `slot` is released when the terminal record commits.
+/// Runs a session from its 101 to its end, on `terms`. `slot` is released when the terminal
+/// record commits.
 pub(crate) async fn run(
     session: String,
     mut socket: Socket,
     slot: OwnedSemaphorePermit,
     live: Arc<Live>,
+    terms: Arc<Terms>,
 ) {
-    let websocket = &live.config.websocket;
     let mut slot = Some(slot);
     let mut phase = Phase::AwaitingAuth;
-    let mut deadline =
-        tokio::time::Instant::now() + Duration::from_millis(websocket.auth_timeout_ms);
+    let mut deadline = tokio::time::Instant::now() + terms.auth_timeout;
     let mut stopping = live.stop.clone();
     let mut cut = live.stop.clone();
     let mut closing = false;
@@ -87,12 +117,12 @@ pub(crate) async fn run(
                 Phase::Challenged(_) => Input::ChallengeTimerFired,
                 _ => Input::AuthTimerFired,
             },
-            frame = socket.next() => match input_of(frame, websocket.max_payload_bytes) {
+            frame = socket.next() => match input_of(frame, terms.max_payload_bytes) {
                 Some(input) => input,
                 None => continue,
             },
         };
-        let (transition, completed) = decide(&live, &session, &phase, input).await;
+        let (transition, completed) = decide(&live, &terms, &session, &phase, input).await;
         phase = transition.next;
         if phase == Phase::Ended {
             // The terminal record is committed: the slot is free before anything is sent.
@@ -105,8 +135,7 @@ pub(crate) async fn run(
         } = carry_out(&live, transition.effects, completed.as_ref()).await;
         closing |= closes;
         if challenge_timer {
-            deadline =
-                tokio::time::Instant::now() + Duration::from_millis(websocket.challenge_timeout_ms);
+            deadline = tokio::time::Instant::now() + terms.challenge_timeout;
         }
         if frames.is_empty() {
             continue;
@@ -129,7 +158,7 @@ pub(crate) async fn run(
                     code: Close::Abnormal.code(),
                 }
             };
-            let (ended, _) = decide(&live, &session, &phase, input).await;
+            let (ended, _) = decide(&live, &terms, &session, &phase, input).await;
             drop(slot.take());
             phase = ended.next;
             closing = false;
@@ -225,6 +254,7 @@ async fn carry_out(live: &Live, effects: Vec<Effect>, completed: Option<&Committ
 /// `connection.handshake_completed` record the transition committed, if any.
 async fn decide(
     live: &Live,
+    terms: &Terms,
     session: &str,
     phase: &Phase,
     input: Input,
@@ -250,7 +280,7 @@ async fn decide(
         ),
         _ => None,
     };
-    let mut transition = step(live, phase, input);
+    let mut transition = step(live, terms, phase, input);
     let completion = transition
         .events
         .iter()
@@ -260,7 +290,7 @@ async fn decide(
             .filter(|&index| index < committed.len())
             .map(|index| committed.swap_remove(index)),
         Err(_) => {
-            transition = step(live, phase, Input::CommitFailed);
+            transition = step(live, terms, phase, Input::CommitFailed);
             None
         }
     };
@@ -314,7 +344,7 @@ async fn make_receipt(live: &Live, record: &Committed) -> Option<String> {
     }
 }
 
-fn step(live: &Live, phase: &Phase, input: Input) -> handshake::Transition {
+fn step(live: &Live, terms: &Terms, phase: &Phase, input: Input) -> handshake::Transition {
     let needs_fresh_values = matches!(input, Input::Text(_));
     let (nonce, new_relationship_id) = if needs_fresh_values {
         (live.ids.nonce(), live.ids.relationship_id())
@@ -326,8 +356,8 @@ fn step(live: &Live, phase: &Phase, input: Input) -> handshake::Transition {
         now: live.clock.now(),
         nonce,
         new_relationship_id,
-        organization_npi: &live.config.organization.npi,
-        public_url: &live.config.server.public_url,
+        organization_npi: &terms.organization_npi,
+        public_url: &terms.public_url,
         providers: &views.providers,
         relationships: &views.relationships,
     };

@@ -24,6 +24,8 @@ use neuron_events::store::Nodes;
 use neuron_events::tree;
 use neuron_events::Event;
 
+use crate::config::Audit;
+
 use super::live::{Live, StopPhase};
 use super::witness_board::{WitnessBoard, WitnessState};
 
@@ -67,6 +69,8 @@ pub(crate) struct Witnesses {
     quorum: usize,
     client: reqwest::Client,
     board: Arc<Mutex<WitnessBoard>>,
+    /// `audit.witness_interval_ms`: how often the latest checkpoint is sent.
+    interval: Duration,
     /// Conflicts already recorded, as (witness, its size): each is recorded once.
     recorded: Mutex<BTreeSet<(String, u64)>>,
     /// Witnesses whose conflict an operator acknowledged: their refusals of the continued log are
@@ -75,9 +79,10 @@ pub(crate) struct Witnesses {
 }
 
 impl Witnesses {
-    /// The witnesses of `live`'s configuration, starting from what the log says they cosigned.
-    pub(crate) fn new(live: Arc<Live>, board: Arc<Mutex<WitnessBoard>>) -> Self {
-        let audit = &live.config.audit;
+    /// The witnesses `audit` lists, starting from what the log says they cosigned; what they do
+    /// is shown on `live`'s witness board.
+    pub(crate) fn new(live: Arc<Live>, audit: &Audit) -> Self {
+        let board = live.witnesses.clone();
         let list: Vec<Witness> = audit
             .witnesses
             .iter()
@@ -124,6 +129,7 @@ impl Witnesses {
             quorum,
             client,
             board,
+            interval: Duration::from_millis(audit.witness_interval_ms),
             recorded: Mutex::default(),
             acknowledged,
         }
@@ -136,7 +142,7 @@ impl Witnesses {
 
     /// Sends the latest checkpoint to every witness, every interval, until the stop begins.
     pub(crate) async fn run(self: Arc<Self>) {
-        let interval = Duration::from_millis(self.live.config.audit.witness_interval_ms);
+        let interval = self.interval;
         let mut stopping = self.live.stop.clone();
         loop {
             tokio::select! {
