@@ -66,7 +66,17 @@ pub(crate) fn vkey_argument(what: &'static str, given: &str) -> Result<VerifierK
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
-    let text = if args.file.as_os_str() == "-" {
+    let text = read_receipt(&args.file)?;
+    let policy = policy_of(&args)?;
+    let checked = Receipt::parse(&text).and_then(|receipt| receipt::check(&receipt, &policy));
+    let (text, outcome) = answer(&checked, args.format, &policy);
+    super::verify::print_all(&text)?;
+    Ok(outcome)
+}
+
+/// The receipt's text, from `file` or from standard input (`-`).
+fn read_receipt(file: &std::path::Path) -> Result<String, Unusable> {
+    if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text).map_err(
             |error| Unusable::Read {
@@ -74,21 +84,24 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
                 reason: error.to_string(),
             },
         )?;
-        text
-    } else {
-        std::fs::read_to_string(&args.file).map_err(|error| Unusable::Read {
-            path: args.file.display().to_string(),
-            reason: error.to_string(),
-        })?
-    };
+        return Ok(text);
+    }
+    std::fs::read_to_string(file).map_err(|error| Unusable::Read {
+        path: file.display().to_string(),
+        reason: error.to_string(),
+    })
+}
+
+/// What a receipt must satisfy, as the arguments say: the log's key, the witnesses' keys and
+/// the quorum of them (all by default), checked against this machine's clock.
+fn policy_of(args: &Args) -> Result<Policy, Unusable> {
     let log = vkey_argument("--log-key", &args.log_key)?;
     if log.signature_type != ED25519 {
         return Err(Unusable::Key {
             what: "--log-key",
             given: args.log_key.clone(),
             reason: "not a log key (signature type 0x01)".into(),
-        }
-        .into());
+        });
     }
     let witnesses = args
         .witness
@@ -110,10 +123,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         return Err(Unusable::Quorum {
             quorum,
             witnesses: witnesses.len(),
-        }
-        .into());
+        });
     }
-    let policy = Policy {
+    Ok(Policy {
         log,
         witnesses,
         quorum,
@@ -121,10 +133,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|since| since.as_secs())
             .unwrap_or_default(),
-    };
-    let checked = Receipt::parse(&text).and_then(|receipt| receipt::check(&receipt, &policy));
-    let (text, outcome) = match (&checked, args.format) {
-        (Ok(proven), OutputFormat::Table) => (proven_text(proven, &policy), Outcome::Done),
+    })
+}
+
+/// The answer to print, and the exit it makes: what a valid receipt proves, or why it is not.
+fn answer(
+    checked: &Result<receipt::Proven, receipt::ReceiptError>,
+    format: OutputFormat,
+    policy: &Policy,
+) -> (String, Outcome) {
+    match (checked, format) {
+        (Ok(proven), OutputFormat::Table) => (proven_text(proven, policy), Outcome::Done),
         (Err(error), OutputFormat::Table) => (
             format!(
                 "INVALID: {}\n",
@@ -156,9 +175,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             ),
             Outcome::Found,
         ),
-    };
-    super::verify::print_all(&text)?;
-    Ok(outcome)
+    }
 }
 
 /// What a valid receipt proves, in words.

@@ -317,21 +317,6 @@ fn find_in_store(
     search: &Search<'_>,
 ) -> Result<(Followed, Vec<u64>), InvestigateError> {
     use std::hash::BuildHasher;
-    enum Item {
-        /// A record that may belong in the timeline, with the session and the relationship it
-        /// teaches (when it names the subject).
-        Matched {
-            seq: u64,
-            session: Option<String>,
-            relationship: Option<String>,
-        },
-        Undecodable(neuron_events::export::Undecodable),
-        /// Any other record of a session.
-        Other {
-            seq: u64,
-            session: u64,
-        },
-    }
     let hasher = std::collections::hash_map::RandomState::new();
     let mut followed = Followed::default();
     let mut matched: Vec<u64> = Vec::new();
@@ -339,35 +324,9 @@ fn find_in_store(
     let mut failure = None;
     neuron_events::export::scan_parallel(
         log,
-        |seq, bytes, items| {
-            let session = envelope_session(bytes);
-            if search.may_teach(bytes)
-                // An id written with escapes other than ours is decoded to be sure.
-                || session.is_some_and(|session| session.contains(&b'\\'))
-            {
-                items.push(match Record::decode(bytes) {
-                    Ok(record) => {
-                        let (session, relationship) = learned(&record, search.subject);
-                        Item::Matched {
-                            seq,
-                            session,
-                            relationship,
-                        }
-                    }
-                    Err(error) => Item::Undecodable(not_a_record(seq, error)),
-                });
-            } else if let Err(error) = neuron_events::record::check(bytes) {
-                // Passed over, but never without knowing it is a record.
-                items.push(Item::Undecodable(not_a_record(seq, error)));
-            } else if let Some(session) = session {
-                items.push(Item::Other {
-                    seq,
-                    session: hasher.hash_one(session),
-                });
-            }
-        },
+        |seq, bytes, items| items.extend(passed_over(seq, bytes, search, &hasher)),
         |item| match item {
-            Item::Matched {
+            Passed::Matched {
                 seq,
                 session,
                 relationship,
@@ -376,10 +335,10 @@ fn find_in_store(
                 followed.relationships.extend(relationship);
                 matched.push(seq);
             }
-            Item::Undecodable(undecodable) => {
+            Passed::Undecodable(undecodable) => {
                 failure.get_or_insert(undecodable);
             }
-            Item::Other { seq, session } => others.push((seq, session)),
+            Passed::Other { seq, session } => others.push((seq, session)),
         },
     )
     .map_err(|error| InvestigateError::Unreadable {
@@ -402,6 +361,58 @@ fn find_in_store(
         .collect();
     seqs.sort_unstable();
     Ok((followed, seqs))
+}
+
+/// What the first pass keeps of a stored record.
+enum Passed {
+    /// A record that may belong in the timeline, with the session and the relationship it
+    /// teaches (when it names the subject).
+    Matched {
+        seq: u64,
+        session: Option<String>,
+        relationship: Option<String>,
+    },
+    Undecodable(neuron_events::export::Undecodable),
+    /// Any other record of a session: its seq and a hash of its session id.
+    Other {
+        seq: u64,
+        session: u64,
+    },
+}
+
+/// What the first pass keeps of the record `seq`: decoded when it may name the subject, else
+/// only checked to be a record, and its session's hash kept; nothing for a record of no session.
+fn passed_over(
+    seq: u64,
+    bytes: &[u8],
+    search: &Search<'_>,
+    hasher: &impl std::hash::BuildHasher,
+) -> Option<Passed> {
+    let session = envelope_session(bytes);
+    if search.may_teach(bytes)
+        // An id written with escapes other than ours is decoded to be sure.
+        || session.is_some_and(|session| session.contains(&b'\\'))
+    {
+        return Some(match Record::decode(bytes) {
+            Ok(record) => {
+                let (session, relationship) = learned(&record, search.subject);
+                Passed::Matched {
+                    seq,
+                    session,
+                    relationship,
+                }
+            }
+            Err(error) => Passed::Undecodable(not_a_record(seq, error)),
+        });
+    }
+    if let Err(error) = neuron_events::record::check(bytes) {
+        // Passed over, but never without knowing it is a record.
+        return Some(Passed::Undecodable(not_a_record(seq, error)));
+    }
+    session.map(|session| Passed::Other {
+        seq,
+        session: hasher.hash_one(session),
+    })
 }
 
 /// A stored record that does not decode, named by its seq.

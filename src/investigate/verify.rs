@@ -4,8 +4,18 @@ use neuron_events::Report;
 
 use super::{safe, Source};
 
-/// The human report of a verification.
+/// The human report of a verification: what was read, the evidence it holds, what it does not
+/// vouch for, and the result.
 pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
+    let mut text = what_was_read(source, report);
+    text.push_str(&evidence(report, trusted));
+    text.push_str(&reservations(report));
+    text.push_str(&result(report));
+    text
+}
+
+/// The log, how many records, its head, and the head it acknowledged.
+fn what_was_read(source: &Source, report: &Report) -> String {
     let mut text = format!(
         "log:             {}\nrecords checked: {}\n",
         safe(&source.describe()),
@@ -31,7 +41,12 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
             }
         ));
     }
-    text.push_str(&format!(
+    text
+}
+
+/// The tree rebuilt and the last checkpoint.
+fn evidence(report: &Report, trusted: bool) -> String {
+    let mut text = format!(
         "merkle tree:     {} leaves, root {} ({})\n",
         report.tree.size,
         report.tree.root,
@@ -42,7 +57,7 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
                 "rebuilt; the store predates the tree, which the server adds at its next start"
             }
         }
-    ));
+    );
     match &report.last_checkpoint {
         Some(checkpoint) => text.push_str(&format!(
             "last checkpoint: seq {} covering up to seq {}, signed by {}{}\n",
@@ -57,6 +72,13 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
         )),
         None => text.push_str("last checkpoint: none\n"),
     }
+    text
+}
+
+/// What the log holds that no checkpoint vouches for, the rollbacks acknowledged, and the
+/// anomalies.
+fn reservations(report: &Report) -> String {
+    let mut text = String::new();
     if let Some(tail) = &report.unsigned_tail {
         text.push_str(&format!(
             "unsigned tail:   {tail} signed by no trusted checkpoint (accepted: --allow-unsigned-tail)\n"
@@ -78,14 +100,19 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
             safe(&anomaly.describe())
         ));
     }
+    text
+}
+
+/// The verdict.
+fn result(report: &Report) -> String {
     match &report.problem {
-        None if !report.anomalies.is_empty() => text.push_str(&format!(
+        None if !report.anomalies.is_empty() => format!(
             "result:          INTACT, with {} anomal{} (the chain holds; the records break a promise of the Neuron's)\n",
             report.anomalies.len(),
             if report.anomalies.len() == 1 { "y" } else { "ies" }
-        )),
-        None => text.push_str("result:          INTACT\n"),
-        Some(problem) => text.push_str(&format!(
+        ),
+        None => "result:          INTACT\n".to_string(),
+        Some(problem) => format!(
             "result:          NOT INTACT at seq {}{}{}: {}\n",
             problem.seq,
             problem
@@ -98,7 +125,6 @@ pub fn report_text(source: &Source, report: &Report, trusted: bool) -> String {
                 .map(|line| format!(", line {line}"))
                 .unwrap_or_default(),
             safe(&problem.fault.describe())
-        )),
+        ),
     }
-    text
 }

@@ -94,16 +94,7 @@ pub(in crate::server) fn open_store(
     if config.storage.backend == Backend::Sled {
         decision = lost(log.as_ref(), head.seq, &place)?;
     }
-    // What a restore into this directory left when it was killed midway (its lock no longer held)
-    // would otherwise stay beside it for ever.
-    match crate::restore::remove_abandoned_staging(data_dir) {
-        Ok(removed) => {
-            for path in removed {
-                warn!(path = %path.display(), "removed the staging folder of a restore that was stopped midway");
-            }
-        }
-        Err(error) => warn!(%error, "could not remove a staging folder a stopped restore left"),
-    }
+    remove_abandoned_restores(data_dir);
     let key = match key {
         Some(key) => key,
         None => NeuronKey::load_or_create(data_dir)?.0,
@@ -117,6 +108,19 @@ pub(in crate::server) fn open_store(
         reader,
         decision,
     })
+}
+
+/// Removes what a restore into `data_dir` left when it was killed midway (its lock no longer
+/// held), which would otherwise stay beside it for ever; said in the server's log.
+fn remove_abandoned_restores(data_dir: &std::path::Path) {
+    match crate::restore::remove_abandoned_staging(data_dir) {
+        Ok(removed) => {
+            for path in removed {
+                warn!(path = %path.display(), "removed the staging folder of a restore that was stopped midway");
+            }
+        }
+        Err(error) => warn!(%error, "could not remove a staging folder a stopped restore left"),
+    }
 }
 
 /// A part of the data directory that is gone while the other is there.
