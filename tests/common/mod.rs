@@ -176,3 +176,32 @@ pub(crate) async fn get(
     };
     (status, body)
 }
+
+/// `count` consecutive loopback ports free now, for servers that take their ports from a base
+/// (PostgreSQL nodes, etcd). Looked for below the kernel's ephemeral range, where no outgoing
+/// connection takes one between this probe and the servers' binds (a machine that just made
+/// tens of thousands of connections holds much of that range in TIME_WAIT).
+pub(crate) fn consecutive_free_ports(count: u16) -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(count).max(10_001));
+    // Spread the tries over the range, differently in each process, so that test binaries
+    // running at once rarely probe the same ports.
+    let mut next = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::from(since.subsec_nanos()));
+    for _ in 0..1000 {
+        next = next.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let base = low + ((next >> 33) % u64::from(high - low)) as u16;
+        let held: Vec<_> = (0..count)
+            .map(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)))
+            .collect();
+        if held.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no {count} consecutive free loopback ports between {low} and {high}");
+}

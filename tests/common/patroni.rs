@@ -2,7 +2,6 @@
 //! docs/patroni/node.yml, on loopback ports this process picked, in a temporary directory, as the
 //! user `postgres`. Stopped when dropped.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
@@ -20,24 +19,6 @@ pub(crate) struct Patroni {
     bin: String,
     /// etcd's port; node N's PostgreSQL listens on `base + 2 + N`.
     pub(crate) base: u16,
-}
-
-/// `PORTS` consecutive loopback ports free now.
-fn free_ports() -> u16 {
-    for _ in 0..100 {
-        let first = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = first.local_addr().unwrap().port();
-        if base > u16::MAX - PORTS {
-            continue;
-        }
-        let rest: Vec<_> = (1..PORTS)
-            .map(|offset| TcpListener::bind(("127.0.0.1", base + offset)))
-            .collect();
-        if rest.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no {PORTS} consecutive free loopback ports");
 }
 
 impl Patroni {
@@ -68,7 +49,7 @@ impl Patroni {
                 .prefix("neuron-patroni-")
                 .tempdir()
                 .unwrap();
-            let base = free_ports();
+            let base = super::consecutive_free_ports(PORTS);
             let output = Command::new(SCRIPT)
                 .args(["start", dir.path().to_str().unwrap(), &base.to_string()])
                 .env("PATRONI_BIN", &bin)

@@ -2,7 +2,6 @@
 //! `scripts/pg-cluster.sh`: a primary and two synchronous standbys on loopback ports this process
 //! picked, in a temporary directory, as the user `postgres`. Stopped when dropped.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,24 +15,6 @@ pub(crate) struct Cluster {
     pub(crate) base: u16,
     /// The port of the primary now (another after a promotion).
     pub(crate) primary: u16,
-}
-
-/// Three consecutive loopback ports free now.
-fn free_ports() -> u16 {
-    for _ in 0..100 {
-        let first = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = first.local_addr().unwrap().port();
-        if base > u16::MAX - 3 {
-            continue;
-        }
-        let rest: Vec<_> = (1..3)
-            .map(|offset| TcpListener::bind(("127.0.0.1", base + offset)))
-            .collect();
-        if rest.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no three consecutive free loopback ports");
 }
 
 impl Cluster {
@@ -56,7 +37,7 @@ impl Cluster {
                 .prefix("neuron-pg-")
                 .tempdir()
                 .unwrap();
-            let base = free_ports();
+            let base = super::consecutive_free_ports(3);
             let output = Command::new(SCRIPT)
                 .args(["start", dir.path().to_str().unwrap(), &base.to_string()])
                 .output()
