@@ -164,20 +164,15 @@ async fn checkpoints_come_every_n_records_and_on_request() -> Result<(), Error> 
     Ok(())
 }
 
-/// A store that fails its n-th append.
-struct FailingLog {
+/// A store that asks `before_append` before each append: to fail it, or to hold it.
+struct HookedLog {
     inner: MemoryLog,
-    appends_before_failure: usize,
+    before_append: Box<dyn FnMut() -> Result<(), Error> + Send + Sync>,
 }
 
-impl Log for FailingLog {
+impl Log for HookedLog {
     fn append(&mut self, records: &[Appended]) -> Result<(), Error> {
-        if self.appends_before_failure == 0 {
-            return Err(Error::Corrupt {
-                reason: "disk full".into(),
-            });
-        }
-        self.appends_before_failure -= 1;
+        (self.before_append)()?;
         self.inner.append(records)
     }
     fn read(
@@ -212,16 +207,27 @@ impl Log for FailingLog {
     }
 }
 
+/// A store that fails its appends after the first `appends_before_failure`.
+fn failing_log(inner: MemoryLog, appends_before_failure: usize) -> HookedLog {
+    let mut left = appends_before_failure;
+    HookedLog {
+        inner,
+        before_append: Box::new(move || {
+            if left == 0 {
+                return Err(Error::Corrupt {
+                    reason: "disk full".into(),
+                });
+            }
+            left -= 1;
+            Ok(())
+        }),
+    }
+}
+
 #[tokio::test]
 async fn a_failed_batch_fails_its_callers_and_nothing_is_written_after_it() -> Result<(), Error> {
     let memory = MemoryLog::new();
-    let (journal, seen) = start(
-        Box::new(FailingLog {
-            inner: memory.clone(),
-            appends_before_failure: 2,
-        }),
-        1000,
-    )?;
+    let (journal, seen) = start(Box::new(failing_log(memory.clone(), 2)), 1000)?;
     journal.append(promoted(1, 1)).await?;
     journal.append(promoted(1, 2)).await?;
     let failed = journal.append(promoted(1, 3)).await;
@@ -423,5 +429,101 @@ async fn a_clock_behind_the_log_is_recorded_and_records_then_carry_it() -> Resul
     assert_eq!(signed.upto, 5, "the checkpoint covers the step before it");
     let report = verify_log(&log, &VerifyOptions::default())?;
     assert!(report.is_intact(), "{report:?}");
+    Ok(())
+}
+
+/// A store whose first append waits until the test opens its gate (telling `entered` when it
+/// has begun), so that requests pile up behind the writer meanwhile.
+fn gated_log(
+    entered: std::sync::mpsc::Sender<()>,
+    gate: std::sync::mpsc::Receiver<()>,
+) -> HookedLog {
+    // In a mutex: a `Log` is shared between threads, a receiver cannot be.
+    let mut first = Some((entered, Mutex::new(gate)));
+    HookedLog {
+        inner: MemoryLog::new(),
+        before_append: Box::new(move || {
+            if let Some((entered, gate)) = first.take() {
+                let _ = entered.send(());
+                let _ = gate.lock().map(|gate| gate.recv());
+            }
+            Ok(())
+        }),
+    }
+}
+
+#[tokio::test]
+async fn a_burst_is_written_in_bounded_batches_and_no_callers_events_are_split() -> Result<(), Error>
+{
+    let (entered, has_entered) = std::sync::mpsc::channel();
+    let (open, gate) = std::sync::mpsc::channel();
+    let log = gated_log(entered, gate);
+    let seen: Batches = Arc::default();
+    let observer_seen = seen.clone();
+    let journal = Journal::start(
+        Box::new(log),
+        Arc::new(neuron_key()),
+        Arc::new(fixed_clock()),
+        JournalOptions {
+            checkpoint_every: 1_000_000,
+            max_batch_events: 4,
+            ..JournalOptions::default()
+        },
+        Box::new(move |records: &[Record], report: &BatchReport| {
+            let seqs = records.iter().map(|record| record.seq).collect();
+            observer_seen.lock().unwrap().push((seqs, report.requests));
+        }),
+    )?;
+    // The first append holds the writer; everything after it waits in order.
+    let first = tokio::spawn({
+        let journal = journal.clone();
+        async move { journal.append(promoted(0, 0)).await }
+    });
+    tokio::task::spawn_blocking(move || has_entered.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut waiting = Vec::new();
+    for single in 1..=5 {
+        let journal = journal.clone();
+        waiting.push(tokio::spawn(async move {
+            journal.append_all(vec![promoted(single, 0)]).await
+        }));
+        // Each request is handed over before the next is made (this runtime has one thread).
+        tokio::task::yield_now().await;
+    }
+    let six: Vec<Event> = (0..6).map(|round| promoted(6, round)).collect();
+    let journal_for_six = journal.clone();
+    waiting.push(tokio::spawn(async move {
+        journal_for_six.append_all(six).await
+    }));
+    tokio::task::yield_now().await;
+    for single in 7..=9 {
+        let journal = journal.clone();
+        waiting.push(tokio::spawn(async move {
+            journal.append_all(vec![promoted(single, 0)]).await
+        }));
+        tokio::task::yield_now().await;
+    }
+    open.send(()).unwrap();
+    first.await.unwrap()?;
+    let mut committed = Vec::new();
+    for request in waiting {
+        committed.push(request.await.unwrap()?);
+    }
+    // The six events of one caller are consecutive.
+    let six_seqs: Vec<u64> = committed[5].iter().map(|record| record.seq).collect();
+    assert_eq!(six_seqs, (7..=12).collect::<Vec<u64>>());
+    // After the first: four requests of one event (the cap), then one more and the six together
+    // (a caller is taken whole while the batch is under the cap), then the last three.
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        &[
+            (vec![1], 1),
+            (vec![2, 3, 4, 5], 4),
+            ((6..=12).collect(), 2),
+            (vec![13, 14, 15], 3),
+        ]
+    );
     Ok(())
 }
