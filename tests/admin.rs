@@ -1005,7 +1005,31 @@ async fn the_operator_listener_answers_until_the_log_is_closed_then_closes() {
         matches!(&answered, Some((503, body)) if body.contains("the server is stopping")),
         "{answered:?}"
     );
+    // A change now would land after the final checkpoint, signed by none: it is refused.
+    let operator = Operator { addr, token: None };
+    let refused = operator
+        .post(
+            "/v1/providers",
+            json!({"npi": OTHER_PROVIDER, "name": "Dr. Too Late"}),
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.json()["error"]["code"].clone()),
+        (503, json!("not_ready")),
+        "{:?}",
+        refused.bytes
+    );
     stopping.await.unwrap().unwrap();
+    let records = common::records(dir.path());
+    assert!(!records.contains("Dr. Too Late"), "{records}");
+    assert!(
+        records
+            .trim_end()
+            .lines()
+            .last()
+            .is_some_and(|last| last.contains("\"kind\":\"log.checkpoint\"")),
+        "a stopped server's log ends with its final checkpoint: {records}"
+    );
     // Once the log is closed the listener is gone, and so are the connections it kept.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     assert_eq!(ready_on(&mut during_the_stop, addr).await, None);

@@ -11,6 +11,8 @@ use neuron_projections::relationships::Standing;
 
 use neuron_handshake::npi;
 
+use crate::server::live::StopPhase;
+
 use super::errors::{json_reply, Answer, ApiError, Code};
 use super::reads::{relationship, relationship_not_found};
 use super::request::{text_field, Call};
@@ -33,12 +35,28 @@ struct NewProvider {
     name: Option<Value>,
 }
 
+/// The change lock: one change at a time, and none once the stop has cut. The stop takes the lock
+/// to cut, so a change either commits before the closing records and the final checkpoint, which
+/// then cover it, or is refused (503): never recorded after them, signed by nothing (SPEC §2.6).
+async fn one_change_at_a_time(
+    state: &OperatorState,
+) -> Result<tokio::sync::RwLockWriteGuard<'_, ()>, ApiError> {
+    let lock = state.live.changes.write().await;
+    if state.live.stop.has_reached(StopPhase::Cut) {
+        return Err(ApiError::new(
+            Code::NotReady,
+            "the server is stopping: its log takes no more changes",
+        ));
+    }
+    Ok(lock)
+}
+
 pub(super) async fn terminate(call: &Call<'_>, id: &str) -> Answer {
     let body: Termination = call.body()?;
     let provider_npi = text_field(body.provider_npi.as_ref(), "provider_npi")?;
     let reason = text_field(body.reason.as_ref(), "reason")?;
     let state = call.state;
-    let one_change_at_a_time = state.live.changes.write().await;
+    let one_change_at_a_time = one_change_at_a_time(state).await?;
     {
         let views = state.views();
         let relationship = views
@@ -112,7 +130,7 @@ pub(super) async fn add_provider(call: &Call<'_>) -> Answer {
         ));
     }
     let state = call.state;
-    let _one_change_at_a_time = state.live.changes.write().await;
+    let _one_change_at_a_time = one_change_at_a_time(state).await?;
     if state.views().providers.is_registered(&npi) {
         return Err(ApiError::new(
             Code::ProviderExists,
@@ -134,7 +152,7 @@ pub(super) async fn add_provider(call: &Call<'_>) -> Answer {
 
 pub(super) async fn remove_provider(call: &Call<'_>, npi: &str) -> Answer {
     let state = call.state;
-    let _one_change_at_a_time = state.live.changes.write().await;
+    let _one_change_at_a_time = one_change_at_a_time(state).await?;
     let name = match state.views().providers.get(npi) {
         Some(provider) if provider.registered => provider.name.clone(),
         _ => return Err(provider_not_found(npi)),

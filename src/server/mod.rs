@@ -267,7 +267,12 @@ impl Server {
             // Every wait on a client ends at the cut; what remains is committing records.
             let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
         }
-        self.signal.advance(StopPhase::Cut);
+        {
+            // Cut under the change lock: an operator change in flight commits first (the final
+            // checkpoint covers it), any later one sees the cut and is refused.
+            let _no_more_changes = self.live.changes.write().await;
+            self.signal.advance(StopPhase::Cut);
+        }
         self.summaries.abort();
         self.witnessing.abort();
         let closed = async {
