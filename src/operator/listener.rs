@@ -70,7 +70,9 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<Operator
                     () = closed.reached(StopPhase::Closed) => {
                         // The request being answered is finished, an idle connection closes.
                         connection.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(CLOSING, connection.as_mut()).await;
+                        if tokio::time::timeout(CLOSING, connection.as_mut()).await.is_err() {
+                            warn!("an operator connection still open after the log was closed: cut off");
+                        }
                     }
                 }
                 drop(place);
@@ -80,16 +82,12 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<Operator
     .await;
     drop(listener);
     tasks.close();
-    if tokio::time::timeout(CLOSING, tasks.wait()).await.is_err() {
-        warn!(
-            open = tasks.len(),
-            "operator connections still open after the log was closed: cut off"
-        );
-    }
+    // Each connection ends within `CLOSING` of the log's close.
+    tasks.wait().await;
 }
 
 /// How long the operator's connections may take to finish their request once the log is closed.
-pub(crate) const CLOSING: std::time::Duration = std::time::Duration::from_secs(1);
+const CLOSING: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The answer to a connection past `admin.max_connections`.
 pub(super) const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 94\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{\"error\":{\"code\":\"busy\",\"message\":\"too many connections to the operator listener; try again\"}}";

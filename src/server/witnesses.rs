@@ -27,7 +27,7 @@ use neuron_events::Event;
 use crate::config::Audit;
 
 use super::live::{Live, StopPhase};
-use super::witness_board::{WitnessBoard, WitnessState};
+use super::witness_board::WitnessState;
 
 /// The content type of a 409's body: the witness's latest cosigned size.
 const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
@@ -68,7 +68,6 @@ pub(crate) struct Witnesses {
     list: Vec<Witness>,
     quorum: usize,
     client: reqwest::Client,
-    board: Arc<Mutex<WitnessBoard>>,
     /// `audit.witness_interval_ms`: how often the latest checkpoint is sent.
     interval: Duration,
     /// Conflicts already recorded, as (witness, its size): each is recorded once.
@@ -82,7 +81,6 @@ impl Witnesses {
     /// The witnesses `audit` lists, starting from what the log says they cosigned; what they do
     /// is shown on `live`'s witness board.
     pub(crate) fn new(live: Arc<Live>, audit: &Audit) -> Self {
-        let board = live.witnesses.clone();
         let list: Vec<Witness> = audit
             .witnesses
             .iter()
@@ -122,13 +120,12 @@ impl Witnesses {
                 .collect();
             (states, views.witnesses.acknowledged_witnesses().clone())
         };
-        lock(&board).witnesses = states;
+        live.witness_board().witnesses = states;
         Self {
             live,
             list,
             quorum,
             client,
-            board,
             interval: Duration::from_millis(audit.witness_interval_ms),
             recorded: Mutex::default(),
             acknowledged,
@@ -180,7 +177,7 @@ impl Witnesses {
                 }
                 Outcome::Failed(reason) => {
                     warn!(witness = %witness.name, %reason, "the witness did not cosign the checkpoint");
-                    let mut board = lock(&self.board);
+                    let mut board = self.live.witness_board();
                     board.counts.entry(witness.name.clone()).or_default().1 += 1;
                     if let Some(state) = board.witnesses.get_mut(index) {
                         state.last_failure = Some(reason);
@@ -192,10 +189,10 @@ impl Witnesses {
         if lines.len() >= self.quorum && self.quorum > 0 {
             if let Ok(mut note) = Note::parse(&checkpoint.note) {
                 note.signatures.extend(lines);
-                lock(&self.board).witnessed = Some((checkpoint.size, note.to_text()));
+                self.live.witness_board().witnessed = Some((checkpoint.size, note.to_text()));
             }
         }
-        lock(&self.board).conflict.clone()
+        self.live.witness_board().conflict.clone()
     }
 
     /// One witness's answer to the checkpoint, with one resubmission from the size a 409 names.
@@ -205,7 +202,9 @@ impl Witnesses {
         witness: &Witness,
         checkpoint: &SignedCheckpoint,
     ) -> Outcome {
-        let known = lock(&self.board)
+        let known = self
+            .live
+            .witness_board()
             .witnesses
             .get(index)
             .map_or(0, |state| state.cosigned_size);
@@ -350,7 +349,7 @@ impl Witnesses {
             return;
         }
         info!(witness = %witness.name, size = checkpoint.size, "cosigned");
-        let mut board = lock(&self.board);
+        let mut board = self.live.witness_board();
         board.counts.entry(witness.name.clone()).or_default().0 += 1;
         if let Some(state) = board.witnesses.get_mut(index) {
             state.cosigned_size = checkpoint.size;
@@ -381,7 +380,7 @@ impl Witnesses {
         if let Err(error) = self.live.journal.hold_signing(reason.clone()).await {
             warn!(%error, "could not stop checkpoint signing");
         }
-        lock(&self.board).conflict = Some(reason);
+        self.live.witness_board().conflict = Some(reason);
     }
 }
 
